@@ -1,0 +1,92 @@
+"""The aiohttp application: typed state, lifecycles, graceful shutdown.
+
+``create_app(settings)`` builds everything from validated settings and reads
+nothing else (no environment, no files but the ones settings name). The
+lifecycles run in ``cleanup_ctx`` order and unwind in reverse:
+
+1. local agents (``--demo``): spawn tmux + ttyd in a private folder;
+2. the fleet: one :class:`~gateway.hub.Hub` per agent, connected upstream.
+
+On shutdown every open WebSocket is closed with 1001 (going away) first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import WSCloseCode, web
+
+from . import routes
+from .appkeys import FLEET, LOCAL_AGENTS, SETTINGS, SOCKETS
+from .config import Settings
+from .hub import Fleet, Hub
+from .local import LocalAgent, find_ttyd
+from .upstream import Target
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway application for ``settings``."""
+    app = web.Application(middlewares=[routes.error_middleware])
+    app[SETTINGS] = settings
+    app[FLEET] = Fleet()
+    app[LOCAL_AGENTS] = []
+    app[SOCKETS] = set()
+    app.cleanup_ctx.append(_local_agents)
+    app.cleanup_ctx.append(_fleet)
+    app.on_shutdown.append(_close_sockets)
+    routes.setup(app)
+    return app
+
+
+def demo_agents(workdir: Path) -> list[LocalAgent]:
+    """The two embedded demo agents: a shell, and a busy fake coding agent."""
+    ttyd_binary = find_ttyd(workdir)
+    return [
+        LocalAgent("shell", ["bash", "--noprofile", "--norc", "-i"], workdir, ttyd_binary),
+        LocalAgent(
+            "busy-agent", [sys.executable, "-m", "gateway.demo_agent"], workdir, ttyd_binary
+        ),
+    ]
+
+
+async def _local_agents(app: web.Application) -> AsyncIterator[None]:
+    if not app[SETTINGS].demo:
+        yield
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
+    agents = app[LOCAL_AGENTS]
+    try:
+        for agent in demo_agents(workdir):
+            await agent.start()
+            agents.append(agent)
+        yield
+    finally:
+        for agent in agents:
+            await agent.aclose()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _fleet(app: web.Application) -> AsyncIterator[None]:
+    fleet = app[FLEET]
+    for agent in app[SETTINGS].agents:
+        fleet.add(Hub(agent.id, agent.target(), columns=agent.columns, rows=agent.rows))
+    for local in app[LOCAL_AGENTS]:
+        fleet.add(Hub(local.name, Target(local.url), columns=local.columns, rows=local.rows))
+    await fleet.start()
+    try:
+        yield
+    finally:
+        await fleet.aclose(WSCloseCode.GOING_AWAY)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets = app[SOCKETS]
+    for ws in [*sockets]:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

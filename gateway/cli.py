@@ -1,0 +1,89 @@
+"""The command line: ``gateway serve``.
+
+Only argument parsing and process setup live here; everything else is in
+:mod:`gateway.config` and :mod:`gateway.app`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from . import __version__, config
+from .app import create_app
+from .errors import ConfigError, GatewayError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("GATEWAY_CONFIG") or None,
+        help="TOML config file (default: $GATEWAY_CONFIG)",
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="also spawn two local demo agents (ttyd + tmux)"
+    )
+    serve.add_argument("--listen", help="HOST:PORT to listen on, overriding the config")
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    if args.config is not None:
+        settings = config.load(args.config, demo=args.demo)
+    elif args.demo:
+        settings = config.Settings(demo=True)
+    else:
+        raise ConfigError("nothing to serve: give --config FILE (or $GATEWAY_CONFIG) or --demo")
+    if args.listen:
+        host, port = config.parse_listen(args.listen)
+        origin = settings.public_origin
+        if args.config is None:
+            origin = config.check_origin(f"http://{args.listen}", "--listen")
+        settings = dataclasses.replace(settings, host=host, port=port, public_origin=origin)
+        config.check_exposure(settings)
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = _settings(args)
+        app = create_app(settings)
+    except GatewayError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+
+    def announce(_: str) -> None:
+        base = settings.public_origin
+        print(f"gateway {__version__} listening on http://{settings.listen}", flush=True)
+        if settings.demo:
+            print(f"demo agents: {base}/agents/shell/  {base}/agents/busy-agent/", flush=True)
+        print("press Ctrl-C to stop", flush=True)
+
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=announce)
+    except GatewayError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"gateway: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr
+        )
+        return 1
+    return 0

@@ -1,0 +1,220 @@
+"""Settings, loaded once at start from a TOML file and validated strictly.
+
+Every problem is a :class:`~gateway.errors.ConfigError` with a one-line
+message naming the key; unknown keys are errors, not silently ignored. Paths
+are relative to the config file's folder. Secrets are :class:`Secret`, whose
+repr never shows the value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import ttyd
+from .errors import ConfigError
+from .upstream import Target
+
+AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+class Secret:
+    """A string that does not show itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """A statically configured agent."""
+
+    id: str
+    url: str
+    credential: Secret | None = None
+    columns: int = 120
+    rows: int = 40
+
+    def target(self) -> Target:
+        return Target(self.url, self.credential.reveal() if self.credential else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the gateway reads from its config, validated."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_origin: str = "http://127.0.0.1:8080"
+    state_dir: Path = Path("state")
+    audit_log: Path = Path("state/audit.jsonl")
+    agents: tuple[AgentSettings, ...] = ()
+    # Spawn the two local demo agents (``gateway serve --demo``).
+    demo: bool = False
+    static_dir: Path = field(
+        default_factory=lambda: Path(__file__).resolve().parent.parent / "static"
+    )
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ConfigError(f"server.listen must be 'host:port', got {value!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"server.listen port {port} is out of range")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_origin(value: str, key: str) -> str:
+    """An origin is scheme://host[:port], nothing more."""
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ConfigError(f"{key} must be an origin like 'https://gateway.example', got {value!r}")
+    return value.rstrip("/")
+
+
+def _take(table: Mapping[str, Any], where: str, spec: Mapping[str, type]) -> dict[str, Any]:
+    """Check a table's keys and value types against ``spec``."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in spec:
+            known = ", ".join(sorted(spec))
+            raise ConfigError(f"unknown key {where}.{key} (known: {known})")
+        expected = spec[key]
+        if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):
+            raise ConfigError(f"{where}.{key} must be {expected.__name__}")
+        out[key] = value
+    return out
+
+
+def _agent(raw: Any, index: int) -> AgentSettings:
+    where = f"agents[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    values = _take(
+        raw, where, {"id": str, "url": str, "credential": str, "columns": int, "rows": int}
+    )
+    for required in ("id", "url"):
+        if required not in values:
+            raise ConfigError(f"{where}.{required} is required")
+    agent_id = values["id"]
+    if not AGENT_ID.fullmatch(agent_id):
+        raise ConfigError(
+            f"{where}.id {agent_id!r} must be 1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    columns, rows = ttyd.clamp_size(values.get("columns", 120), values.get("rows", 40))
+    credential = Secret(values["credential"]) if "credential" in values else None
+    agent = AgentSettings(agent_id, values["url"], credential, columns, rows)
+    try:
+        agent.target()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return agent
+
+
+def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> Settings:
+    """Build settings from parsed TOML; relative paths resolve against ``base``."""
+    top = _take(data, "config", {"server": dict, "agents": list})
+    server = _take(
+        top.get("server", {}),
+        "server",
+        {"listen": str, "public_origin": str, "state_dir": str, "audit_log": str},
+    )
+    host, port = parse_listen(server.get("listen", "127.0.0.1:8080"))
+    default_origin = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    origin = check_origin(server.get("public_origin", default_origin), "server.public_origin")
+    state_dir = base / server.get("state_dir", "state")
+    audit_log = base / server["audit_log"] if "audit_log" in server else state_dir / "audit.jsonl"
+    agents = tuple(_agent(raw, i) for i, raw in enumerate(top.get("agents", [])))
+    seen: set[str] = set()
+    for agent in agents:
+        if agent.id in seen:
+            raise ConfigError(f"agent id {agent.id!r} is configured twice")
+        seen.add(agent.id)
+    settings = Settings(
+        host=host,
+        port=port,
+        public_origin=origin,
+        state_dir=state_dir,
+        audit_log=audit_log,
+        agents=agents,
+        demo=demo,
+    )
+    check_exposure(settings)
+    return settings
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to listen beyond loopback while the gateway has no authentication.
+
+    Anyone who reaches the port gets a shell in every agent, so until users
+    and sessions exist the only safe audience is this machine.
+    """
+    if not is_loopback(settings.host):
+        raise ConfigError(
+            f"server.listen {settings.listen}: this version has no authentication yet, "
+            "so it only listens on loopback (127.0.0.1, ::1 or localhost)"
+        )
+
+
+def load(path: Path, *, demo: bool = False) -> Settings:
+    """Read and validate a TOML config file."""
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return from_mapping(data, path.resolve().parent, demo=demo)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,401 @@
+"""Per-agent hub: one upstream ttyd connection, any number of viewers.
+
+The hot path (DESIGN §2)::
+
+    upstream frame ──► Hub.upstream_output ──► every Viewer.offer (sync, bounded)
+                                          └──► emulation backlog ──► Screen.feed
+                                               (own task, time budget per tick)
+
+* Relay first, emulate second: viewers get a chunk before the emulator sees it.
+* The upstream read loop never awaits a viewer. :meth:`Viewer.offer` only
+  appends to a bounded queue; a viewer whose queue would overflow drops its
+  backlog and is *resynced*: its next batch is a fresh snapshot. So a slow or
+  paused viewer costs at most its bound in memory and never slows the agent.
+* The read loop awaits only the emulator, and only when its backlog passes a
+  high-water mark: that bounds memory when an agent outruns the emulator
+  (tmux then skips output for its slow client, which the screen tolerates).
+* Joining is a resync: the first batch of a viewer is the snapshot of the
+  emulated screen at offset M plus the raw output bytes M..N still waiting
+  for the emulator, taken synchronously at offset N; every chunk published
+  after that is queued. No gap, no duplicate, and no waiting for the emulator.
+
+Nothing here knows about HTTP, Docker or auth: handlers drive a
+:class:`Viewer` through :meth:`Viewer.batches` and the hub's methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from . import ttyd
+from .errors import AgentNotFound, UpstreamUnavailable
+from .screen import Screen
+from .upstream import Backoff, Target, Upstream, UpstreamState, UpstreamStatistics
+
+log = logging.getLogger(__name__)
+
+# A viewer may fall this far behind before it is resynced. 512 KiB is a few
+# seconds of a busy agent and a small fraction of a snapshot's worth of work.
+DEFAULT_VIEWER_QUEUE_BYTES = 512 * 1024
+# Emulation may lag this much before the upstream read loop waits for it.
+BACKLOG_HIGH = 1024 * 1024
+BACKLOG_LOW = 256 * 1024
+# CPU time the emulator may take per event-loop tick, and the slice it feeds
+# at once: pyte parses ~0.5 MB/s, so 4 KiB is ~8 ms of work.
+EMULATION_BUDGET = 0.005
+FEED_PIECE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _ResizeMark:
+    """A resize, kept in order with the output bytes the emulator has to feed."""
+
+    columns: int
+    rows: int
+
+
+def _coalesce(frames: Iterator[bytes]) -> list[bytes]:
+    """Merge runs of consecutive output frames: per-message cost dominates."""
+    batch: list[bytes] = []
+    run: list[bytes] = []
+    for frame in frames:
+        if frame[0] == ttyd.ServerCommand.OUTPUT:
+            run.append(frame)
+            continue
+        if run:
+            batch.append(_join_output(run))
+            run = []
+        batch.append(frame)
+    if run:
+        batch.append(_join_output(run))
+    return batch
+
+
+def _join_output(run: list[bytes]) -> bytes:
+    if len(run) == 1:
+        return run[0]
+    return b"0" + b"".join(memoryview(frame)[1:] for frame in run)
+
+
+class Viewer:
+    """The outbound side of one browser connection to an agent.
+
+    Created by :meth:`Hub.join`; drive it with ``async for batch in
+    viewer.batches()`` and send each frame of a batch. It ends when the
+    viewer is closed (:attr:`close_code` says why).
+    """
+
+    def __init__(self, hub: Hub, max_queue_bytes: int) -> None:
+        self._hub = hub
+        self._max_queue_bytes = max_queue_bytes
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._wakeup.set()
+        # A new viewer starts "behind": its first batch is the snapshot.
+        self._resync = True
+        self.paused = False
+        self.resyncs = 0
+        self.close_code: int | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def offer(self, frame: bytes) -> None:
+        """Queue one encoded frame; never blocks, never grows past the bound."""
+        if self.close_code is not None or self._resync:
+            # Closed, or a snapshot taken later will already contain this frame.
+            return
+        if self._queued_bytes + len(frame) > self._max_queue_bytes:
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._resync = True
+            self.resyncs += 1
+        else:
+            self._queue.append(frame)
+            self._queued_bytes += len(frame)
+        self._wakeup.set()
+
+    def pause(self) -> None:
+        """ttyd's ``'2'``: stop sending to this viewer only (its queue stays bounded)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """ttyd's ``'3'``."""
+        self.paused = False
+        self._wakeup.set()
+
+    def notice(self, code: str, message: str) -> None:
+        """Tell this viewer something (input refused, ...)."""
+        self.offer(ttyd.Notice(code, message).serialize())
+
+    def close(self, code: int) -> None:
+        """End :meth:`batches`; the handler closes the socket with ``code``."""
+        if self.close_code is None:
+            self.close_code = code
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._wakeup.set()
+            self._hub.leave(self)
+
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        """Yield lists of encoded frames to send, in order, until closed."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self.close_code is not None:
+                return
+            if self.paused:
+                continue
+            if self._resync:
+                self._resync = False
+                self._queue.clear()
+                self._queued_bytes = 0
+                yield self._hub.join_frames()
+            elif self._queue:
+                frames = self._queue
+                self._queue = deque()
+                self._queued_bytes = 0
+                yield _coalesce(iter(frames))
+
+
+@dataclass(frozen=True, slots=True)
+class HubStatistics:
+    """A point-in-time view of one agent's hub."""
+
+    agent_id: str
+    state: UpstreamState
+    columns: int
+    rows: int
+    title: str
+    viewers: int
+    offset: int
+    emulated_offset: int
+    resyncs: int
+    upstream: UpstreamStatistics
+
+
+class Hub:
+    """One agent: its upstream, its screen, its viewers."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        target: Target,
+        *,
+        columns: int = 120,
+        rows: int = 40,
+        viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.agent_id = agent_id
+        self._size = ttyd.clamp_size(columns, rows)
+        self.screen = Screen(*self._size)
+        self.upstream = Upstream(target, self, lambda: self._size, backoff=backoff)
+        self._viewer_queue_bytes = viewer_queue_bytes
+        self._viewers: set[Viewer] = set()
+        self._offset = 0
+        self._backlog: deque[bytes | _ResizeMark] = deque()
+        self._backlog_bytes = 0
+        self._backlog_ready = asyncio.Event()
+        self._caught_up = asyncio.Event()
+        self._caught_up.set()
+        self._progress = asyncio.Event()
+        self._status = ttyd.Status(UpstreamState.CONNECTING.value, *self._size)
+        self._resyncs_of_departed = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect upstream and start emulating; returns at once."""
+        self._tasks = [
+            asyncio.create_task(self.upstream.run(), name=f"upstream:{self.agent_id}"),
+            asyncio.create_task(self._emulate(), name=f"emulate:{self.agent_id}"),
+        ]
+
+    async def aclose(self, code: int = 1001) -> None:
+        """Stop the upstream and emulator, close every viewer with ``code``."""
+        for viewer in list(self._viewers):
+            viewer.close(code)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # --- viewers -------------------------------------------------------------
+
+    def join(self) -> Viewer:
+        """A new viewer; its first batch is the current screen."""
+        viewer = Viewer(self, self._viewer_queue_bytes)
+        self._viewers.add(viewer)
+        return viewer
+
+    def leave(self, viewer: Viewer) -> None:
+        if viewer in self._viewers:
+            self._viewers.discard(viewer)
+            self._resyncs_of_departed += viewer.resyncs
+
+    @property
+    def viewers(self) -> frozenset[Viewer]:
+        return frozenset(self._viewers)
+
+    def join_frames(self) -> list[bytes]:
+        """Status plus one output frame repainting the screen at the current offset."""
+        # The snapshot must be taken at the size the tail bytes were written
+        # for; resizes are rare, so emulate up to the last pending one now.
+        while self._resize_pending():
+            self._feed_one()
+        tail = b"".join(item for item in self._backlog if isinstance(item, bytes))
+        return [self._status.serialize(), b"0" + self.screen.snapshot() + tail]
+
+    # --- operator actions ------------------------------------------------------
+
+    async def send_input(self, data: bytes) -> None:
+        """Type into the agent's terminal; raises UpstreamUnavailable when down."""
+        await self.upstream.send(ttyd.Input(data))
+
+    async def resize(self, columns: int, rows: int) -> None:
+        """Give the agent's one terminal a new (clamped) size."""
+        size = ttyd.clamp_size(columns, rows)
+        if size == self._size:
+            return
+        self._size = size
+        self._backlog.append(_ResizeMark(*size))
+        self._backlog_ready.set()
+        self._set_status(self._status.state, self._status.retry_in, self._status.message)
+        # When down, the next handshake carries the new size.
+        with contextlib.suppress(UpstreamUnavailable):
+            await self.upstream.send(ttyd.Resize(*size))
+
+    # --- introspection -------------------------------------------------------
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    @property
+    def offset(self) -> int:
+        """Bytes of output published so far."""
+        return self._offset
+
+    @property
+    def title(self) -> str:
+        return self.screen.title or self.agent_id
+
+    def statistics(self) -> HubStatistics:
+        return HubStatistics(
+            agent_id=self.agent_id,
+            state=self.upstream.state,
+            columns=self._size[0],
+            rows=self._size[1],
+            title=self.title,
+            viewers=len(self._viewers),
+            offset=self._offset,
+            emulated_offset=self.screen.offset,
+            resyncs=self._resyncs_of_departed + sum(v.resyncs for v in self._viewers),
+            upstream=self.upstream.statistics(),
+        )
+
+    async def wait_emulated(self, offset: int | None = None) -> None:
+        """Wait until the screen has seen all output up to ``offset`` (default: now)."""
+        target = self._offset if offset is None else offset
+        while self.screen.offset < target or self._resize_pending():
+            await self._progress.wait()
+
+    def _resize_pending(self) -> bool:
+        return any(isinstance(item, _ResizeMark) for item in self._backlog)
+
+    # --- UpstreamSink ----------------------------------------------------------
+
+    async def upstream_output(self, data: bytes) -> None:
+        self._offset += len(data)
+        frame = b"0" + data
+        for viewer in self._viewers:
+            viewer.offer(frame)
+        self._backlog.append(data)
+        self._backlog_bytes += len(data)
+        self._backlog_ready.set()
+        if self._backlog_bytes > BACKLOG_HIGH:
+            self._caught_up.clear()
+            await self._caught_up.wait()
+
+    def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+        self._set_status(state.value, retry_in, message)
+
+    def _set_status(self, state: str, retry_in: float | None, message: str) -> None:
+        self._status = ttyd.Status(state, *self._size, retry_in=retry_in, message=message)
+        frame = self._status.serialize()
+        for viewer in self._viewers:
+            viewer.offer(frame)
+
+    # --- emulation -----------------------------------------------------------
+
+    def _feed_one(self) -> None:
+        item = self._backlog[0]
+        if isinstance(item, _ResizeMark):
+            self._backlog.popleft()
+            self.screen.resize(item.columns, item.rows)
+            return
+        if len(item) > FEED_PIECE:
+            piece, self._backlog[0] = item[:FEED_PIECE], item[FEED_PIECE:]
+        else:
+            piece = item
+            self._backlog.popleft()
+        self._backlog_bytes -= len(piece)
+        self.screen.feed(piece)
+
+    async def _emulate(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._backlog_ready.wait()
+            deadline = loop.time() + EMULATION_BUDGET
+            while self._backlog and loop.time() < deadline:
+                self._feed_one()
+            if not self._backlog:
+                self._backlog_ready.clear()
+            if self._backlog_bytes <= BACKLOG_LOW:
+                self._caught_up.set()
+            progress, self._progress = self._progress, asyncio.Event()
+            progress.set()
+            # Let the relay and the viewers run before the next slice.
+            await asyncio.sleep(0)
+
+
+class Fleet:
+    """Every agent hub of this gateway, by id."""
+
+    def __init__(self) -> None:
+        self._hubs: dict[str, Hub] = {}
+
+    def add(self, hub: Hub) -> None:
+        if hub.agent_id in self._hubs:
+            raise ValueError(f"duplicate agent id {hub.agent_id!r}")
+        self._hubs[hub.agent_id] = hub
+
+    def get(self, agent_id: str) -> Hub:
+        try:
+            return self._hubs[agent_id]
+        except KeyError:
+            raise AgentNotFound(agent_id) from None
+
+    def __iter__(self) -> Iterator[Hub]:
+        return iter(sorted(self._hubs.values(), key=lambda hub: hub.agent_id))
+
+    def __len__(self) -> int:
+        return len(self._hubs)
+
+    async def start(self) -> None:
+        for hub in self._hubs.values():
+            await hub.start()
+
+    async def aclose(self, code: int = 1001) -> None:
+        await asyncio.gather(*(hub.aclose(code) for hub in self._hubs.values()))

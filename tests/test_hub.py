@@ -1,0 +1,225 @@
+"""The hub: fan-out, join = snapshot + live, slow viewers, pause, resize."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from gateway.screen import Screen
+
+from gateway import ttyd
+from gateway.errors import AgentNotFound, UpstreamUnavailable
+from gateway.hub import Fleet, Hub, Viewer
+from gateway.local import LocalAgent
+from gateway.upstream import Backoff, Target, UpstreamState
+
+from .conftest import AgentFactory, eventually, timeout
+
+
+def offline_hub(columns: int = 80, rows: int = 24, **kwargs: object) -> Hub:
+    """A hub whose output is driven by the test through the sink interface.
+
+    Its upstream points nowhere and is never started: these tests are about
+    the hub's own ordering, which a real ttyd cannot pace on demand.
+    """
+    return Hub("t", Target("unix:/nonexistent.sock"), columns=columns, rows=rows, **kwargs)  # type: ignore[arg-type]
+
+
+async def drain(viewer: Viewer) -> list[bytes]:
+    """Take the batches a viewer has ready now, without waiting for more."""
+    frames: list[bytes] = []
+    batches = viewer.batches()
+    while True:
+        try:
+            batch = await asyncio.wait_for(anext(batches), 0.05)
+        except TimeoutError:
+            return frames
+        frames.extend(batch)
+
+
+def output_of(frames: list[bytes]) -> bytes:
+    return b"".join(f[1:] for f in frames if f[:1] == b"0")
+
+
+def stream(seed: int, pieces: int = 300) -> list[bytes]:
+    """Colourful output with redraws, as chunks of varying size."""
+    rng = random.Random(seed)
+    words = [b"build", b"\x1b[31mfail\x1b[0m", b"\x1b[1;32mok\x1b[0m", "日本".encode(), b"\r\n"]
+    chunks = []
+    for i in range(pieces):
+        parts = [rng.choice(words) for _ in range(rng.randint(1, 8))]
+        if i % 37 == 0:
+            parts.append(b"\x1b[H\x1b[2J")
+        if i % 53 == 0:
+            parts.append(f"\x1b[{rng.randint(1, 24)};{rng.randint(1, 80)}H".encode())
+        chunks.append(b" ".join(parts))
+    return chunks
+
+
+# --- ordering without a network --------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_join_midstream_has_no_gap_and_no_duplicate(seed: int) -> None:
+    hub = offline_hub()
+    await hub.start()
+    try:
+        chunks = stream(seed)
+        join_at = random.Random(seed).sample(range(len(chunks)), 4)
+        viewers: list[tuple[Viewer, Screen]] = []
+        for i, chunk in enumerate(chunks):
+            if i in join_at:
+                viewers.append((hub.join(), Screen(80, 24)))
+            await hub.upstream_output(chunk)
+            if i % 10 == 0:
+                # Let the emulator run part of the way, so joins hit a lagging screen.
+                await asyncio.sleep(0)
+                for viewer, screen in viewers:
+                    screen.feed(output_of(await drain(viewer)))
+        for viewer, screen in viewers:
+            screen.feed(output_of(await drain(viewer)))
+        await hub.wait_emulated()
+        reference = Screen(80, 24)
+        reference.feed(b"".join(chunks))
+        assert hub.screen.state() == reference.state()
+        for _, screen in viewers:
+            assert screen.state() == reference.state()
+    finally:
+        await hub.aclose()
+
+
+async def test_first_batch_is_status_then_snapshot() -> None:
+    hub = offline_hub()
+    await hub.upstream_output(b"hello \x1b[1mworld\x1b[0m")
+    viewer = hub.join()
+    frames = await drain(viewer)
+    assert isinstance(ttyd.parse_server(frames[0]), ttyd.Status)
+    first_output = ttyd.parse_server(frames[1])
+    assert isinstance(first_output, ttyd.Output)
+    screen = Screen(80, 24)
+    screen.feed(first_output.data)
+    assert screen.text().startswith("hello world")
+
+
+async def test_slow_viewer_is_resynced_with_bounded_memory() -> None:
+    hub = offline_hub(viewer_queue_bytes=64 * 1024)
+    await hub.start()
+    try:
+        fast, slow = hub.join(), hub.join()
+        fast_screen = Screen(80, 24)
+        fast_screen.feed(output_of(await drain(fast)))
+        await drain(slow)
+        peak = 0
+        chunks = stream(7, pieces=3000)
+        for chunk in chunks:
+            await hub.upstream_output(chunk)
+            peak = max(peak, slow.queued_bytes)
+            fast_screen.feed(output_of(await drain(fast)) if fast.queued_bytes > 32_000 else b"")
+        fast_screen.feed(output_of(await drain(fast)))
+        assert peak <= 64 * 1024
+        assert slow.resyncs >= 1
+        assert fast.resyncs == 0
+        # The slow viewer catches up in one snapshot, to the exact same screen.
+        slow_screen = Screen(80, 24)
+        slow_screen.feed(output_of(await drain(slow)))
+        assert slow_screen.state() == fast_screen.state()
+        assert hub.statistics().resyncs == slow.resyncs
+    finally:
+        await hub.aclose()
+
+
+async def test_pause_affects_only_that_viewer() -> None:
+    hub = offline_hub()
+    a, b = hub.join(), hub.join()
+    await drain(a), await drain(b)
+    a.pause()
+    await hub.upstream_output(b"while-paused")
+    assert b"while-paused" in output_of(await drain(b))
+    assert await drain(a) == []
+    a.resume()
+    assert b"while-paused" in output_of(await drain(a))
+
+
+async def test_input_is_refused_while_upstream_down() -> None:
+    hub = offline_hub()
+    with pytest.raises(UpstreamUnavailable):
+        await hub.send_input(b"ls\r")
+
+
+async def test_resize_is_clamped_and_applied_in_order() -> None:
+    hub = offline_hub()
+    await hub.start()
+    try:
+        await hub.upstream_output(b"x" * 100)
+        await hub.resize(9999, 0)
+        assert hub.size == (ttyd.MAX_COLUMNS, ttyd.MIN_ROWS)
+        await hub.resize(100, 30)
+        await hub.upstream_output(b"\x1b[30;100HZ")
+        viewer = hub.join()
+        screen = Screen(100, 30)
+        screen.feed(output_of(await drain(viewer)))
+        await hub.wait_emulated()
+        assert (hub.screen.columns, hub.screen.rows) == (100, 30)
+        assert screen.state() == hub.screen.state()
+        status = [ttyd.parse_server(f) for f in await drain(viewer)]
+        assert status == []  # nothing new since the join
+    finally:
+        await hub.aclose()
+
+
+async def test_closed_viewer_ends_and_leaves() -> None:
+    hub = offline_hub()
+    viewer = hub.join()
+    assert hub.statistics().viewers == 1
+    viewer.close(1001)
+    assert [batch async for batch in viewer.batches()] == []
+    assert viewer.close_code == 1001
+    assert hub.statistics().viewers == 0
+
+
+def test_fleet_lookup() -> None:
+    fleet = Fleet()
+    fleet.add(offline_hub())
+    assert fleet.get("t").agent_id == "t"
+    with pytest.raises(AgentNotFound):
+        fleet.get("missing")
+    with pytest.raises(ValueError, match="duplicate"):
+        fleet.add(offline_hub())
+
+
+# --- against a real ttyd + tmux ------------------------------------------------
+
+
+async def test_real_agent_viewers_see_the_pane(make_agent: AgentFactory) -> None:
+    agent: LocalAgent = await make_agent()
+    hub = Hub(agent.name, Target(agent.url), columns=80, rows=24, backoff=Backoff(0.05, 0.2))
+    await hub.start()
+    try:
+        await eventually(lambda: hub.upstream.state is UpstreamState.CONNECTED, message="connect")
+        await hub.send_input(b"for i in $(seq 1 300); do echo line-$i; done\r")
+        await eventually(
+            lambda: b"line-300" in b"".join(hub._backlog) or "line-300" in hub.screen.text()
+        )
+        await hub.wait_emulated()
+        await eventually(lambda: _same(agent, hub), message="hub screen equals tmux")
+    finally:
+        await hub.aclose()
+
+
+async def _same(agent: LocalAgent, hub: Hub) -> bool:
+    await hub.wait_emulated()
+    return await agent.capture() == hub.screen.text() + "\n"
+
+
+async def test_upstream_stays_connected_with_no_viewers(make_agent: AgentFactory) -> None:
+    agent = await make_agent()
+    hub = Hub(agent.name, Target(agent.url), columns=80, rows=24, backoff=Backoff(0.05, 0.2))
+    await hub.start()
+    try:
+        await eventually(lambda: hub.upstream.state is UpstreamState.CONNECTED, message="connect")
+        await agent.tmux("send-keys", "-t", agent.name, "echo typed-in-tmux", "Enter")
+        await eventually(lambda: "typed-in-tmux" in hub.screen.text(), within=timeout(10))
+        assert hub.statistics().viewers == 0
+    finally:
+        await hub.aclose()

@@ -1,0 +1,243 @@
+"""The HTTP and WebSocket surface, end to end through real ttyd + tmux."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient
+
+from gateway import ttyd
+from gateway.appkeys import FLEET
+from gateway.hub import DEFAULT_VIEWER_QUEUE_BYTES
+from gateway.local import LocalAgent
+
+from .conftest import AgentFactory, GatewayFactory, Terminal, eventually, open_terminal, timeout
+
+
+async def tmux_clients(agent: LocalAgent) -> int:
+    """ttyd spawns one `tmux attach` per WebSocket: this counts upstream connections."""
+    out = await agent.tmux("list-clients")
+    return len(out.splitlines())
+
+
+async def api_screen(client: TestClient[Any, Any], agent_id: str, fmt: str = "text") -> str:
+    response = await client.get(f"/api/agents/{agent_id}/screen", params={"format": fmt})
+    assert response.status == 200
+    return await response.text()
+
+
+async def matches_tmux(agent: LocalAgent, terminal: Terminal) -> bool:
+    return await agent.capture() == terminal.screen.text() + "\n"
+
+
+async def test_three_viewers_one_upstream_and_a_late_joiner(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    viewers = [await open_terminal(client, agent.name) for _ in range(3)]
+    for viewer in viewers:
+        await viewer.wait_text("$")
+    await viewers[1].send_input(b"echo from-$((6*7))-viewer\r")
+    for viewer in viewers:
+        await viewer.wait_text("from-42-viewer")
+    await agent.tmux("send-keys", "-t", agent.name, "printf '\\033[1;31mred\\033[0m\\n'", "Enter")
+    for viewer in viewers:
+        await viewer.wait_text("red\n")
+
+    late = await open_terminal(client, agent.name)
+    await late.wait_text("from-42-viewer")
+    await eventually(lambda: matches_tmux(agent, late), message="late joiner equals tmux")
+    # Its first output frame alone paints the whole screen.
+    assert late.first_output is not None
+    assert late.first_output.startswith(b"\x1bc")
+    assert await tmux_clients(agent) == 1
+    response = await client.get("/api/agents")
+    (listed,) = (await response.json())["agents"]
+    assert listed["viewers"] == 4
+    assert listed["status"] == "connected"
+    for viewer in [*viewers, late]:
+        await viewer.close()
+
+
+async def test_screen_api_formats(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    client = await gateway(agent)
+    await agent.tmux("send-keys", "-t", agent.name, "printf '\\033[1mbold\\033[0m\\n'", "Enter")
+    await eventually(lambda: _has(client, agent.name, "bold\n"), message="bold in screen")
+    text = await api_screen(client, agent.name, "text")
+    assert text + "\n" == await agent.capture()
+    ansi = await api_screen(client, agent.name, "ansi")
+    assert "\x1b[" in ansi
+    assert "bold" in ansi
+    data = json.loads(await api_screen(client, agent.name, "json"))
+    assert data["id"] == agent.name
+    assert (data["columns"], data["rows"]) == (80, 24)
+    assert any("bold" in line for line in data["lines"])
+    bad = await client.get(f"/api/agents/{agent.name}/screen", params={"format": "png"})
+    assert bad.status == 400
+    assert (await bad.json())["error"] == "bad_request"
+
+
+async def _has(client: TestClient[Any, Any], agent_id: str, needle: str) -> bool:
+    return needle in await api_screen(client, agent_id)
+
+
+async def test_unknown_agent_is_404_json(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    client = await gateway(agent)
+    for path in (
+        "/api/agents/nope/screen",
+        "/agents/nope/",
+        "/agents/nope/token",
+        "/agents/nope/ws",
+        "/agents/..%2Fetc/ws",
+        "/no/such/route",
+    ):
+        response = await client.get(path)
+        assert response.status == 404, path
+        body = await response.json()
+        assert body["error"] == "not_found", path
+    assert await tmux_clients(agent) == 1
+
+
+async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    client = await gateway(agent)
+    assert await (await client.get("/healthz")).json() == {"status": "ok"}
+    assert await (await client.get(f"/agents/{agent.name}/token")).json() == {"token": ""}
+    page = await client.get(f"/agents/{agent.name}/")
+    assert page.status == 200
+    html = await page.text()
+    assert "/static/dist/terminal.js" in html
+    bundle = await client.get("/static/dist/terminal.js")
+    assert bundle.status == 200, "run `make setup` to build the front end"
+    redirect = await client.get(f"/agents/{agent.name}", allow_redirects=False)
+    assert redirect.status == 308
+    assert redirect.headers["Location"] == f"/agents/{agent.name}/"
+    # The npm tree and sources are not served, only the bundle.
+    assert (await client.get("/static/dist/../package.json")).status == 404
+    assert (await client.get("/static/node_modules/@xterm/xterm/package.json")).status == 404
+
+
+async def test_ttyd_restart_is_survived_and_viewers_told(
+    make_agent: AgentFactory, gateway: GatewayFactory
+) -> None:
+    agent = await make_agent()
+    client = await gateway(agent)
+    viewer = await open_terminal(client, agent.name)
+    await viewer.wait_text("$")
+    await agent.stop_ttyd()
+    await eventually(
+        lambda: any(s.state == "reconnecting" for s in viewer.statuses), message="reconnecting"
+    )
+    await viewer.send_input(b"echo lost\r")
+    await eventually(lambda: bool(viewer.notices), message="input refused notice")
+    assert viewer.notices[0].code == "input_refused"
+    await agent.start_ttyd()
+    await eventually(
+        lambda: viewer.statuses[-1].state == "connected", within=20, message="connected again"
+    )
+    await viewer.send_input(b"echo back-$((2+3))\r")
+    await viewer.wait_text("back-5")
+    assert "lost" not in await agent.capture()
+    await eventually(lambda: matches_tmux(agent, viewer), message="screen equals tmux")
+    await viewer.close()
+
+
+async def test_operator_resize_reaches_tmux(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    client = await gateway(agent)
+    viewer = await open_terminal(client, agent.name, 100, 30)
+    await viewer.wait_text("$")
+
+    async def pane_size() -> str:
+        fmt = "#{pane_width}x#{pane_height}"
+        return (await agent.tmux("display-message", "-p", "-t", agent.name, fmt)).strip()
+
+    await eventually(lambda: _equals(pane_size(), "100x30"), message="handshake size")
+    await viewer.ws.send_bytes(b'1{"columns": 100000, "rows": -4}')
+    clamped = f"{ttyd.MAX_COLUMNS}x{ttyd.MIN_ROWS}"
+    await eventually(lambda: _equals(pane_size(), clamped), message="clamped size")
+    await viewer.close()
+
+
+async def _equals(value: Any, expected: str) -> bool:
+    return await value == expected
+
+
+async def test_fifty_viewers_receive_the_same_bytes_in_order(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    viewers = [await open_terminal(client, agent.name) for _ in range(50)]
+    for viewer in viewers:
+        await viewer.wait_text("$")
+    marks = [len(v.output) for v in viewers]
+    await viewers[0].send_input(b"seq 1 2000 | sed 's/^/n=/'; echo done-$((1000+1))\r")
+    for viewer in viewers:
+        await viewer.wait_text("done-1001", within=30)
+    await asyncio.sleep(timeout(0.2))
+    tails = {bytes(v.output[m:]) for v, m in zip(viewers, marks, strict=True)}
+    # Everyone saw the same byte sequence after their (identical) snapshots.
+    assert len(tails) == 1
+    (tail,) = tails
+    assert b"n=2000" in tail
+    assert await tmux_clients(agent) == 1
+    for viewer in viewers:
+        await viewer.close()
+
+
+async def test_stalled_viewer_does_not_delay_others(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    stalled = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+    await stalled.send_bytes(ttyd.Handshake().serialize())
+    # `stalled` is never read from again: its socket buffers fill up.
+    reader = await open_terminal(client, agent.name)
+    await reader.wait_text("$")
+    await reader.send_input(b"seq 1 200000 | sed 's/^/flood /'; echo flood-$((9*9))-end\r")
+    await reader.wait_text("flood-81-end", within=60)
+    hub_stats = (await (await client.get("/api/agents")).json())["agents"][0]
+    assert hub_stats["viewers"] == 2
+    hub = client.app[FLEET].get(agent.name)
+    assert max(v.queued_bytes for v in hub.viewers) <= DEFAULT_VIEWER_QUEUE_BYTES
+    await reader.close()
+    await stalled.close()
+
+
+async def test_bad_frames_get_clean_close_codes(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    client = await gateway(agent)
+    cases: list[tuple[bytes, int]] = [
+        (b"not a handshake", 1002),  # first message must be the JSON handshake
+    ]
+    for first, code in cases:
+        ws = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+        await ws.send_bytes(first)
+        msg = await ws.receive(timeout=timeout(5))
+        while msg.type == WSMsgType.BINARY:
+            msg = await ws.receive(timeout=timeout(5))
+        assert msg.type == WSMsgType.CLOSE
+        assert ws.close_code == code
+    ws = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+    await ws.send_bytes(ttyd.Handshake().serialize())
+    await ws.send_bytes(b"1{not json")
+    while (msg := await ws.receive(timeout=timeout(5))).type == WSMsgType.BINARY:
+        pass
+    assert ws.close_code == 1002
+    ws = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+    await ws.send_bytes(ttyd.Handshake().serialize())
+    await ws.send_bytes(b"0" + b"x" * (64 * 1024 + 1))
+    while (msg := await ws.receive(timeout=timeout(5))).type == WSMsgType.BINARY:
+        pass
+    assert ws.close_code == 1009
+    assert await tmux_clients(agent) == 1
+
+
+async def test_shutdown_closes_viewers_with_1001(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    viewer = await open_terminal(client, agent.name)
+    await viewer.wait_text("$")
+    await client.server.close()
+    assert await viewer.wait_closed() == 1001

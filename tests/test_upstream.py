@@ -1,0 +1,192 @@
+"""The upstream ttyd client, against a real ttyd + tmux."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway import ttyd
+from gateway.errors import ConfigError, UpstreamUnavailable
+from gateway.local import LocalAgent
+from gateway.upstream import Backoff, Target, Upstream, UpstreamState
+
+from .conftest import AgentFactory, eventually
+
+
+class RecordingSink:
+    """Collects what an Upstream reports."""
+
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.states: list[tuple[UpstreamState, float | None, str]] = []
+
+    async def upstream_output(self, data: bytes) -> None:
+        self.output += data
+
+    def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+        self.states.append((state, retry_in, message))
+
+
+@contextlib.asynccontextmanager
+async def running(upstream: Upstream) -> AsyncIterator[Upstream]:
+    task = asyncio.create_task(upstream.run())
+    try:
+        yield upstream
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(base=0.05, cap=0.2, rng=random.Random(1))
+
+
+# --- sans-I/O parts -------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_within_jitter_bounds() -> None:
+    backoff = Backoff(base=1.0, cap=8.0, rng=random.Random(42))
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_backoff_jitter_differs_between_clients() -> None:
+    a = Backoff(rng=random.Random(1))
+    b = Backoff(rng=random.Random(2))
+    assert [a.next_delay() for _ in range(5)] != [b.next_delay() for _ in range(5)]
+
+
+def test_backoff_reset_starts_over() -> None:
+    backoff = Backoff(base=1.0, cap=100.0, rng=random.Random(0))
+    for _ in range(6):
+        backoff.next_delay()
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+
+
+def test_backoff_survives_many_attempts() -> None:
+    backoff = Backoff(base=1.0, cap=30.0)
+    for _ in range(10_000):
+        assert backoff.next_delay() <= 30.0
+
+
+@pytest.mark.parametrize(
+    "url", ["http://x/ws", "unix:relative.sock", "tcp://127.0.0.1:7681", "127.0.0.1:7681"]
+)
+def test_target_refuses_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        Target(url)
+
+
+def test_target_auth_token_is_base64_of_credential() -> None:
+    target = Target("ws://127.0.0.1:7681/ws", "alice:s3cret")
+    assert base64.b64decode(target.auth_token) == b"alice:s3cret"
+    assert "s3cret" not in repr(target)
+    assert Target("unix:/tmp/x.sock").auth_token == ""
+
+
+def test_target_refuses_credential_without_colon() -> None:
+    with pytest.raises(ConfigError):
+        Target("ws://127.0.0.1:7681/ws", "justapassword")
+
+
+# --- against a real ttyd ---------------------------------------------------------
+
+
+async def test_connects_relays_output_and_sends_input(agent: LocalAgent) -> None:
+    sink = RecordingSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        await eventually(lambda: upstream.state is UpstreamState.CONNECTED, message="connect")
+        await upstream.send(ttyd.Input(b"echo up$((40+2))stream\r"))
+        await eventually(lambda: b"up42stream" in sink.output, message="echo output")
+        assert "up42stream" in await agent.capture()
+        stats = upstream.statistics()
+        assert stats.connects == 1
+        assert stats.bytes_in >= len(sink.output)
+
+
+async def test_input_is_refused_not_queued_while_down(agent: LocalAgent) -> None:
+    sink = RecordingSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        await eventually(lambda: upstream.state is UpstreamState.CONNECTED, message="connect")
+        await agent.stop_ttyd()
+        await eventually(lambda: upstream.state is not UpstreamState.CONNECTED, message="down")
+        with pytest.raises(UpstreamUnavailable):
+            await upstream.send(ttyd.Input(b"echo never-sent\r"))
+        await agent.start_ttyd()
+        await eventually(lambda: upstream.state is UpstreamState.CONNECTED, message="reconnect")
+        await upstream.send(ttyd.Input(b"echo after-$((1+1))\r"))
+        await eventually(lambda: b"after-2" in sink.output, message="echo after reconnect")
+        # Nothing typed while down was replayed into the terminal.
+        assert "never-sent" not in await agent.capture()
+    states = [state for state, _, _ in sink.states]
+    assert UpstreamState.RECONNECTING in states
+    assert states[-1] is UpstreamState.STOPPED
+    retry = [r for s, r, _ in sink.states if s is UpstreamState.RECONNECTING]
+    assert all(r is not None and r > 0 for r in retry)
+    assert upstream.statistics().connects == 2
+
+
+async def test_credential_is_sent_as_ttyd_expects(make_agent: AgentFactory) -> None:
+    agent = await make_agent(credential="gw:pa55")
+    sink = RecordingSink()
+    upstream = Upstream(
+        Target(agent.url, "gw:pa55"), sink, lambda: (80, 24), backoff=fast_backoff()
+    )
+    async with running(upstream):
+        await eventually(lambda: len(sink.output) > 0, message="output with credential")
+        await upstream.send(ttyd.Input(b"echo authed\r"))
+        await eventually(lambda: b"authed" in sink.output, message="echo")
+
+
+async def test_wrong_credential_keeps_retrying_and_says_why(make_agent: AgentFactory) -> None:
+    agent = await make_agent(credential="gw:pa55")
+    sink = RecordingSink()
+    upstream = Upstream(
+        Target(agent.url, "gw:wrong"), sink, lambda: (80, 24), backoff=fast_backoff()
+    )
+    async with running(upstream):
+        await eventually(
+            lambda: sum(s is UpstreamState.RECONNECTING for s, _, _ in sink.states) >= 2,
+            message="two failed attempts",
+        )
+        assert sink.output == b""
+        assert upstream.statistics().last_error
+
+
+async def test_unreachable_target_reports_reconnecting(workdir: object) -> None:
+    sink = RecordingSink()
+    upstream = Upstream(
+        Target("unix:/nonexistent/ttyd.sock"), sink, lambda: (80, 24), backoff=fast_backoff()
+    )
+    async with running(upstream):
+        await eventually(
+            lambda: any(s is UpstreamState.RECONNECTING for s, _, _ in sink.states),
+            message="reconnecting",
+        )
+    assert "cannot reach ttyd" in upstream.statistics().last_error
+
+
+async def pane_size_is(agent: LocalAgent, expected: str) -> bool:
+    size = await agent.tmux(
+        "display-message", "-p", "-t", agent.name, "#{pane_width}x#{pane_height}"
+    )
+    return size.strip() == expected
+
+
+async def test_handshake_carries_current_size(agent: LocalAgent) -> None:
+    upstream = Upstream(
+        Target(agent.url), RecordingSink(), lambda: (100, 30), backoff=fast_backoff()
+    )
+    async with running(upstream):
+        await eventually(lambda: pane_size_is(agent, "100x30"), message="pane 100x30")
