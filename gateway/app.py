@@ -74,11 +74,19 @@ async def _local_agents(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
-    fleet = app[FLEET]
-    for agent in app[SETTINGS].agents:
-        fleet.add(Hub(agent.id, agent.target(), columns=agent.columns, rows=agent.rows))
-    for local in app[LOCAL_AGENTS]:
-        fleet.add(Hub(local.name, Target(local.url), columns=local.columns, rows=local.rows))
+    fleet, settings = app[FLEET], app[SETTINGS]
+    agents = [(a.id, a.target(), a.columns, a.rows) for a in settings.agents]
+    agents += [(a.name, Target(a.url), a.columns, a.rows) for a in app[LOCAL_AGENTS]]
+    for agent_id, target, columns, rows in agents:
+        fleet.add(
+            Hub(
+                agent_id,
+                target,
+                columns=columns,
+                rows=rows,
+                viewer_queue_bytes=settings.viewer_queue_bytes,
+            )
+        )
     await fleet.start()
     try:
         yield

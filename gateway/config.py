@@ -19,7 +19,11 @@ from urllib.parse import urlsplit
 
 from . import ttyd
 from .errors import ConfigError
+from .hub import DEFAULT_VIEWER_QUEUE_BYTES
 from .upstream import Target
+
+# A viewer queue must hold a few output frames, and must not hold a flood.
+MIN_VIEWER_QUEUE_BYTES, MAX_VIEWER_QUEUE_BYTES = 4096, 64 * 1024 * 1024
 
 AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -71,6 +75,8 @@ class Settings:
     state_dir: Path = Path("state")
     audit_log: Path = Path("state/audit.jsonl")
     agents: tuple[AgentSettings, ...] = ()
+    # How far one viewer may fall behind before it is resynced by snapshot.
+    viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES
     # Spawn the two local demo agents (``gateway serve --demo``).
     demo: bool = False
     static_dir: Path = field(
@@ -164,8 +170,19 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
     server = _take(
         top.get("server", {}),
         "server",
-        {"listen": str, "public_origin": str, "state_dir": str, "audit_log": str},
+        {
+            "listen": str,
+            "public_origin": str,
+            "state_dir": str,
+            "audit_log": str,
+            "viewer_queue_bytes": int,
+        },
     )
+    queue = server.get("viewer_queue_bytes", DEFAULT_VIEWER_QUEUE_BYTES)
+    if not MIN_VIEWER_QUEUE_BYTES <= queue <= MAX_VIEWER_QUEUE_BYTES:
+        raise ConfigError(
+            f"server.viewer_queue_bytes must be {MIN_VIEWER_QUEUE_BYTES}..{MAX_VIEWER_QUEUE_BYTES}"
+        )
     host, port = parse_listen(server.get("listen", "127.0.0.1:8080"))
     default_origin = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     origin = check_origin(server.get("public_origin", default_origin), "server.public_origin")
@@ -184,6 +201,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         state_dir=state_dir,
         audit_log=audit_log,
         agents=agents,
+        viewer_queue_bytes=queue,
         demo=demo,
     )
     check_exposure(settings)

@@ -73,6 +73,7 @@ def test_defaults(tmp_path: Path) -> None:
             "[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\n[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\n",
             "configured twice",
         ),
+        ("[server]\nviewer_queue_bytes = 1\n", "viewer_queue_bytes must be 4096.."),
         ("[server\n", "invalid TOML"),
     ],
 )

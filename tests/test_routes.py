@@ -30,7 +30,7 @@ async def api_screen(client: TestClient[Any, Any], agent_id: str, fmt: str = "te
 
 
 async def matches_tmux(agent: LocalAgent, terminal: Terminal) -> bool:
-    return await agent.capture() == terminal.screen.text() + "\n"
+    return await agent.capture() == terminal.screen.text()
 
 
 async def test_three_viewers_one_upstream_and_a_late_joiner(
@@ -67,7 +67,7 @@ async def test_screen_api_formats(agent: LocalAgent, gateway: GatewayFactory) ->
     await agent.tmux("send-keys", "-t", agent.name, "printf '\\033[1mbold\\033[0m\\n'", "Enter")
     await eventually(lambda: _has(client, agent.name, "bold\n"), message="bold in screen")
     text = await api_screen(client, agent.name, "text")
-    assert text + "\n" == await agent.capture()
+    assert text == await agent.capture()
     ansi = await api_screen(client, agent.name, "ansi")
     assert "\x1b[" in ansi
     assert "bold" in ansi
@@ -205,6 +205,32 @@ async def test_stalled_viewer_does_not_delay_others(
     await stalled.close()
 
 
+async def test_paused_viewer_is_bounded_then_resynced(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent, viewer_queue_bytes=4096)
+    paused = await open_terminal(client, agent.name)
+    other = await open_terminal(client, agent.name)
+    await paused.wait_text("$")
+    await other.wait_text("$")
+    await paused.ws.send_bytes(ttyd.Pause().serialize())
+    # Whole distinct screens, paced so tmux sends each one (~30 KB in all).
+    await other.send_input(
+        b'for i in $(seq 1 20); do clear; seq -f "frame $i row %g ........" 1 22;'
+        b" sleep 0.02; done; echo paused-$((3*3))-done\r"
+    )
+    await other.wait_text("paused-9-done")
+    hub = client.app[FLEET].get(agent.name)
+    assert max(v.queued_bytes for v in hub.viewers) <= 4096
+    assert "paused-9-done" not in paused.screen.text()
+    assert hub.statistics().resyncs >= 1
+    await paused.ws.send_bytes(ttyd.Resume().serialize())
+    await paused.wait_text("paused-9-done")
+    await eventually(lambda: matches_tmux(agent, paused), message="resynced screen equals tmux")
+    await paused.close()
+    await other.close()
+
+
 async def test_bad_frames_get_clean_close_codes(agent: LocalAgent, gateway: GatewayFactory) -> None:
     client = await gateway(agent)
     cases: list[tuple[bytes, int]] = [
@@ -241,3 +267,24 @@ async def test_shutdown_closes_viewers_with_1001(
     await viewer.wait_text("$")
     await client.server.close()
     assert await viewer.wait_closed() == 1001
+
+
+async def test_viewers_joining_during_a_flood_end_equal_to_tmux(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    first = await open_terminal(client, agent.name)
+    await first.wait_text("$")
+    await first.send_input(
+        b"for i in $(seq 1 30000); do printf '\\033[3%dmrow %d\\033[0m\\n' $((i%8)) $i; done;"
+        b" echo flood-$((5*5))-over\r"
+    )
+    late = []
+    for _ in range(3):
+        await asyncio.sleep(timeout(0.3))
+        late.append(await open_terminal(client, agent.name))
+    for viewer in [first, *late]:
+        await viewer.wait_text("flood-25-over", within=60)
+    for viewer in [first, *late]:
+        await eventually(lambda v=viewer: matches_tmux(agent, v), message="equal to tmux")
+        await viewer.close()
