@@ -28,12 +28,13 @@ def out(text: str) -> None:
 
 
 def banner() -> None:
+    orange, reset = "\x1b[1;38;5;208m", "\x1b[0m"
+    name, tagline = "✻ Demo Agent", "pretending to code since now"
+    width = len(name) + len(tagline) + 4
     out("\x1b]2;busy-agent — demo\x07\x1b[2J\x1b[H")
-    out("\x1b[1;38;5;208m╭────────────────────────────────────────╮\x1b[0m\r\n")
-    edge = "\x1b[1;38;5;208m│\x1b[0m"
-    title = "\x1b[1m✻ Demo Agent\x1b[0m  \x1b[2mpretending to code since now\x1b[0m"
-    out(f"{edge} {title} {edge}\r\n")
-    out("\x1b[1;38;5;208m╰────────────────────────────────────────╯\x1b[0m\r\n\r\n")
+    out(f"{orange}╭{'─' * width}╮{reset}\r\n")
+    out(f"{orange}│{reset} \x1b[1m{name}{reset}  \x1b[2m{tagline}{reset} {orange}│{reset}\r\n")
+    out(f"{orange}╰{'─' * width}╯{reset}\r\n\r\n")
 
 
 def spin(label: str, seconds: float) -> None:
