@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
-from gateway.screen import Screen
 
 from gateway import ttyd
 from gateway.app import create_app
 from gateway.config import AgentSettings, Settings
 from gateway.local import LocalAgent, find_ttyd
+from gateway.screen import Screen
 
 # Every wait in the tests is a multiple of this: raise it on a slow machine.
 SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
