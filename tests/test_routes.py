@@ -288,3 +288,27 @@ async def test_viewers_joining_during_a_flood_end_equal_to_tmux(
     for viewer in [first, *late]:
         await eventually(lambda v=viewer: matches_tmux(agent, v), message="equal to tmux")
         await viewer.close()
+
+
+async def test_hostile_output_neither_crashes_nor_answers(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    viewer = await open_terminal(client, agent.name)
+    await viewer.wait_text("$")
+    hub = client.app[FLEET].get(agent.name)
+    # Device queries, a 100 KB title, absurd parameters, invalid UTF-8 and C1 bytes.
+    command = (
+        b"printf '\\033[6n\\033[c\\033[>c\\033]2;%0100000d\\a' 0;"
+        b" printf '\\033[99999999999A\\033[1;99999999H\\033[99999@\\033[?99999h';"
+        b" printf '\\377\\376\\300\\200\\302\\233\\033[;;;;;;;;;;;;;;;;;;;;;;;;m\\033c';"
+        b" echo survived-$((6*7))\r"
+    )
+    sent_before = hub.upstream.statistics().bytes_out
+    await viewer.send_input(command)
+    await viewer.wait_text("survived-42", within=30)
+    await eventually(lambda: matches_tmux(agent, viewer), message="screen equals tmux")
+    # Only our one input frame went upstream: no query was answered.
+    assert hub.upstream.statistics().bytes_out == sent_before + len(command) + 1
+    assert len(hub.title) <= 1024
+    await viewer.close()
