@@ -101,7 +101,8 @@ class LocalAgent:
 
     def tmux_args(self, *args: str) -> list[str]:
         """A tmux command line aimed at this agent's private tmux server."""
-        return ["tmux", "-f", str(self._conf), "-S", str(self.tmux_socket), *args]
+        # -u: UTF-8 whatever the locale says, so agents' box drawing survives.
+        return ["tmux", "-u", "-f", str(self._conf), "-S", str(self.tmux_socket), *args]
 
     async def tmux(self, *args: str) -> str:
         """Run a tmux command against this agent's server; return its stdout."""

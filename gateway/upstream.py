@@ -190,6 +190,10 @@ class Upstream:
                     message = _describe(exc)
                 except UpstreamRejected as exc:
                     message = str(exc)
+                except Exception:
+                    # A bug must not silence this agent for good: log it, back off, retry.
+                    log.exception("upstream %s: unexpected error", self._where)
+                    message = "internal error (see the gateway log)"
                 self._ws = None
                 self._last_error = message
                 if loop.time() - started >= self._stable_after:

@@ -190,3 +190,30 @@ async def test_handshake_carries_current_size(agent: LocalAgent) -> None:
     )
     async with running(upstream):
         await eventually(lambda: pane_size_is(agent, "100x30"), message="pane 100x30")
+
+
+class FailingOnceSink(RecordingSink):
+    """A sink with a bug that fires once: the upstream must outlive it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def upstream_output(self, data: bytes) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("bug in the sink")
+        await super().upstream_output(data)
+
+
+async def test_unexpected_error_is_logged_and_the_upstream_reconnects(
+    agent: LocalAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = FailingOnceSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        await eventually(lambda: upstream.statistics().connects == 2, message="second connect")
+        await upstream.send(ttyd.Input(b"echo still-$((2*2))-here\r"))
+        await eventually(lambda: b"still-4-here" in sink.output, message="output after the bug")
+    assert "internal error" in upstream.statistics().last_error
+    assert "bug in the sink" in caplog.text
