@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from . import routes
-from .appkeys import FLEET, LOCAL_AGENTS, SETTINGS, SOCKETS
+from .appkeys import FLEET, LOCAL_AGENTS, ORIGINS, SETTINGS, SOCKETS
 from .config import Settings
 from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application for ``settings``."""
-    app = web.Application(middlewares=[routes.error_middleware])
+    app = web.Application(middlewares=[routes.origin_middleware, routes.error_middleware])
     app[SETTINGS] = settings
+    app[ORIGINS] = settings.origin_policy()
     app[FLEET] = Fleet()
     app[LOCAL_AGENTS] = []
     app[SOCKETS] = set()

@@ -7,9 +7,11 @@ from aiohttp import web
 from .config import Settings
 from .hub import Fleet
 from .local import LocalAgent
+from .origins import OriginPolicy
 
 SETTINGS = web.AppKey("settings", Settings)
 FLEET = web.AppKey("fleet", Fleet)
+ORIGINS = web.AppKey("origins", OriginPolicy)
 # Spawned by `--demo`: tmux + ttyd pairs that live and die with the app.
 LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
 # Open browser WebSockets, closed with 1001 at shutdown.

@@ -19,6 +19,7 @@ from aiohttp import web
 from . import __version__, config
 from .app import create_app
 from .errors import ConfigError, GatewayError
+from .origins import normalize_origin
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,11 +50,17 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         raise ConfigError("nothing to serve: give --config FILE (or $GATEWAY_CONFIG) or --demo")
     if args.listen:
         host, port = config.parse_listen(args.listen)
-        origin = settings.public_origin
-        if args.config is None:
-            origin = config.check_origin(f"http://{args.listen}", "--listen")
-        settings = dataclasses.replace(settings, host=host, port=port, public_origin=origin)
+        settings = dataclasses.replace(settings, host=host, port=port)
         config.check_exposure(settings)
+    if args.config is None:
+        # Without a config, the origins are the two names of the loopback
+        # address the demo is opened with.
+        host = settings.listen.rpartition(":")[0]
+        settings = dataclasses.replace(
+            settings,
+            public_origin=normalize_origin(f"http://{host}:{settings.port}"),
+            extra_origins=(f"http://localhost:{settings.port}",),
+        )
     return settings
 
 

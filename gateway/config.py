@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import ttyd
 from .errors import ConfigError
 from .hub import DEFAULT_VIEWER_QUEUE_BYTES
+from .origins import OriginPolicy, normalize_origin
 from .upstream import Target
 
 # A viewer queue must hold a few output frames, and must not hold a flood.
@@ -72,6 +72,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_origin: str = "http://127.0.0.1:8080"
+    # Other exact origins browsers may use (e.g. http://localhost:8080).
+    extra_origins: tuple[str, ...] = ()
     state_dir: Path = Path("state")
     audit_log: Path = Path("state/audit.jsonl")
     agents: tuple[AgentSettings, ...] = ()
@@ -82,6 +84,9 @@ class Settings:
     static_dir: Path = field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "static"
     )
+
+    def origin_policy(self) -> OriginPolicy:
+        return OriginPolicy.of(self.public_origin, *self.extra_origins)
 
     @property
     def listen(self) -> str:
@@ -109,19 +114,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_origin(value: str, key: str) -> str:
-    """An origin is scheme://host[:port], nothing more."""
-    parts = urlsplit(value)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or parts.username
-    ):
-        raise ConfigError(f"{key} must be an origin like 'https://gateway.example', got {value!r}")
-    return value.rstrip("/")
+def _origin(value: str, key: str) -> str:
+    try:
+        return normalize_origin(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _take(table: Mapping[str, Any], where: str, spec: Mapping[str, type]) -> dict[str, Any]:
@@ -173,6 +170,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         {
             "listen": str,
             "public_origin": str,
+            "extra_origins": list,
             "state_dir": str,
             "audit_log": str,
             "viewer_queue_bytes": int,
@@ -185,7 +183,11 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         )
     host, port = parse_listen(server.get("listen", "127.0.0.1:8080"))
     default_origin = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    origin = check_origin(server.get("public_origin", default_origin), "server.public_origin")
+    origin = _origin(server.get("public_origin", default_origin), "server.public_origin")
+    extra = server.get("extra_origins", [])
+    if not all(isinstance(item, str) for item in extra):
+        raise ConfigError("server.extra_origins must be a list of strings")
+    extra_origins = tuple(_origin(item, "server.extra_origins") for item in extra)
     state_dir = base / server.get("state_dir", "state")
     audit_log = base / server["audit_log"] if "audit_log" in server else state_dir / "audit.jsonl"
     agents = tuple(_agent(raw, i) for i, raw in enumerate(top.get("agents", [])))
@@ -198,6 +200,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         host=host,
         port=port,
         public_origin=origin,
+        extra_origins=extra_origins,
         state_dir=state_dir,
         audit_log=audit_log,
         agents=agents,

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import ttyd
-from .appkeys import FLEET, SETTINGS, SOCKETS
+from .appkeys import FLEET, ORIGINS, SETTINGS, SOCKETS
 from .errors import AgentNotFound, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
 
@@ -41,6 +41,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
+
+
+# Requests a cross-site page could make with the user's cookies and that
+# change state; GET and HEAD only read (and are the only methods routed so far).
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@web.middleware
+async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse WebSocket upgrades and unsafe methods from any other origin, first."""
+    upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+    if (upgrade or request.method in UNSAFE_METHODS) and not request.app[ORIGINS].allows(
+        request.headers.get("Origin")
+    ):
+        return _json_error(403, "forbidden_origin", "this Origin may not use the gateway")
+    return await handler(request)
 
 
 @web.middleware

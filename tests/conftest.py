@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, unused_port
 
 from gateway import ttyd
 from gateway.app import create_app
@@ -142,12 +142,27 @@ def gateway(aiohttp_client: Any) -> GatewayFactory:
     """A real gateway (TestServer on 127.0.0.1) in front of the given agents."""
 
     async def make(*agents: LocalAgent, **overrides: Any) -> TestClient[Any, Any]:
+        # The origin names the port, so the port is chosen before the app.
+        port = unused_port()
+        overrides.setdefault("public_origin", f"http://127.0.0.1:{port}")
         client: TestClient[Any, Any] = await aiohttp_client(
-            create_app(settings_for(*agents, **overrides))
+            create_app(settings_for(*agents, **overrides)), server_kwargs={"port": port}
         )
         return client
 
     return make
+
+
+def origin_of(client: TestClient[Any, Any]) -> str:
+    return f"http://127.0.0.1:{client.port}"
+
+
+async def ws_connect(
+    client: TestClient[Any, Any], path: str, *, origin: str | None = ""
+) -> ClientWebSocketResponse:
+    """Open a WebSocket like a browser on the gateway's own page would."""
+    headers = {} if origin is None else {"Origin": origin or origin_of(client)}
+    return await client.ws_connect(path, protocols=("tty",), headers=headers)
 
 
 # --- a ttyd client for tests ----------------------------------------------------
@@ -206,6 +221,6 @@ async def open_terminal(
     size: tuple[int, int] = (80, 24),
 ) -> Terminal:
     """Connect like ttyd's web client; without columns/rows it resizes nothing."""
-    ws = await client.ws_connect(f"/agents/{agent_id}/ws", protocols=("tty",))
+    ws = await ws_connect(client, f"/agents/{agent_id}/ws")
     await ws.send_bytes(ttyd.Handshake("", columns, rows).serialize())
     return Terminal(ws, *(size if columns is None or rows is None else (columns, rows)))

@@ -61,8 +61,11 @@ def test_defaults(tmp_path: Path) -> None:
         ("[server]\nlisten = '192.168.1.5:8080'\n", "only listens on loopback"),
         ("[server]\nlisen = 'x'\n", "unknown key server.lisen"),
         ("[[users]]\nname = 'a'\n", "unknown key config.users"),
-        ("[server]\npublic_origin = 'http://x/path'\n", "must be an origin"),
-        ("[server]\npublic_origin = 'ftp://x'\n", "must be an origin"),
+        (
+            "[server]\npublic_origin = 'http://x/path'\n",
+            "public_origin: an origin is scheme://host",
+        ),
+        ("[server]\npublic_origin = 'ftp://x'\n", "public_origin: an origin is scheme://host"),
         ("[[agents]]\nurl = 'ws://127.0.0.1:1/ws'\n", "agents[0].id is required"),
         ("[[agents]]\nid = 'a'\n", "agents[0].url is required"),
         ("[[agents]]\nid = '../x'\nurl = 'ws://h/ws'\n", "agents[0].id '../x' must be"),
@@ -74,6 +77,8 @@ def test_defaults(tmp_path: Path) -> None:
             "configured twice",
         ),
         ("[server]\nviewer_queue_bytes = 1\n", "viewer_queue_bytes must be 4096.."),
+        ("[server]\nextra_origins = ['https://a.example/x']\n", "extra_origins: an origin is"),
+        ("[server]\nextra_origins = [1]\n", "extra_origins must be a list of strings"),
         ("[server\n", "invalid TOML"),
     ],
 )

@@ -14,7 +14,15 @@ from gateway.appkeys import FLEET
 from gateway.hub import DEFAULT_VIEWER_QUEUE_BYTES
 from gateway.local import LocalAgent
 
-from .conftest import AgentFactory, GatewayFactory, Terminal, eventually, open_terminal, timeout
+from .conftest import (
+    AgentFactory,
+    GatewayFactory,
+    Terminal,
+    eventually,
+    open_terminal,
+    timeout,
+    ws_connect,
+)
 
 
 async def tmux_clients(agent: LocalAgent) -> int:
@@ -98,7 +106,11 @@ async def test_unknown_agent_is_404_json(agent: LocalAgent, gateway: GatewayFact
         assert response.status == 404, path
         body = await response.json()
         assert body["error"] == "not_found", path
-    assert await tmux_clients(agent) == 1
+    await eventually(lambda: _clients_are(agent, 1), message="one upstream, no more")
+
+
+async def _clients_are(agent: LocalAgent, count: int) -> bool:
+    return await tmux_clients(agent) == count
 
 
 async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory) -> None:
@@ -190,7 +202,7 @@ async def test_stalled_viewer_does_not_delay_others(
     agent: LocalAgent, gateway: GatewayFactory
 ) -> None:
     client = await gateway(agent)
-    stalled = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+    stalled = await ws_connect(client, f"/agents/{agent.name}/ws")
     await stalled.send_bytes(ttyd.Handshake().serialize())
     # `stalled` is never read from again: its socket buffers fill up.
     reader = await open_terminal(client, agent.name)
@@ -237,20 +249,20 @@ async def test_bad_frames_get_clean_close_codes(agent: LocalAgent, gateway: Gate
         (b"not a handshake", 1002),  # first message must be the JSON handshake
     ]
     for first, code in cases:
-        ws = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+        ws = await ws_connect(client, f"/agents/{agent.name}/ws")
         await ws.send_bytes(first)
         msg = await ws.receive(timeout=timeout(5))
         while msg.type == WSMsgType.BINARY:
             msg = await ws.receive(timeout=timeout(5))
         assert msg.type == WSMsgType.CLOSE
         assert ws.close_code == code
-    ws = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+    ws = await ws_connect(client, f"/agents/{agent.name}/ws")
     await ws.send_bytes(ttyd.Handshake().serialize())
     await ws.send_bytes(b"1{not json")
     while (msg := await ws.receive(timeout=timeout(5))).type == WSMsgType.BINARY:
         pass
     assert ws.close_code == 1002
-    ws = await client.ws_connect(f"/agents/{agent.name}/ws", protocols=("tty",))
+    ws = await ws_connect(client, f"/agents/{agent.name}/ws")
     await ws.send_bytes(ttyd.Handshake().serialize())
     await ws.send_bytes(b"0" + b"x" * (64 * 1024 + 1))
     while (msg := await ws.receive(timeout=timeout(5))).type == WSMsgType.BINARY:
