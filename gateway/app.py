@@ -21,8 +21,9 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from . import routes
-from .appkeys import FLEET, LOCAL_AGENTS, ORIGINS, SETTINGS, SOCKETS
+from . import login, routes
+from .appkeys import AUTH, FLEET, LOCAL_AGENTS, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
+from .auth import Authenticator
 from .config import Settings
 from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
@@ -33,16 +34,22 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application for ``settings``."""
-    app = web.Application(middlewares=[routes.origin_middleware, routes.error_middleware])
+    app = web.Application(
+        middlewares=[routes.origin_middleware, login.auth_middleware, routes.error_middleware]
+    )
     app[SETTINGS] = settings
     app[ORIGINS] = settings.origin_policy()
+    app[AUTH] = Authenticator(settings.users)
+    app[SESSION_SOCKETS] = {}
     app[FLEET] = Fleet()
     app[LOCAL_AGENTS] = []
     app[SOCKETS] = set()
     app.cleanup_ctx.append(_local_agents)
     app.cleanup_ctx.append(_fleet)
+    app.cleanup_ctx.append(login.sweeper)
     app.on_shutdown.append(_close_sockets)
     routes.setup(app)
+    login.setup(app)
     return app
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from . import __version__, config
 from .app import create_app
+from .auth import hash_password
 from .errors import ConfigError, GatewayError
 from .origins import normalize_origin
 
@@ -38,7 +40,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--listen", help="HOST:PORT to listen on, overriding the config")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    commands.add_parser(
+        "hash-password",
+        help="read a password on stdin, print its argon2id hash for [[users]] password_hash",
+    )
     return parser
+
+
+def _hash_password() -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("gateway: error: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("gateway: error: empty password", file=sys.stderr)
+        return 2
+    try:
+        print(hash_password(password))
+    except ValueError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -66,6 +91,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hash-password":
+        return _hash_password()
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

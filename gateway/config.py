@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ttyd
+from .auth import Role, User
 from .errors import ConfigError
 from .hub import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import OriginPolicy, normalize_origin
@@ -26,6 +27,7 @@ from .upstream import Target
 MIN_VIEWER_QUEUE_BYTES, MAX_VIEWER_QUEUE_BYTES = 4096, 64 * 1024 * 1024
 
 AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
 class Secret:
@@ -77,6 +79,7 @@ class Settings:
     state_dir: Path = Path("state")
     audit_log: Path = Path("state/audit.jsonl")
     agents: tuple[AgentSettings, ...] = ()
+    users: tuple[User, ...] = ()
     # How far one viewer may fall behind before it is resynced by snapshot.
     viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES
     # Spawn the two local demo agents (``gateway serve --demo``).
@@ -161,9 +164,31 @@ def _agent(raw: Any, index: int) -> AgentSettings:
     return agent
 
 
+def _user(raw: Any, index: int) -> User:
+    where = f"users[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    values = _take(raw, where, {"name": str, "password_hash": str, "role": str, "agents": list})
+    for required in ("name", "password_hash", "role"):
+        if required not in values:
+            raise ConfigError(f"{where}.{required} is required")
+    if not USER_NAME.fullmatch(values["name"]):
+        raise ConfigError(f"{where}.name must be 1-64 letters, digits, '.', '_', '@' or '-'")
+    if not values["password_hash"].startswith("$argon2id$"):
+        raise ConfigError(f"{where}.password_hash must be an argon2id hash (gateway hash-password)")
+    try:
+        role = Role(values["role"])
+    except ValueError:
+        raise ConfigError(f"{where}.role must be one of admin, operator, viewer") from None
+    patterns = values.get("agents", ["*"])
+    if not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigError(f"{where}.agents must be a list of glob patterns")
+    return User(values["name"], values["password_hash"], role, tuple(patterns))
+
+
 def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> Settings:
     """Build settings from parsed TOML; relative paths resolve against ``base``."""
-    top = _take(data, "config", {"server": dict, "agents": list})
+    top = _take(data, "config", {"server": dict, "agents": list, "users": list})
     server = _take(
         top.get("server", {}),
         "server",
@@ -196,6 +221,9 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         if agent.id in seen:
             raise ConfigError(f"agent id {agent.id!r} is configured twice")
         seen.add(agent.id)
+    users = tuple(_user(raw, i) for i, raw in enumerate(top.get("users", [])))
+    if len({user.name for user in users}) != len(users):
+        raise ConfigError("a user name is configured twice")
     settings = Settings(
         host=host,
         port=port,
@@ -204,6 +232,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         state_dir=state_dir,
         audit_log=audit_log,
         agents=agents,
+        users=users,
         viewer_queue_bytes=queue,
         demo=demo,
     )

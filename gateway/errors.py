@@ -13,6 +13,9 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     │   ├── UpstreamUnavailable  not connected right now (input is refused, never queued)
     │   └── UpstreamRejected     ttyd refused us (bad credential, wrong path)
     ├── AgentNotFound          no such agent (or not visible to the caller)
+    ├── AuthError              who the caller is, or whether they may act
+    │   ├── LoginFailed          unknown user or wrong password (one answer for both)
+    │   └── LoginThrottled       too many failures for this account: wait ``retry_after``
     └── LocalAgentError        spawning a local ttyd + tmux agent failed
 
 Like h11, protocol errors say whose fault they are: a peer's malformed frame
@@ -60,6 +63,25 @@ class AgentNotFound(GatewayError):
     def __init__(self, agent_id: str) -> None:
         super().__init__(f"no agent {agent_id!r}")
         self.agent_id = agent_id
+
+
+class AuthError(GatewayError):
+    """Authentication or authorisation refused the caller."""
+
+
+class LoginFailed(AuthError):
+    """Unknown user or wrong password; deliberately indistinguishable."""
+
+    def __init__(self) -> None:
+        super().__init__("unknown user or wrong password")
+
+
+class LoginThrottled(AuthError):
+    """Too many recent failures for this account."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many failed logins; retry in {retry_after:.0f}s")
+        self.retry_after = retry_after
 
 
 class LocalAgentError(GatewayError):

@@ -101,6 +101,8 @@ class Viewer:
         self._resync = True
         self.paused = False
         self.resyncs = 0
+        # Writes refused because this viewer is read-only (counted by the handler).
+        self.refused = 0
         self.close_code: int | None = None
 
     @property

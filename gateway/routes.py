@@ -24,9 +24,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import ttyd
-from .appkeys import FLEET, ORIGINS, SETTINGS, SOCKETS
+from .appkeys import FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
 from .errors import AgentNotFound, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
+from .login import session_alive, session_of, user_of
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,11 @@ def _fleet(request: web.Request) -> Fleet:
 
 
 def _hub(request: web.Request) -> Hub:
-    return _fleet(request).get(request.match_info["agent_id"])
+    """The agent in the URL, if this caller may see it (else 404, like a missing one)."""
+    agent_id = request.match_info["agent_id"]
+    if not user_of(request).sees(agent_id):
+        raise AgentNotFound(agent_id)
+    return _fleet(request).get(agent_id)
 
 
 def _agent_json(hub: Hub) -> dict[str, Any]:
@@ -106,6 +111,7 @@ async def index(request: web.Request) -> web.Response:
         f'<li><a href="/agents/{html.escape(hub.agent_id)}/">{html.escape(hub.agent_id)}</a>'
         f" — {html.escape(hub.upstream.state.value)}</li>"
         for hub in _fleet(request)
+        if user_of(request).sees(hub.agent_id)
     )
     body = (
         "<!doctype html><meta charset=utf-8><title>Agent gateway</title>"
@@ -115,7 +121,9 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    return web.json_response({"agents": [_agent_json(hub) for hub in _fleet(request)]})
+    user = user_of(request)
+    visible = [_agent_json(hub) for hub in _fleet(request) if user.sees(hub.agent_id)]
+    return web.json_response({"agents": visible})
 
 
 async def screen(request: web.Request) -> web.Response:
@@ -157,15 +165,19 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
         heartbeat=HEARTBEAT,
     )
     await ws.prepare(request)
+    session = session_of(request)
+    by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
     request.app[SOCKETS].add(ws)
+    by_session.add(ws)
     try:
-        await _serve_viewer(ws, hub)
+        await _serve_viewer(request, ws, hub)
     finally:
         request.app[SOCKETS].discard(ws)
+        by_session.discard(ws)
     return ws
 
 
-async def _serve_viewer(ws: web.WebSocketResponse, hub: Hub) -> None:
+async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hub) -> None:
     try:
         first = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
     except TimeoutError:
@@ -182,16 +194,17 @@ async def _serve_viewer(ws: web.WebSocketResponse, hub: Hub) -> None:
     if not isinstance(handshake, ttyd.Handshake):
         await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"expected handshake")
         return
-    # Every browser is an operator until roles exist: a size in the handshake
-    # resizes the agent, as ttyd's spawn would.
-    if handshake.columns is not None and handshake.rows is not None:
+    # An operator's handshake size resizes the agent, as ttyd's spawn would;
+    # a read-only viewer's is ignored (the agent has one size).
+    writer = user_of(request).can_write
+    if writer and handshake.columns is not None and handshake.rows is not None:
         await hub.resize(handshake.columns, handshake.rows)
     await ws.send_bytes(ttyd.SetTitle(hub.title).serialize())
     await ws.send_bytes(ttyd.SetPreferences({}).serialize())
     viewer = hub.join()
     pump = asyncio.create_task(_pump(viewer, ws), name=f"pump:{hub.agent_id}")
     try:
-        close = await _read(ws, hub, viewer)
+        close = await _read(request, ws, hub, viewer)
         if close is not None:
             viewer.close(close[0])
             await ws.close(code=close[0], message=close[1])
@@ -213,15 +226,31 @@ async def _pump(viewer: Viewer, ws: web.WebSocketResponse) -> None:
     await ws.close(code=viewer.close_code or WSCloseCode.OK)
 
 
-async def _read(ws: web.WebSocketResponse, hub: Hub, viewer: Viewer) -> tuple[int, bytes] | None:
-    """Apply client messages; return a close (code, reason) for bad input."""
+async def _read(
+    request: web.Request, ws: web.WebSocketResponse, hub: Hub, viewer: Viewer
+) -> tuple[int, bytes] | None:
+    """Apply client messages; return a close (code, reason) to end with."""
+    user = user_of(request)
     async for msg in ws:
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             break
+        # Checked per message: a session may end while its socket is open.
+        if not session_alive(request):
+            return WSCloseCode.POLICY_VIOLATION, b"session ended"
         try:
             message = ttyd.parse_client(msg.data)
         except PeerProtocolError as exc:
             return WSCloseCode.PROTOCOL_ERROR, str(exc).encode()[:120]
+        if isinstance(message, ttyd.Handshake):
+            continue  # a repeated handshake changes nothing
+        if not user.can_write:
+            # Read-only: not a byte reaches ttyd, not even pause/resume,
+            # whose only effect would be on this viewer anyway.
+            viewer.refused += 1
+            if viewer.refused == 1:
+                viewer.notice("read_only", "this view is read-only: input is not sent")
+                log.info("read-only viewer %s of %s tried to write", user.name, hub.agent_id)
+            continue
         if isinstance(message, ttyd.Input):
             try:
                 await hub.send_input(message.data)
@@ -231,9 +260,8 @@ async def _read(ws: web.WebSocketResponse, hub: Hub, viewer: Viewer) -> tuple[in
             await hub.resize(message.columns, message.rows)
         elif isinstance(message, ttyd.Pause):
             viewer.pause()
-        elif isinstance(message, ttyd.Resume):
+        else:
             viewer.resume()
-        # A repeated handshake changes nothing.
     return None
 
 

@@ -60,7 +60,23 @@ def test_defaults(tmp_path: Path) -> None:
         ("[server]\nlisten = '0.0.0.0:8080'\n", "only listens on loopback"),
         ("[server]\nlisten = '192.168.1.5:8080'\n", "only listens on loopback"),
         ("[server]\nlisen = 'x'\n", "unknown key server.lisen"),
-        ("[[users]]\nname = 'a'\n", "unknown key config.users"),
+        ("[[users]]\nname = 'a'\n", "users[0].password_hash is required"),
+        (
+            "[[users]]\nname = 'a'\npassword_hash = 'plain'\nrole = 'admin'\n",
+            "must be an argon2id hash",
+        ),
+        (
+            "[[users]]\nname = 'a'\npassword_hash = '$argon2id$x'\nrole = 'root'\n",
+            "role must be one of admin, operator, viewer",
+        ),
+        (
+            "[[users]]\nname = 'a b'\npassword_hash = '$argon2id$x'\nrole = 'admin'\n",
+            "users[0].name must be",
+        ),
+        (
+            "[[users]]\nname = 'a'\npassword_hash = '$argon2id$x'\nrole = 'admin'\nagents = ['']\n",
+            "glob patterns",
+        ),
         (
             "[server]\npublic_origin = 'http://x/path'\n",
             "public_origin: an origin is scheme://host",
@@ -88,6 +104,19 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -
         config.load(path)
     assert "\n" not in str(info.value)
     assert str(path) in str(info.value)
+
+
+def test_users(tmp_path: Path) -> None:
+    text = (
+        "[[users]]\nname = 'ann'\npassword_hash = '$argon2id$v=19$x'\nrole = 'viewer'\n"
+        "agents = ['claude-*']\n"
+    )
+    (user,) = config.load(write(tmp_path, text)).users
+    assert (user.name, user.role.value, user.agents) == ("ann", "viewer", ("claude-*",))
+    assert user.sees("claude-7")
+    assert not user.sees("codex-1")
+    assert not user.can_write
+    assert "argon2" not in repr(user)
 
 
 def test_missing_file(tmp_path: Path) -> None:

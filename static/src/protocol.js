@@ -192,3 +192,13 @@ export function agentIdFromPath(pathname) {
     return null;
   }
 }
+
+/**
+ * Where to go after logging in: the `next` query parameter if it is a path
+ * on this site, else the home page. "//evil.net" and "https://..." are
+ * refused, so a crafted login link cannot send the user elsewhere.
+ */
+export function safeNext(search) {
+  const next = new URLSearchParams(search).get("next") || "/";
+  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+}

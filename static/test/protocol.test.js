@@ -10,6 +10,7 @@ import {
   encodeHandshake,
   encodeInput,
   encodeResize,
+  safeNext,
   safePreferences,
   socketUrl,
 } from "../src/protocol.js";
@@ -180,5 +181,17 @@ describe("URLs", () => {
     assert.equal(agentIdFromPath("/prefix/agents/x/"), "x");
     assert.equal(agentIdFromPath("/"), null);
     assert.equal(agentIdFromPath("/agents/%E0%A4%A/"), null);
+  });
+});
+
+describe("safeNext", () => {
+  it("keeps paths on this site", () => {
+    assert.equal(safeNext("?next=/agents/shell/"), "/agents/shell/");
+    assert.equal(safeNext(""), "/");
+  });
+  it("refuses other sites", () => {
+    for (const bad of ["//evil.net", "https://evil.net", "/\\evil.net", "javascript:alert(1)"]) {
+      assert.equal(safeNext(`?next=${encodeURIComponent(bad)}`), "/");
+    }
   });
 });

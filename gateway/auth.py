@@ -1,0 +1,209 @@
+"""Users, password hashes, server-side sessions, roles and login throttling.
+
+No routes here: handlers call :class:`Authenticator`. Password verification
+is CPU-heavy by design (argon2id, RFC 9106's low-memory profile: 64 MiB,
+3 passes), so :meth:`Authenticator.login` runs it in a worker thread.
+
+Timing: an unknown user is verified against a dummy hash with the same
+parameters, so "no such user" and "wrong password" take the same time and
+raise the same :class:`~gateway.errors.LoginFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from .errors import LoginFailed, LoginThrottled
+
+# Longer "passwords" are refused before hashing: argon2 would hash them, but
+# a megabyte per attempt is a cheap way to burn our CPU.
+MAX_PASSWORD_BYTES = 1024
+# Idle and absolute session lifetimes (seconds).
+IDLE_TIMEOUT = 30 * 60
+ABSOLUTE_TIMEOUT = 12 * 60 * 60
+# Throttling: after FREE_FAILURES failures an account is locked for
+# 2, 4, 8, ... seconds, up to LOCK_CAP; a success clears it.
+FREE_FAILURES = 3
+LOCK_CAP = 15 * 60
+
+_HASHER = argon2.PasswordHasher.from_parameters(argon2.profiles.RFC_9106_LOW_MEMORY)
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` for the config file."""
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"passwords are limited to {MAX_PASSWORD_BYTES} bytes")
+    return _HASHER.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class Role(enum.StrEnum):
+    """What a user may do: admins and operators write, viewers only watch."""
+
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A configured user. ``agents`` are glob patterns of visible agent ids."""
+
+    name: str
+    password_hash: str = field(repr=False)
+    role: Role
+    agents: tuple[str, ...] = ("*",)
+
+    def sees(self, agent_id: str) -> bool:
+        return any(fnmatchcase(agent_id, pattern) for pattern in self.agents)
+
+    @property
+    def can_write(self) -> bool:
+        return self.role is not Role.VIEWER
+
+
+@dataclass(slots=True)
+class Session:
+    """One login. ``id`` is 256 random bits, sent only in the cookie."""
+
+    id: str = field(repr=False)
+    user: str
+    created: float
+    last_seen: float
+
+
+class SessionStore:
+    """Server-side sessions with idle and absolute timeouts."""
+
+    def __init__(
+        self,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        absolute_timeout: float = ABSOLUTE_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions: dict[str, Session] = {}
+        self._idle = idle_timeout
+        self._absolute = absolute_timeout
+        self._clock = clock
+
+    def create(self, user: str) -> Session:
+        now = self._clock()
+        session = Session(secrets.token_urlsafe(32), user, now, now)
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str, *, touch: bool = True) -> Session | None:
+        """The live session with this id; an expired one is ended on the spot."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        now = self._clock()
+        if now - session.last_seen > self._idle or now - session.created > self._absolute:
+            del self._sessions[session_id]
+            return None
+        if touch:
+            session.last_seen = now
+        return session
+
+    def end(self, session_id: str) -> Session | None:
+        return self._sessions.pop(session_id, None)
+
+    def expire(self, keep_users: Iterable[str]) -> list[Session]:
+        """End sessions that timed out or whose user is gone; return them."""
+        keep = set(keep_users)
+        ended = [
+            s
+            for s in list(self._sessions.values())
+            if s.user not in keep or self.get(s.id, touch=False) is None
+        ]
+        for session in ended:
+            self._sessions.pop(session.id, None)
+        return ended
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Per-account exponential lock after repeated failures (sans I/O)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: dict[str, _Failures] = {}
+
+    def retry_after(self, name: str) -> float:
+        entry = self._failures.get(name)
+        return 0.0 if entry is None else max(0.0, entry.locked_until - self._clock())
+
+    def failed(self, name: str) -> None:
+        entry = self._failures.setdefault(name, _Failures())
+        entry.count += 1
+        if entry.count >= FREE_FAILURES:
+            lock = min(LOCK_CAP, 2.0 ** (entry.count - FREE_FAILURES + 1))
+            entry.locked_until = self._clock() + lock
+
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(name, None)
+
+
+class Authenticator:
+    """Checks logins against the configured users and keeps their sessions."""
+
+    def __init__(self, users: Iterable[User], sessions: SessionStore | None = None) -> None:
+        self.users = {user.name: user for user in users}
+        self.sessions = sessions or SessionStore()
+        self.throttle = LoginThrottle()
+        self._dummy_hash = hash_password(secrets.token_urlsafe(16)) if self.users else ""
+
+    @property
+    def enabled(self) -> bool:
+        """Without configured users the gateway runs open (loopback only)."""
+        return bool(self.users)
+
+    async def login(self, name: str, password: str) -> Session:
+        """A new session for valid credentials; LoginFailed or LoginThrottled otherwise."""
+        # Throttle by the name asked for, known or not, so the lock itself
+        # does not reveal which accounts exist.
+        wait = self.throttle.retry_after(name)
+        if wait > 0:
+            raise LoginThrottled(wait)
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            self.throttle.failed(name)
+            raise LoginFailed()
+        user = self.users.get(name)
+        stored = user.password_hash if user is not None else self._dummy_hash
+        ok = await asyncio.to_thread(_verify, stored, password)
+        if user is None or not ok:
+            self.throttle.failed(name)
+            raise LoginFailed()
+        self.throttle.succeeded(name)
+        return self.sessions.create(user.name)
+
+    def user_of(self, session_id: str | None) -> User | None:
+        """The user behind a live session cookie, or None."""
+        if not session_id:
+            return None
+        session = self.sessions.get(session_id)
+        return None if session is None else self.users.get(session.user)

@@ -1,0 +1,171 @@
+"""Who is calling: the session cookie, login and logout, and ending sessions.
+
+With no ``[[users]]`` configured the gateway is open (and loopback-only):
+every caller is :data:`ANONYMOUS`, an operator of every agent. With users,
+every route but the login page, ``/api/login``, ``/healthz`` and the static
+bundle needs a live session; an API call without one gets 401, a page a
+redirect to ``/login``.
+
+Ending a session (logout, timeout, the user gone) closes its WebSockets with
+1008 within :data:`SWEEP_INTERVAL` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import WSCloseCode, web
+
+from .appkeys import AUTH, SESSION_SOCKETS, SETTINGS
+from .auth import Role, User
+from .errors import LoginFailed, LoginThrottled
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
+SWEEP_INTERVAL = 2.0
+_PUBLIC = ("/healthz", "/login", "/api/login")
+_PUBLIC_PREFIXES = ("/static/dist/",)
+_USER = web.RequestKey("user", User)
+_SESSION = web.RequestKey("session", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def cookie_name(app: web.Application) -> str:
+    # __Host- binds the cookie to this exact host, https and Path=/.
+    https = app[SETTINGS].public_origin.startswith("https://")
+    return "__Host-gateway_session" if https else "gateway_session"
+
+
+def user_of(request: web.Request) -> User:
+    """The caller, as the auth middleware established it."""
+    # Not request.get(): aiohttp types only [] by RequestKey.
+    return request[_USER] if _USER in request else ANONYMOUS  # noqa: SIM401
+
+
+def session_of(request: web.Request) -> str | None:
+    return request.get(_SESSION)
+
+
+def session_alive(request: web.Request) -> bool:
+    """Re-checked on every WebSocket message, not only at connect."""
+    session = session_of(request)
+    return session is None or request.app[AUTH].user_of(session) is not None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    auth = request.app[AUTH]
+    if not auth.enabled:
+        return await handler(request)
+    session = request.cookies.get(cookie_name(request.app))
+    user = auth.user_of(session)
+    if session is not None and user is not None:
+        request[_USER] = user
+        request[_SESSION] = session
+        return await handler(request)
+    path = request.path
+    if path in _PUBLIC or path.startswith(_PUBLIC_PREFIXES):
+        return await handler(request)
+    if path.startswith("/api/") or path.endswith("/ws"):
+        return web.json_response({"error": "unauthorized", "message": "log in first"}, status=401)
+    raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
+
+
+async def login_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[SETTINGS].static_dir / "login.html")
+
+
+async def login(request: web.Request) -> web.Response:
+    """``POST /api/login {"username", "password"}`` → a session cookie."""
+    try:
+        body: Any = await request.json()
+    except ValueError:
+        body = None
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("username"), str)
+        or not isinstance(body.get("password"), str)
+    ):
+        return web.json_response(
+            {"error": "bad_request", "message": 'send {"username": ..., "password": ...}'},
+            status=400,
+        )
+    auth = request.app[AUTH]
+    try:
+        session = await auth.login(body["username"], body["password"])
+    except LoginThrottled as exc:
+        return web.json_response(
+            {"error": "throttled", "message": str(exc)},
+            status=429,
+            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+        )
+    except LoginFailed as exc:
+        return web.json_response({"error": "login_failed", "message": str(exc)}, status=401)
+    # A session id from before the login is never reused (no fixation).
+    old = request.cookies.get(cookie_name(request.app))
+    if old:
+        await end_session(request.app, old)
+    user = auth.users[session.user]
+    response = web.json_response({"user": user.name, "role": user.role.value})
+    response.set_cookie(
+        cookie_name(request.app),
+        session.id,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.app[SETTINGS].public_origin.startswith("https://"),
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    """``POST /api/logout``: end the session server side; its sockets close."""
+    session = session_of(request)
+    if session is not None:
+        await end_session(request.app, session)
+    response = web.Response(status=204)
+    response.del_cookie(cookie_name(request.app), path="/")
+    return response
+
+
+async def end_session(app: web.Application, session_id: str) -> None:
+    app[AUTH].sessions.end(session_id)
+    for ws in list(app[SESSION_SOCKETS].pop(session_id, ())):
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
+
+
+async def sweeper(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: end expired sessions and close their sockets, periodically."""
+
+    async def sweep() -> None:
+        auth = app[AUTH]
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            for session in auth.sessions.expire(auth.users):
+                await end_session(app, session.id)
+            # Sockets of sessions that ended some other way.
+            open_sessions: dict[str, Any] = app[SESSION_SOCKETS]
+            for session_id in [*open_sessions]:
+                if auth.sessions.get(session_id, touch=False) is None:
+                    await end_session(app, session_id)
+
+    task = asyncio.create_task(sweep(), name="session-sweeper")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)

@@ -1,0 +1,36 @@
+/**
+ * The login form: POST /api/login as JSON, then go where the user was headed.
+ * The session cookie is HttpOnly; this page never sees it.
+ */
+import "./login.css";
+
+import { safeNext } from "./protocol.js";
+
+const form = document.getElementById("login");
+const error = document.getElementById("error");
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = form.querySelector("button");
+  button.disabled = true;
+  error.hidden = true;
+  try {
+    const response = await fetch("/api/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: form.username.value, password: form.password.value }),
+    });
+    if (response.ok) {
+      location.assign(safeNext(location.search));
+      return;
+    }
+    const body = await response.json().catch(() => ({}));
+    error.textContent = body.message || `login failed (${response.status})`;
+  } catch {
+    error.textContent = "the gateway is unreachable";
+  } finally {
+    button.disabled = false;
+  }
+  error.hidden = false;
+  form.password.select();
+});

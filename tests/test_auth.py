@@ -1,0 +1,119 @@
+"""Users, passwords, sessions and throttling, without HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.auth import (
+    FREE_FAILURES,
+    MAX_PASSWORD_BYTES,
+    Authenticator,
+    LoginThrottle,
+    Role,
+    SessionStore,
+    User,
+    hash_password,
+)
+from gateway.errors import LoginFailed, LoginThrottled
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def alice() -> User:
+    return User("alice", hash_password("correct horse"), Role.OPERATOR, ("claude-*",))
+
+
+def test_hash_is_argon2id_and_salted() -> None:
+    first, second = hash_password("pw"), hash_password("pw")
+    assert first.startswith("$argon2id$")
+    assert "m=65536,t=3,p=4" in first
+    assert first != second
+
+
+def test_oversized_password_is_refused_before_hashing() -> None:
+    with pytest.raises(ValueError, match="limited"):
+        hash_password("x" * (MAX_PASSWORD_BYTES + 1))
+
+
+async def test_login_success_and_failures_look_alike(alice: User) -> None:
+    auth = Authenticator([alice])
+    session = await auth.login("alice", "correct horse")
+    assert auth.user_of(session.id) == alice
+    assert len(session.id) >= 43  # 32 random bytes, base64url
+    with pytest.raises(LoginFailed) as wrong:
+        await auth.login("alice", "wrong")
+    with pytest.raises(LoginFailed) as unknown:
+        await auth.login("mallory", "wrong")
+    assert str(wrong.value) == str(unknown.value)
+
+
+async def test_each_login_gets_a_new_session_id(alice: User) -> None:
+    auth = Authenticator([alice])
+    first = await auth.login("alice", "correct horse")
+    second = await auth.login("alice", "correct horse")
+    assert first.id != second.id
+
+
+async def test_throttle_locks_after_repeated_failures(alice: User) -> None:
+    auth = Authenticator([alice])
+    for _ in range(FREE_FAILURES):
+        with pytest.raises(LoginFailed):
+            await auth.login("alice", "nope")
+    with pytest.raises(LoginThrottled) as info:
+        await auth.login("alice", "correct horse")
+    assert info.value.retry_after > 0
+
+
+def test_throttle_grows_and_clears() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock)
+    locks = []
+    for _ in range(FREE_FAILURES + 3):
+        throttle.failed("bob")
+        locks.append(throttle.retry_after("bob"))
+    assert locks[: FREE_FAILURES - 1] == [0.0] * (FREE_FAILURES - 1)
+    assert locks[FREE_FAILURES - 1 :] == [2.0, 4.0, 8.0, 16.0]
+    clock.now += 16.5
+    assert throttle.retry_after("bob") == 0.0
+    throttle.succeeded("bob")
+    throttle.failed("bob")
+    assert throttle.retry_after("bob") == 0.0
+
+
+def test_sessions_expire_when_idle_and_absolutely() -> None:
+    clock = Clock()
+    store = SessionStore(idle_timeout=10, absolute_timeout=25, clock=clock)
+    session = store.create("alice")
+    for _ in range(2):
+        clock.now += 9
+        assert store.get(session.id) is session  # activity keeps it alive...
+    clock.now += 9
+    assert store.get(session.id) is None  # ...but never past the absolute limit
+    idle = store.create("alice")
+    clock.now += 11
+    assert store.get(idle.id) is None
+
+
+def test_expire_ends_sessions_of_removed_users() -> None:
+    store = SessionStore()
+    kept, dropped = store.create("alice"), store.create("bob")
+    assert [s.user for s in store.expire(["alice"])] == ["bob"]
+    assert store.get(kept.id) is kept
+    assert store.get(dropped.id) is None
+
+
+def test_globs_decide_visibility() -> None:
+    user = User("v", "", Role.VIEWER, ("claude-*", "demo"))
+    assert user.sees("claude-1")
+    assert user.sees("demo")
+    assert not user.sees("demo2")
+    assert not user.sees("codex-claude-1")
+    assert not user.can_write
+    assert User("o", "", Role.OPERATOR).can_write

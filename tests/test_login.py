@@ -1,0 +1,177 @@
+"""Login, sessions and roles at the gateway, in front of real ttyd + tmux."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway import ttyd
+from gateway.auth import Role, User, hash_password
+from gateway.local import LocalAgent
+
+from .conftest import AgentFactory, GatewayFactory, Terminal, eventually, origin_of
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def users() -> tuple[User, ...]:
+    hashed = hash_password(PASSWORD)
+    return (
+        User("olga", hashed, Role.OPERATOR, ("*",)),
+        User("vic", hashed, Role.VIEWER, ("watched",)),
+    )
+
+
+@pytest.fixture
+async def agents(make_agent: AgentFactory) -> tuple[LocalAgent, LocalAgent]:
+    return await make_agent("watched"), await make_agent("hidden")
+
+
+@pytest.fixture
+async def client(
+    gateway: GatewayFactory, agents: tuple[LocalAgent, LocalAgent], users: tuple[User, ...]
+) -> TestClient[Any, Any]:
+    return await gateway(*agents, users=users)
+
+
+@pytest.fixture
+async def sessions(client: TestClient[Any, Any]) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    """One browser (cookie jar) per user, logged in."""
+    opened: dict[str, aiohttp.ClientSession] = {}
+    for name in ("olga", "vic"):
+        http = aiohttp.ClientSession(
+            base_url=str(client.make_url("")),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            headers={"Origin": origin_of(client)},
+        )
+        response = await http.post("/api/login", json={"username": name, "password": PASSWORD})
+        assert response.status == 200, await response.text()
+        opened[name] = http
+    yield opened
+    for http in opened.values():
+        await http.close()
+
+
+async def terminal(http: aiohttp.ClientSession, agent_id: str) -> Terminal:
+    ws = await http.ws_connect(f"/agents/{agent_id}/ws", protocols=("tty",))
+    await ws.send_bytes(ttyd.Handshake("", 80, 24).serialize())
+    return Terminal(ws, 80, 24)
+
+
+async def test_everything_but_login_needs_a_session(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/login")).status == 200
+    api = await client.get("/api/agents")
+    assert api.status == 401
+    assert (await api.json())["error"] == "unauthorized"
+    page = await client.get("/agents/watched/", allow_redirects=False)
+    assert page.status == 303
+    assert page.headers["Location"] == "/login?next=/agents/watched/"
+    ws = await client.get("/agents/watched/ws", headers={"Origin": origin_of(client)})
+    assert ws.status == 401
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_answer(
+    client: TestClient[Any, Any],
+) -> None:
+    headers = {"Origin": origin_of(client)}
+    wrong = await client.post(
+        "/api/login", json={"username": "olga", "password": "nope"}, headers=headers
+    )
+    unknown = await client.post(
+        "/api/login", json={"username": "nobody", "password": "nope"}, headers=headers
+    )
+    assert wrong.status == unknown.status == 401
+    assert await wrong.json() == await unknown.json()
+    bad = await client.post("/api/login", data=b"not json", headers=headers)
+    assert bad.status == 400
+    csrf = await client.post(
+        "/api/login",
+        json={"username": "olga", "password": PASSWORD},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert csrf.status == 403
+
+
+async def test_session_cookie_attributes(client: TestClient[Any, Any]) -> None:
+    response = await client.post(
+        "/api/login",
+        json={"username": "olga", "password": PASSWORD},
+        headers={"Origin": origin_of(client)},
+    )
+    assert await response.json() == {"user": "olga", "role": "operator"}
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("gateway_session=")
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/"):
+        assert attribute in cookie
+    assert "Secure" not in cookie  # plain http public origin
+
+
+async def test_roles_and_globs(
+    client: TestClient[Any, Any],
+    sessions: dict[str, aiohttp.ClientSession],
+    agents: tuple[LocalAgent, LocalAgent],
+) -> None:
+    olga, vic = sessions["olga"], sessions["vic"]
+    seen = await (await vic.get("/api/agents")).json()
+    assert [a["id"] for a in seen["agents"]] == ["watched"]
+    for path in ("/api/agents/hidden/screen", "/agents/hidden/", "/agents/hidden/token"):
+        response = await vic.get(path)
+        assert response.status == 404, path
+        assert (await response.json())["error"] == "not_found"
+    assert len((await (await olga.get("/api/agents")).json())["agents"]) == 2
+
+    watched = agents[0]
+    operator = await terminal(olga, "watched")
+    viewer = await terminal(vic, "watched")
+    await operator.wait_text("$")
+    await viewer.wait_text("$")
+    await viewer.ws.send_bytes(b"0echo from-the-viewer\r")
+    await viewer.ws.send_str("0echo text-frame\r")
+    await viewer.ws.send_bytes(b'1{"columns": 50, "rows": 10}')
+    await viewer.ws.send_bytes(b"2")
+    await operator.send_input(b"echo from-the-operator-$((1+1))\r")
+    await viewer.wait_text("from-the-operator-2")
+    await eventually(lambda: bool(viewer.notices), message="read-only notice")
+    assert viewer.notices[0].code == "read_only"
+    pane = await watched.capture()
+    assert "from-the-viewer" not in pane
+    assert "text-frame" not in pane
+    size = await watched.tmux("display-message", "-p", "-t", "watched", "#{pane_width}")
+    assert size.strip() == "80"
+    await operator.close()
+    await viewer.close()
+
+
+async def test_logout_closes_live_sockets_with_1008(
+    client: TestClient[Any, Any], sessions: dict[str, aiohttp.ClientSession]
+) -> None:
+    olga = sessions["olga"]
+    term = await terminal(olga, "watched")
+    await term.wait_text("$")
+    assert (await olga.post("/api/logout")).status == 204
+    assert await term.wait_closed() == 1008
+    assert (await olga.get("/api/agents")).status == 401
+
+
+async def test_a_new_login_replaces_the_old_session(
+    client: TestClient[Any, Any], sessions: dict[str, aiohttp.ClientSession]
+) -> None:
+    vic = sessions["vic"]
+    before = {c.key: c.value for c in vic.cookie_jar}
+    term = await terminal(vic, "watched")
+    await term.wait_text("$")
+    again = await vic.post("/api/login", json={"username": "vic", "password": PASSWORD})
+    assert again.status == 200
+    after = {c.key: c.value for c in vic.cookie_jar}
+    assert after["gateway_session"] != before["gateway_session"]
+    # The session the socket was opened with is over, and so is the socket.
+    assert await term.wait_closed() == 1008
+    await asyncio.sleep(0)
+    assert (await vic.get("/api/agents")).status == 200
