@@ -324,3 +324,18 @@ async def test_hostile_output_neither_crashes_nor_answers(
     assert hub.upstream.statistics().bytes_out == sent_before + len(command) + 1
     assert len(hub.title) <= 1024
     await viewer.close()
+
+
+async def test_security_headers(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    client = await gateway(agent)
+    page = await client.get(f"/agents/{agent.name}/")
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    api = await client.get("/api/agents")
+    assert api.headers["Cache-Control"] == "no-store"
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+    missing = await client.get("/api/agents/nope/screen")
+    assert missing.headers["Cache-Control"] == "no-store"
