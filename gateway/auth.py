@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -52,6 +53,20 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
+def new_api_token() -> tuple[str, str]:
+    """A fresh bearer token (256 bits) and the SHA-256 the config stores.
+
+    SHA-256 suffices here, unlike for passwords: the token is random, so
+    there is nothing to guess that a slow hash would protect.
+    """
+    token = secrets.token_urlsafe(32)
+    return token, token_digest(token)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class Role(enum.StrEnum):
     """What a user may do: admins and operators write, viewers only watch."""
 
@@ -68,6 +83,8 @@ class User:
     password_hash: str = field(repr=False)
     role: Role
     agents: tuple[str, ...] = ("*",)
+    # SHA-256 (hex) of this user's bearer token for scripts, if any.
+    api_token_sha256: str | None = field(default=None, repr=False)
 
     def sees(self, agent_id: str) -> bool:
         return any(fnmatchcase(agent_id, pattern) for pattern in self.agents)
@@ -173,6 +190,7 @@ class Authenticator:
 
     def __init__(self, users: Iterable[User], sessions: SessionStore | None = None) -> None:
         self.users = {user.name: user for user in users}
+        self._by_token = {u.api_token_sha256: u for u in self.users.values() if u.api_token_sha256}
         self.sessions = sessions or SessionStore()
         self.throttle = LoginThrottle()
         self._dummy_hash = hash_password(secrets.token_urlsafe(16)) if self.users else ""
@@ -200,6 +218,10 @@ class Authenticator:
             raise LoginFailed()
         self.throttle.succeeded(name)
         return self.sessions.create(user.name)
+
+    def user_of_token(self, token: str) -> User | None:
+        """The user whose bearer token this is, or None."""
+        return self._by_token.get(token_digest(token))
 
     def user_of(self, session_id: str | None) -> User | None:
         """The user behind a live session cookie, or None."""

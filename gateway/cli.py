@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import __version__, config
 from .app import create_app
-from .auth import hash_password
+from .auth import hash_password, new_api_token
 from .errors import ConfigError, GatewayError
 from .origins import normalize_origin
 
@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--listen", help="HOST:PORT to listen on, overriding the config")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    commands.add_parser(
+        "new-api-token",
+        help="print a new bearer token and the api_token_sha256 line for [[users]]",
+    )
     commands.add_parser(
         "hash-password",
         help="read a password on stdin, print its argon2id hash for [[users]] password_hash",
@@ -93,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "hash-password":
         return _hash_password()
+    if args.command == "new-api-token":
+        token, digest = new_api_token()
+        print(f"token (give it to the script, it is not stored): {token}")
+        print(f'config line for the user: api_token_sha256 = "{digest}"')
+        return 0
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -168,7 +168,11 @@ def _user(raw: Any, index: int) -> User:
     where = f"users[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
-    values = _take(raw, where, {"name": str, "password_hash": str, "role": str, "agents": list})
+    values = _take(
+        raw,
+        where,
+        {"name": str, "password_hash": str, "role": str, "agents": list, "api_token_sha256": str},
+    )
     for required in ("name", "password_hash", "role"):
         if required not in values:
             raise ConfigError(f"{where}.{required} is required")
@@ -183,7 +187,10 @@ def _user(raw: Any, index: int) -> User:
     patterns = values.get("agents", ["*"])
     if not all(isinstance(p, str) and p for p in patterns):
         raise ConfigError(f"{where}.agents must be a list of glob patterns")
-    return User(values["name"], values["password_hash"], role, tuple(patterns))
+    token = values.get("api_token_sha256")
+    if token is not None and not re.fullmatch(r"[0-9a-f]{64}", token):
+        raise ConfigError(f"{where}.api_token_sha256 must be 64 hex digits (gateway new-api-token)")
+    return User(values["name"], values["password_hash"], role, tuple(patterns), token)
 
 
 def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> Settings:

@@ -13,6 +13,7 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     │   ├── UpstreamUnavailable  not connected right now (input is refused, never queued)
     │   └── UpstreamRejected     ttyd refused us (bad credential, wrong path)
     ├── AgentNotFound          no such agent (or not visible to the caller)
+    ├── BadRequest             a request body the API cannot use (the message is for the client)
     ├── AuthError              who the caller is, or whether they may act
     │   ├── LoginFailed          unknown user or wrong password (one answer for both)
     │   └── LoginThrottled       too many failures for this account: wait ``retry_after``
@@ -63,6 +64,10 @@ class AgentNotFound(GatewayError):
     def __init__(self, agent_id: str) -> None:
         super().__init__(f"no agent {agent_id!r}")
         self.agent_id = agent_id
+
+
+class BadRequest(GatewayError):
+    """An API request body is unusable; the message is safe to show the client."""
 
 
 class AuthError(GatewayError):

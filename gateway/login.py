@@ -53,6 +53,12 @@ def session_of(request: web.Request) -> str | None:
     return request.get(_SESSION)
 
 
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def session_alive(request: web.Request) -> bool:
     """Re-checked on every WebSocket message, not only at connect."""
     session = session_of(request)
@@ -63,6 +69,15 @@ def session_alive(request: web.Request) -> bool:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     auth = request.app[AUTH]
     if not auth.enabled:
+        return await handler(request)
+    bearer = bearer_token(request)
+    if bearer is not None:
+        token_user = auth.user_of_token(bearer)
+        if token_user is None:
+            return web.json_response(
+                {"error": "unauthorized", "message": "unknown API token"}, status=401
+            )
+        request[_USER] = token_user
         return await handler(request)
     session = request.cookies.get(cookie_name(request.app))
     user = auth.user_of(session)

@@ -6,6 +6,8 @@ Routes::
     GET /healthz                  liveness
     GET /api/agents               every agent with status, size, viewers, title
     GET /api/agents/{id}/screen   ?format=text|ansi|json: the current screen
+    POST /api/agents/{id}/input   {"data"}: type into one agent (operators)
+    POST /api/input               {"agents", "data"}: one command to many, per-agent results
     GET /agents/{id}/             the terminal page
     GET /agents/{id}/token        {"token": ""}, like ttyd's /token
     GET /agents/{id}/ws           ttyd-compatible WebSocket (subprotocol "tty")
@@ -25,9 +27,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import ttyd
 from .appkeys import FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
-from .errors import AgentNotFound, PeerProtocolError, UpstreamUnavailable
+from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
-from .login import session_alive, session_of, user_of
+from .login import bearer_token, cookie_name, session_alive, session_of, user_of
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ MAX_INBOUND_MESSAGE = 64 * 1024
 HANDSHAKE_TIMEOUT = 10.0
 HEARTBEAT = 30.0
 SCREEN_WAIT = 2.0
+MAX_INPUT_BODY = 256 * 1024
+MAX_BROADCAST = 100
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,8 +57,13 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 async def origin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse WebSocket upgrades and unsafe methods from any other origin, first."""
     upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-    if (upgrade or request.method in UNSAFE_METHODS) and not request.app[ORIGINS].allows(
-        request.headers.get("Origin")
+    # A script authenticating with a bearer token (and no cookie) cannot be a
+    # forged cross-site request: browsers never attach that header themselves.
+    scripted = bearer_token(request) is not None and cookie_name(request.app) not in request.cookies
+    if (
+        (upgrade or request.method in UNSAFE_METHODS)
+        and not scripted
+        and not request.app[ORIGINS].allows(request.headers.get("Origin"))
     ):
         return _json_error(403, "forbidden_origin", "this Origin may not use the gateway")
     return await handler(request)
@@ -67,6 +76,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except AgentNotFound as exc:
         return _json_error(404, "not_found", str(exc))
+    except BadRequest as exc:
+        return _json_error(400, "bad_request", str(exc))
     except web.HTTPException as exc:
         if exc.status >= 400 and not exc.content_type.startswith("application/json"):
             return _json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
@@ -138,6 +149,75 @@ async def screen(request: web.Request) -> web.Response:
         return web.json_response({"id": hub.agent_id, **hub.screen.to_json()})
     text = hub.screen.text() if fmt == "text" else hub.screen.ansi()
     return web.Response(text=text, content_type="text/plain")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_INPUT_BODY:
+        raise web.HTTPRequestEntityTooLarge(MAX_INPUT_BODY, request.content_length)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _input_data(body: dict[str, Any]) -> bytes:
+    data = body.get("data")
+    if not isinstance(data, str) or not data:
+        raise BadRequest("'data' must be a non-empty string")
+    encoded = data.encode()
+    if len(encoded) > MAX_INBOUND_MESSAGE:
+        raise BadRequest(f"'data' is limited to {MAX_INBOUND_MESSAGE} bytes")
+    return encoded
+
+
+async def _send(hub: Hub, data: bytes, writer: bool) -> dict[str, Any]:
+    """One agent's answer to an input request."""
+    if not writer:
+        return {"ok": False, "error": "read_only", "message": "this user may only watch"}
+    try:
+        await hub.send_input(data)
+    except UpstreamUnavailable as exc:
+        return {"ok": False, "error": "unavailable", "message": str(exc)}
+    return {"ok": True, "sent": len(data)}
+
+
+async def agent_input(request: web.Request) -> web.Response:
+    """``POST /api/agents/{id}/input {"data"}``: type into one agent."""
+    hub = _hub(request)
+    data = _input_data(await _json_body(request))
+    result = await _send(hub, data, user_of(request).can_write)
+    status = 200 if result["ok"] else 403 if result["error"] == "read_only" else 503
+    return web.json_response({"agent": hub.agent_id, **result}, status=status)
+
+
+async def broadcast_input(request: web.Request) -> web.Response:
+    """``POST /api/input {"agents": [...], "data"}``: one command, many agents."""
+    body = await _json_body(request)
+    data = _input_data(body)
+    agents = body.get("agents")
+    if (
+        not isinstance(agents, list)
+        or not 1 <= len(agents) <= MAX_BROADCAST
+        or not all(isinstance(a, str) for a in agents)
+    ):
+        raise BadRequest(f"'agents' must be a list of 1 to {MAX_BROADCAST} agent ids")
+    user, fleet = user_of(request), _fleet(request)
+    ids = list(dict.fromkeys(agents))
+
+    async def one(agent_id: str) -> dict[str, Any]:
+        try:
+            if not user.sees(agent_id):
+                raise AgentNotFound(agent_id)
+            hub = fleet.get(agent_id)
+        except AgentNotFound as exc:
+            return {"ok": False, "error": "not_found", "message": str(exc)}
+        return await _send(hub, data, user.can_write)
+
+    results = await asyncio.gather(*(one(agent_id) for agent_id in ids))
+    return web.json_response({"results": dict(zip(ids, results, strict=True))})
 
 
 async def terminal_page(request: web.Request) -> web.FileResponse:
@@ -310,6 +390,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/agents", list_agents)
     app.router.add_get("/api/agents/{agent_id}/screen", screen)
+    app.router.add_post("/api/agents/{agent_id}/input", agent_input)
+    app.router.add_post("/api/input", broadcast_input)
     app.router.add_get("/agents/{agent_id}", agent_redirect)
     app.router.add_get("/agents/{agent_id}/", terminal_page)
     app.router.add_get("/agents/{agent_id}/token", token)

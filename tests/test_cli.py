@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import argon2
 import pytest
 
 from .conftest import eventually, timeout
@@ -92,3 +94,25 @@ async def test_bad_invocations_exit_2_with_one_line(args: tuple[str, ...], messa
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1
     assert message in lines[0]
+
+
+async def test_hash_password_reads_stdin_and_prints_argon2id() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "hash-password",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, _ = await asyncio.wait_for(proc.communicate(b"tr0ub4dor\n"), timeout(30))
+    assert proc.returncode == 0
+    digest = stdout.decode().strip()
+    assert digest.startswith("$argon2id$")
+    assert argon2.PasswordHasher().verify(digest, "tr0ub4dor")
+
+
+async def test_new_api_token_prints_the_token_and_its_digest() -> None:
+    proc = await run_cli("new-api-token")
+    stdout, _ = await asyncio.wait_for(proc.communicate(), timeout(30))
+    token_line, config_line = stdout.decode().strip().splitlines()
+    token = token_line.rsplit(" ", 1)[1]
+    assert f'"{hashlib.sha256(token.encode()).hexdigest()}"' in config_line

@@ -78,6 +78,11 @@ def test_defaults(tmp_path: Path) -> None:
             "glob patterns",
         ),
         (
+            "[[users]]\nname = 'a'\npassword_hash = '$argon2id$x'\nrole = 'admin'\n"
+            "api_token_sha256 = 'abc'\n",
+            "64 hex digits",
+        ),
+        (
             "[server]\npublic_origin = 'http://x/path'\n",
             "public_origin: an origin is scheme://host",
         ),
