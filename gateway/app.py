@@ -22,7 +22,8 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from . import login, routes
-from .appkeys import AUTH, FLEET, LOCAL_AGENTS, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
+from .appkeys import AUDIT, AUTH, FLEET, LOCAL_AGENTS, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
+from .audit import AuditLog
 from .auth import Authenticator
 from .config import Settings
 from .hub import Fleet, Hub
@@ -40,7 +41,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[ORIGINS] = settings.origin_policy()
     app[AUTH] = Authenticator(settings.users)
+    app[AUDIT] = AuditLog(settings.audit_log)
     app[SESSION_SOCKETS] = {}
+    app.cleanup_ctx.append(_audit)
     app[FLEET] = Fleet()
     app[LOCAL_AGENTS] = []
     app[SOCKETS] = set()
@@ -62,6 +65,15 @@ def demo_agents(workdir: Path) -> list[LocalAgent]:
             "busy-agent", [sys.executable, "-m", "gateway.demo_agent"], workdir, ttyd_binary
         ),
     ]
+
+
+async def _audit(app: web.Application) -> AsyncIterator[None]:
+    # First in, last out: every other lifecycle may still record on the way down.
+    await app[AUDIT].start()
+    try:
+        yield
+    finally:
+        await app[AUDIT].aclose()
 
 
 async def _local_agents(app: web.Application) -> AsyncIterator[None]:

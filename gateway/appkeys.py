@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .audit import AuditLog
 from .auth import Authenticator
 from .config import Settings
 from .hub import Fleet
@@ -16,6 +17,7 @@ ORIGINS = web.AppKey("origins", OriginPolicy)
 # Spawned by `--demo`: tmux + ttyd pairs that live and die with the app.
 LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
 AUTH = web.AppKey("auth", Authenticator)
+AUDIT = web.AppKey("audit", AuditLog)
 # Open WebSockets by session id, closed with 1008 when their session ends.
 SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[web.WebSocketResponse]])
 # Open browser WebSockets, closed with 1001 at shutdown.

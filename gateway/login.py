@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 
-from .appkeys import AUTH, SESSION_SOCKETS, SETTINGS
+from .appkeys import AUDIT, AUTH, SESSION_SOCKETS, SETTINGS
 from .auth import Role, User
 from .errors import LoginFailed, LoginThrottled
 
@@ -112,22 +112,26 @@ async def login(request: web.Request) -> web.Response:
             {"error": "bad_request", "message": 'send {"username": ..., "password": ...}'},
             status=400,
         )
-    auth = request.app[AUTH]
+    auth, audit = request.app[AUTH], request.app[AUDIT]
+    name = body["username"][:64]
     try:
         session = await auth.login(body["username"], body["password"])
     except LoginThrottled as exc:
+        audit.record("login_throttled", user=name, address=request.remote)
         return web.json_response(
             {"error": "throttled", "message": str(exc)},
             status=429,
             headers={"Retry-After": str(max(1, round(exc.retry_after)))},
         )
     except LoginFailed as exc:
+        audit.record("login_failed", user=name, address=request.remote)
         return web.json_response({"error": "login_failed", "message": str(exc)}, status=401)
     # A session id from before the login is never reused (no fixation).
     old = request.cookies.get(cookie_name(request.app))
     if old:
         await end_session(request.app, old)
     user = auth.users[session.user]
+    audit.record("login", user=user.name, role=user.role.value, address=request.remote)
     response = web.json_response({"user": user.name, "role": user.role.value})
     response.set_cookie(
         cookie_name(request.app),
@@ -144,6 +148,7 @@ async def logout(request: web.Request) -> web.Response:
     """``POST /api/logout``: end the session server side; its sockets close."""
     session = session_of(request)
     if session is not None:
+        request.app[AUDIT].record("logout", user=user_of(request).name, address=request.remote)
         await end_session(request.app, session)
     response = web.Response(status=204)
     response.del_cookie(cookie_name(request.app), path="/")

@@ -8,6 +8,7 @@ Routes::
     GET /api/agents/{id}/screen   ?format=text|ansi|json: the current screen
     POST /api/agents/{id}/input   {"data"}: type into one agent (operators)
     POST /api/input               {"agents", "data"}: one command to many, per-agent results
+    GET /api/audit                ?offset=&limit=: the audit trail (admins)
     GET /agents/{id}/             the terminal page
     GET /agents/{id}/token        {"token": ""}, like ttyd's /token
     GET /agents/{id}/ws           ttyd-compatible WebSocket (subprotocol "tty")
@@ -26,7 +27,8 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import ttyd
-from .appkeys import FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
+from .appkeys import AUDIT, FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
+from .auth import Role
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
 from .login import bearer_token, cookie_name, session_alive, session_of, user_of
@@ -173,7 +175,7 @@ def _input_data(body: dict[str, Any]) -> bytes:
     return encoded
 
 
-async def _send(hub: Hub, data: bytes, writer: bool) -> dict[str, Any]:
+async def _send(request: web.Request, hub: Hub, data: bytes, writer: bool) -> dict[str, Any]:
     """One agent's answer to an input request."""
     if not writer:
         return {"ok": False, "error": "read_only", "message": "this user may only watch"}
@@ -181,14 +183,20 @@ async def _send(hub: Hub, data: bytes, writer: bool) -> dict[str, Any]:
         await hub.send_input(data)
     except UpstreamUnavailable as exc:
         return {"ok": False, "error": "unavailable", "message": str(exc)}
+    _audit_input(request, user_of(request).name, hub.agent_id, data)
     return {"ok": True, "sent": len(data)}
+
+
+def _audit_input(request: web.Request, user: str, agent_id: str, data: bytes) -> None:
+    text = data.decode(errors="backslashreplace")
+    request.app[AUDIT].record("input", user=user, agent=agent_id, bytes=len(data), text=text)
 
 
 async def agent_input(request: web.Request) -> web.Response:
     """``POST /api/agents/{id}/input {"data"}``: type into one agent."""
     hub = _hub(request)
     data = _input_data(await _json_body(request))
-    result = await _send(hub, data, user_of(request).can_write)
+    result = await _send(request, hub, data, user_of(request).can_write)
     status = 200 if result["ok"] else 403 if result["error"] == "read_only" else 503
     return web.json_response({"agent": hub.agent_id, **result}, status=status)
 
@@ -214,10 +222,25 @@ async def broadcast_input(request: web.Request) -> web.Response:
             hub = fleet.get(agent_id)
         except AgentNotFound as exc:
             return {"ok": False, "error": "not_found", "message": str(exc)}
-        return await _send(hub, data, user.can_write)
+        return await _send(request, hub, data, user.can_write)
 
     results = await asyncio.gather(*(one(agent_id) for agent_id in ids))
     return web.json_response({"results": dict(zip(ids, results, strict=True))})
+
+
+async def audit_entries(request: web.Request) -> web.Response:
+    """``GET /api/audit?offset=&limit=``: the audit trail, oldest first (admins)."""
+    if user_of(request).role is not Role.ADMIN:
+        return _json_error(403, "forbidden", "only admins read the audit log")
+    try:
+        offset = int(request.query.get("offset", "0"))
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise BadRequest("offset and limit must be integers") from None
+    if offset < 0 or not 1 <= limit <= 1000:
+        raise BadRequest("offset must be >= 0 and limit 1..1000")
+    entries, total = await request.app[AUDIT].read(offset, limit)
+    return web.json_response({"entries": entries, "offset": offset, "total": total})
 
 
 async def terminal_page(request: web.Request) -> web.FileResponse:
@@ -282,6 +305,9 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hu
     await ws.send_bytes(ttyd.SetTitle(hub.title).serialize())
     await ws.send_bytes(ttyd.SetPreferences({}).serialize())
     viewer = hub.join()
+    audit, user = request.app[AUDIT], user_of(request)
+    who = {"user": user.name, "role": user.role.value, "agent": hub.agent_id}
+    audit.record("viewer_joined", **who, address=request.remote)
     pump = asyncio.create_task(_pump(viewer, ws), name=f"pump:{hub.agent_id}")
     try:
         close = await _read(request, ws, hub, viewer)
@@ -293,6 +319,7 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hu
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
+        audit.record("viewer_left", **who, refused_writes=viewer.refused)
 
 
 async def _pump(viewer: Viewer, ws: web.WebSocketResponse) -> None:
@@ -329,13 +356,17 @@ async def _read(
             viewer.refused += 1
             if viewer.refused == 1:
                 viewer.notice("read_only", "this view is read-only: input is not sent")
-                log.info("read-only viewer %s of %s tried to write", user.name, hub.agent_id)
+                request.app[AUDIT].record(
+                    "write_refused", user=user.name, role=user.role.value, agent=hub.agent_id
+                )
             continue
         if isinstance(message, ttyd.Input):
             try:
                 await hub.send_input(message.data)
             except UpstreamUnavailable as exc:
                 viewer.notice("input_refused", f"input not sent: {exc}")
+            else:
+                _audit_input(request, user.name, hub.agent_id, message.data)
         elif isinstance(message, ttyd.Resize):
             await hub.resize(message.columns, message.rows)
         elif isinstance(message, ttyd.Pause):
@@ -392,6 +423,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/agents/{agent_id}/screen", screen)
     app.router.add_post("/api/agents/{agent_id}/input", agent_input)
     app.router.add_post("/api/input", broadcast_input)
+    app.router.add_get("/api/audit", audit_entries)
     app.router.add_get("/agents/{agent_id}", agent_redirect)
     app.router.add_get("/agents/{agent_id}/", terminal_page)
     app.router.add_get("/agents/{agent_id}/token", token)

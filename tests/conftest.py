@@ -138,13 +138,15 @@ GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-def gateway(aiohttp_client: Any) -> GatewayFactory:
+def gateway(aiohttp_client: Any, tmp_path: Path) -> GatewayFactory:
     """A real gateway (TestServer on 127.0.0.1) in front of the given agents."""
 
     async def make(*agents: LocalAgent, **overrides: Any) -> TestClient[Any, Any]:
         # The origin names the port, so the port is chosen before the app.
         port = unused_port()
         overrides.setdefault("public_origin", f"http://127.0.0.1:{port}")
+        overrides.setdefault("state_dir", tmp_path / "state")
+        overrides.setdefault("audit_log", tmp_path / "state" / "audit.jsonl")
         client: TestClient[Any, Any] = await aiohttp_client(
             create_app(settings_for(*agents, **overrides)), server_kwargs={"port": port}
         )

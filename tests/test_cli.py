@@ -24,19 +24,25 @@ def free_port() -> int:
         return port
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )  # fmt: skip
 
 
 async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
+    private, cwd = tmp_path / "tmp", tmp_path / "cwd"
+    private.mkdir()
+    cwd.mkdir()
     proc = await run_cli(
-        "serve", "--demo", "--listen", f"127.0.0.1:{port}", env={"TMPDIR": str(tmp_path)}
+        "serve", "--demo", "--listen", f"127.0.0.1:{port}", env={"TMPDIR": str(private)}, cwd=cwd
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -65,7 +71,7 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
                     return "Demo Agent" in await response.text()
 
             await eventually(busy_agent_draws, within=20, message="busy agent banner")
-        assert any(tmp_path.iterdir()), "the demo keeps its sockets in a private folder"
+        assert any(private.iterdir()), "the demo keeps its sockets in a private folder"
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), timeout(30))
     finally:
@@ -76,7 +82,8 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "/agents/shell/" in stdout
     # tmux servers, ttyd processes and sockets are gone with it.
-    assert list(tmp_path.iterdir()) == []
+    assert list(private.iterdir()) == []
+    assert (cwd / "state" / "audit.jsonl").exists()
 
 
 @pytest.mark.parametrize(

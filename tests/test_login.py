@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ def users() -> tuple[User, ...]:
     return (
         User("olga", hashed, Role.OPERATOR, ("*",)),
         User("vic", hashed, Role.VIEWER, ("watched",)),
+        User("ada", hashed, Role.ADMIN, ("*",)),
     )
 
 
@@ -44,7 +46,7 @@ async def client(
 async def sessions(client: TestClient[Any, Any]) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
     """One browser (cookie jar) per user, logged in."""
     opened: dict[str, aiohttp.ClientSession] = {}
-    for name in ("olga", "vic"):
+    for name in ("olga", "vic", "ada"):
         http = aiohttp.ClientSession(
             base_url=str(client.make_url("")),
             cookie_jar=aiohttp.CookieJar(unsafe=True),
@@ -175,3 +177,56 @@ async def test_a_new_login_replaces_the_old_session(
     assert await term.wait_closed() == 1008
     await asyncio.sleep(0)
     assert (await vic.get("/api/agents")).status == 200
+
+
+async def test_audit_trail(
+    client: TestClient[Any, Any], sessions: dict[str, aiohttp.ClientSession]
+) -> None:
+    olga, vic, ada = sessions["olga"], sessions["vic"], sessions["ada"]
+    await olga.post("/api/login", json={"username": "olga", "password": "not it"})
+    operator, viewer = await terminal(olga, "watched"), await terminal(vic, "watched")
+    await operator.wait_text("$")
+    await operator.send_input(b"echo audited\r")
+    await operator.wait_text("audited\n")
+    for _ in range(3):
+        await viewer.ws.send_bytes(b"0rm -rf /\r")
+    await eventually(lambda: bool(viewer.notices), message="read-only notice")
+    await operator.close()
+    await viewer.close()
+    assert (await vic.get("/api/audit")).status == 403
+    assert (await olga.get("/api/audit")).status == 403
+
+    async def entries() -> list[dict[str, Any]]:
+        body = await (await ada.get("/api/audit", params={"limit": "1000"})).json()
+        result: list[dict[str, Any]] = body["entries"]
+        return result
+
+    await eventually(
+        lambda: _has_event(entries(), "viewer_left", "vic"), message="viewer_left recorded"
+    )
+    log = await entries()
+    events = [(e["event"], e.get("user")) for e in log]
+    assert ("login", "olga") in events
+    assert ("login_failed", "olga") in events
+    assert ("viewer_joined", "vic") in events
+    (typed,) = [e for e in log if e["event"] == "input"]
+    assert typed["user"] == "olga"
+    assert typed["agent"] == "watched"
+    assert typed["text"] == "echo audited\r"
+    refused = [e for e in log if e["event"] == "write_refused"]
+    assert len(refused) == 1  # once per connection, however many tries
+    assert refused[0]["user"] == "vic"
+    left = next(e for e in log if e["event"] == "viewer_left" and e["user"] == "vic")
+    assert left["refused_writes"] == 3
+    raw = json.dumps(log)
+    assert PASSWORD not in raw
+    assert "not it" not in raw
+    page = await (await ada.get("/api/audit", params={"offset": "1", "limit": "2"})).json()
+    assert page["entries"] == log[1:3]
+    assert page["total"] == len(log) or page["total"] > len(log)
+    bad = await ada.get("/api/audit", params={"limit": "0"})
+    assert bad.status == 400
+
+
+async def _has_event(entries: Any, event: str, user: str) -> bool:
+    return any(e["event"] == event and e.get("user") == user for e in await entries)
