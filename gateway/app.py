@@ -22,12 +22,23 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from . import login, routes
-from .appkeys import AUDIT, AUTH, FLEET, LOCAL_AGENTS, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
+from .appkeys import (
+    AUDIT,
+    AUTH,
+    FLEET,
+    LOCAL_AGENTS,
+    ORIGINS,
+    SESSION_SOCKETS,
+    SETTINGS,
+    SHARES,
+    SOCKETS,
+)
 from .audit import AuditLog
 from .auth import Authenticator
 from .config import Settings
 from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
+from .shares import ShareStore
 from .upstream import Target
 
 log = logging.getLogger(__name__)
@@ -42,8 +53,9 @@ def create_app(settings: Settings) -> web.Application:
     app[ORIGINS] = settings.origin_policy()
     app[AUTH] = Authenticator(settings.users)
     app[AUDIT] = AuditLog(settings.audit_log)
+    app[SHARES] = ShareStore(settings.state_dir / "shares.json")
     app[SESSION_SOCKETS] = {}
-    app.cleanup_ctx.append(_audit)
+    app.cleanup_ctx.append(_state)
     app[FLEET] = Fleet()
     app[LOCAL_AGENTS] = []
     app[SOCKETS] = set()
@@ -67,9 +79,10 @@ def demo_agents(workdir: Path) -> list[LocalAgent]:
     ]
 
 
-async def _audit(app: web.Application) -> AsyncIterator[None]:
+async def _state(app: web.Application) -> AsyncIterator[None]:
     # First in, last out: every other lifecycle may still record on the way down.
     await app[AUDIT].start()
+    await app[SHARES].load()
     try:
         yield
     finally:

@@ -10,6 +10,7 @@ from .config import Settings
 from .hub import Fleet
 from .local import LocalAgent
 from .origins import OriginPolicy
+from .shares import ShareStore
 
 SETTINGS = web.AppKey("settings", Settings)
 FLEET = web.AppKey("fleet", Fleet)
@@ -18,6 +19,7 @@ ORIGINS = web.AppKey("origins", OriginPolicy)
 LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
 AUTH = web.AppKey("auth", Authenticator)
 AUDIT = web.AppKey("audit", AuditLog)
+SHARES = web.AppKey("shares", ShareStore)
 # Open WebSockets by session id, closed with 1008 when their session ends.
 SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[web.WebSocketResponse]])
 # Open browser WebSockets, closed with 1001 at shutdown.

@@ -102,6 +102,9 @@ class Session:
     user: str
     created: float
     last_seen: float
+    # Set for a spectator who came through a share link: read-only, one agent.
+    share_id: str | None = None
+    agent: str | None = None
 
 
 class SessionStore:
@@ -119,9 +122,11 @@ class SessionStore:
         self._absolute = absolute_timeout
         self._clock = clock
 
-    def create(self, user: str) -> Session:
+    def create(
+        self, user: str, *, share_id: str | None = None, agent: str | None = None
+    ) -> Session:
         now = self._clock()
-        session = Session(secrets.token_urlsafe(32), user, now, now)
+        session = Session(secrets.token_urlsafe(32), user, now, now, share_id, agent)
         self._sessions[session.id] = session
         return session
 
@@ -141,13 +146,16 @@ class SessionStore:
     def end(self, session_id: str) -> Session | None:
         return self._sessions.pop(session_id, None)
 
+    def of_share(self, share_id: str) -> list[Session]:
+        return [s for s in self._sessions.values() if s.share_id == share_id]
+
     def expire(self, keep_users: Iterable[str]) -> list[Session]:
         """End sessions that timed out or whose user is gone; return them."""
         keep = set(keep_users)
         ended = [
             s
             for s in list(self._sessions.values())
-            if s.user not in keep or self.get(s.id, touch=False) is None
+            if (s.share_id is None and s.user not in keep) or self.get(s.id, touch=False) is None
         ]
         for session in ended:
             self._sessions.pop(session.id, None)
@@ -228,4 +236,8 @@ class Authenticator:
         if not session_id:
             return None
         session = self.sessions.get(session_id)
-        return None if session is None else self.users.get(session.user)
+        if session is None:
+            return None
+        if session.share_id is not None and session.agent is not None:
+            return User(session.user, "", Role.VIEWER, (session.agent,))
+        return self.users.get(session.user)

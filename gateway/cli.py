@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__, config
+from .accesslog import AccessLogger
 from .app import create_app
 from .auth import hash_password, new_api_token
 from .errors import ConfigError, GatewayError
@@ -120,7 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("press Ctrl-C to stop", flush=True)
 
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=announce)
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=announce,
+            access_log_class=AccessLogger,
+        )
     except GatewayError as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 1

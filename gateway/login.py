@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 
-from .appkeys import AUDIT, AUTH, SESSION_SOCKETS, SETTINGS
+from .appkeys import AUDIT, AUTH, SESSION_SOCKETS, SETTINGS, SHARES
 from .auth import Role, User
 from .errors import LoginFailed, LoginThrottled
 
@@ -30,17 +30,32 @@ log = logging.getLogger(__name__)
 ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
 SWEEP_INTERVAL = 2.0
 _PUBLIC = ("/healthz", "/login", "/api/login")
-_PUBLIC_PREFIXES = ("/static/dist/",)
+_PUBLIC_PREFIXES = ("/static/dist/", "/s/")
 _USER = web.RequestKey("user", User)
 _SESSION = web.RequestKey("session", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def cookie_name(app: web.Application) -> str:
-    # __Host- binds the cookie to this exact host, https and Path=/.
+def cookie_name(app: web.Application, kind: str = "session") -> str:
+    """The session cookie (``kind="session"``) or the spectator one ("spectate").
+
+    Spectators get a cookie of their own, so opening a link never logs an
+    operator out. __Host- binds a cookie to this exact host, https and Path=/.
+    """
     https = app[SETTINGS].public_origin.startswith("https://")
-    return "__Host-gateway_session" if https else "gateway_session"
+    return f"__Host-gateway_{kind}" if https else f"gateway_{kind}"
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, kind: str, value: str) -> None:
+    response.set_cookie(
+        cookie_name(request.app, kind),
+        value,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.app[SETTINGS].public_origin.startswith("https://"),
+    )
 
 
 def user_of(request: web.Request) -> User:
@@ -79,12 +94,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         request[_USER] = token_user
         return await handler(request)
-    session = request.cookies.get(cookie_name(request.app))
-    user = auth.user_of(session)
-    if session is not None and user is not None:
-        request[_USER] = user
-        request[_SESSION] = session
-        return await handler(request)
+    for kind in ("session", "spectate"):
+        session = request.cookies.get(cookie_name(request.app, kind))
+        user = auth.user_of(session)
+        if session is not None and user is not None:
+            request[_USER] = user
+            request[_SESSION] = session
+            return await handler(request)
     path = request.path
     if path in _PUBLIC or path.startswith(_PUBLIC_PREFIXES):
         return await handler(request)
@@ -133,14 +149,7 @@ async def login(request: web.Request) -> web.Response:
     user = auth.users[session.user]
     audit.record("login", user=user.name, role=user.role.value, address=request.remote)
     response = web.json_response({"user": user.name, "role": user.role.value})
-    response.set_cookie(
-        cookie_name(request.app),
-        session.id,
-        path="/",
-        httponly=True,
-        samesite="Strict",
-        secure=request.app[SETTINGS].public_origin.startswith("https://"),
-    )
+    _set_cookie(request, response, "session", session.id)
     return response
 
 
@@ -153,6 +162,33 @@ async def logout(request: web.Request) -> web.Response:
     response = web.Response(status=204)
     response.del_cookie(cookie_name(request.app), path="/")
     return response
+
+
+async def spectate(request: web.Request) -> web.StreamResponse:
+    """``GET /s/{token}``: trade a share link for a read-only cookie on its agent."""
+    share = await request.app[SHARES].redeem(request.match_info["token"])
+    if share is None:
+        # Unknown, tampered, expired, revoked or used up: one answer for all.
+        return web.json_response(
+            {"error": "link_invalid", "message": "this link is invalid or has expired"},
+            status=404,
+        )
+    session = request.app[AUTH].sessions.create(
+        f"spectator:{share.id}", share_id=share.id, agent=share.agent
+    )
+    request.app[AUDIT].record(
+        "share_used", share=share.id, agent=share.agent, uses=share.uses, address=request.remote
+    )
+    # To the clean URL, so the token leaves the address bar and the history.
+    response = web.Response(status=303, headers={"Location": f"/agents/{share.agent}/"})
+    _set_cookie(request, response, "spectate", session.id)
+    return response
+
+
+async def end_share(app: web.Application, share_id: str) -> None:
+    """Disconnect every spectator who joined through this link."""
+    for session in app[AUTH].sessions.of_share(share_id):
+        await end_session(app, session.id)
 
 
 async def end_session(app: web.Application, session_id: str) -> None:
@@ -170,6 +206,9 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(SWEEP_INTERVAL)
             for session in auth.sessions.expire(auth.users):
                 await end_session(app, session.id)
+            for share in app[SHARES].all():
+                if not app[SHARES].active(share.id):
+                    await end_share(app, share.id)
             # Sockets of sessions that ended some other way.
             open_sessions: dict[str, Any] = app[SESSION_SOCKETS]
             for session_id in [*open_sessions]:
@@ -189,3 +228,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/login", login_page)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
+    app.router.add_get("/s/{token}", spectate)

@@ -9,6 +9,9 @@ Routes::
     POST /api/agents/{id}/input   {"data"}: type into one agent (operators)
     POST /api/input               {"agents", "data"}: one command to many, per-agent results
     GET /api/audit                ?offset=&limit=: the audit trail (admins)
+    POST /api/agents/{id}/shares  {"ttl_seconds", "max_uses"?}: a spectator link
+    GET /api/shares               the links the caller may manage
+    DELETE /api/shares/{id}       revoke a link, disconnecting its spectators
     GET /agents/{id}/             the terminal page
     GET /agents/{id}/token        {"token": ""}, like ttyd's /token
     GET /agents/{id}/ws           ttyd-compatible WebSocket (subprotocol "tty")
@@ -27,11 +30,12 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import ttyd
-from .appkeys import AUDIT, FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SOCKETS
+from .appkeys import AUDIT, FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS
 from .auth import Role
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
-from .login import bearer_token, cookie_name, session_alive, session_of, user_of
+from .login import bearer_token, cookie_name, end_share, session_alive, session_of, user_of
+from .shares import MAX_TTL, MAX_USES, MIN_TTL, Share
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +230,55 @@ async def broadcast_input(request: web.Request) -> web.Response:
 
     results = await asyncio.gather(*(one(agent_id) for agent_id in ids))
     return web.json_response({"results": dict(zip(ids, results, strict=True))})
+
+
+async def create_share(request: web.Request) -> web.Response:
+    """``POST /api/agents/{id}/shares {"ttl_seconds", "max_uses"?}`` → a spectator link."""
+    hub = _hub(request)
+    user = user_of(request)
+    if not user.can_write:
+        return _json_error(403, "forbidden", "viewers cannot create spectator links")
+    body = await _json_body(request)
+    ttl, max_uses = body.get("ttl_seconds"), body.get("max_uses")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL <= ttl <= MAX_TTL:
+        raise BadRequest(f"'ttl_seconds' must be an integer in {MIN_TTL}..{MAX_TTL}")
+    if max_uses is not None and (
+        isinstance(max_uses, bool) or not isinstance(max_uses, int) or not 1 <= max_uses <= MAX_USES
+    ):
+        raise BadRequest(f"'max_uses' must be an integer in 1..{MAX_USES}")
+    share, share_token = await request.app[SHARES].create(hub.agent_id, user.name, ttl, max_uses)
+    request.app[AUDIT].record(
+        "share_created", user=user.name, share=share.id, agent=hub.agent_id, ttl_seconds=ttl
+    )
+    url = f"{request.app[SETTINGS].public_origin}/s/{share_token}"
+    return web.json_response(
+        {"id": share.id, "url": url, "expires_at": share.expires_at}, status=201
+    )
+
+
+def _shares_of(request: web.Request) -> list[Share]:
+    """Admins see every link; others the ones they created."""
+    user = user_of(request)
+    return [
+        share
+        for share in request.app[SHARES].all()
+        if user.role is Role.ADMIN or share.creator == user.name
+    ]
+
+
+async def list_shares(request: web.Request) -> web.Response:
+    return web.json_response({"shares": [share.public() for share in _shares_of(request)]})
+
+
+async def revoke_share(request: web.Request) -> web.Response:
+    """``DELETE /api/shares/{id}``: the link stops working and its spectators are cut off."""
+    share_id = request.match_info["share_id"]
+    if not any(share.id == share_id for share in _shares_of(request)):
+        return _json_error(404, "not_found", "no such share")
+    await request.app[SHARES].revoke(share_id)
+    await end_share(request.app, share_id)
+    request.app[AUDIT].record("share_revoked", user=user_of(request).name, share=share_id)
+    return web.Response(status=204)
 
 
 async def audit_entries(request: web.Request) -> web.Response:
@@ -424,6 +477,9 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/agents/{agent_id}/input", agent_input)
     app.router.add_post("/api/input", broadcast_input)
     app.router.add_get("/api/audit", audit_entries)
+    app.router.add_post("/api/agents/{agent_id}/shares", create_share)
+    app.router.add_get("/api/shares", list_shares)
+    app.router.add_delete("/api/shares/{share_id}", revoke_share)
     app.router.add_get("/agents/{agent_id}", agent_redirect)
     app.router.add_get("/agents/{agent_id}/", terminal_page)
     app.router.add_get("/agents/{agent_id}/token", token)

@@ -1,0 +1,232 @@
+"""Spectator links: the store, and the whole flow through the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import ttyd
+from gateway.accesslog import redact
+from gateway.auth import Role, User, hash_password
+from gateway.local import LocalAgent
+from gateway.shares import ShareStore
+
+from .conftest import AgentFactory, GatewayFactory, Terminal, origin_of, timeout
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- the store -----------------------------------------------------------------------
+
+
+async def test_links_expire_run_out_and_revoke(tmp_path: Path) -> None:
+    clock = Clock()
+    store = ShareStore(tmp_path / "shares.json", clock)
+    timed, timed_token = await store.create("a", "olga", 60, None)
+    counted, counted_token = await store.create("a", "olga", 3600, 2)
+    revoked, revoked_token = await store.create("a", "olga", 3600, None)
+    assert await store.redeem(timed_token) is timed
+    clock.now += 61
+    assert await store.redeem(timed_token) is None
+    assert await store.redeem(counted_token) is counted
+    assert await store.redeem(counted_token) is counted
+    assert await store.redeem(counted_token) is None
+    await store.revoke(revoked.id)
+    assert await store.redeem(revoked_token) is None
+    assert not store.active(revoked.id)
+
+
+async def test_restart_neither_loses_nor_resurrects(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "shares.json"
+    store = ShareStore(path)
+    kept, kept_token = await store.create("a", "olga", 3600, 5)
+    gone, gone_token = await store.create("a", "olga", 3600, None)
+    await store.redeem(kept_token)
+    await store.revoke(gone.id)
+    assert kept_token not in path.read_text()  # only digests are stored
+    reloaded = ShareStore(path)
+    await reloaded.load()
+    assert await reloaded.redeem(kept_token) is not None
+    assert reloaded.get(kept.id) is not None
+    assert reloaded.get(kept.id).uses == 2  # type: ignore[union-attr]
+    assert await reloaded.redeem(gone_token) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", max_size=60
+    )
+)
+async def test_no_other_token_opens_a_link(guess: str) -> None:
+    store = ShareStore(Path("/nonexistent/never-written.json"))
+    store._save = _no_save  # type: ignore[method-assign]  # keep the property test off disk
+    share, token = await store.create("a", "olga", 3600, None)
+    assert (await store.redeem(guess) is share) == (guess == token)
+
+
+async def _no_save() -> None:
+    return None
+
+
+def test_tokens_are_redacted_from_access_logs() -> None:
+    assert redact("/s/abcDEF123_-") == "/s/[redacted]"
+    assert redact("/s/abc?x=1") == "/s/[redacted]?x=1"
+    assert redact("/agents/s/x") == "/agents/s/x"
+
+
+# --- through the gateway ---------------------------------------------------------------
+
+PASSWORD = "pw-for-shares"
+
+
+@pytest.fixture(scope="module")
+def users() -> tuple[User, ...]:
+    hashed = hash_password(PASSWORD)
+    return (
+        User("olga", hashed, Role.OPERATOR, ("*",)),
+        User("otto", hashed, Role.OPERATOR, ("*",)),
+        User("vic", hashed, Role.VIEWER, ("*",)),
+        User("ada", hashed, Role.ADMIN, ("*",)),
+    )
+
+
+@pytest.fixture
+async def setup(
+    make_agent: AgentFactory, gateway: GatewayFactory, users: tuple[User, ...]
+) -> tuple[TestClient[Any, Any], LocalAgent, LocalAgent]:
+    shared, other = await make_agent("shared"), await make_agent("other")
+    return await gateway(shared, other, users=users), shared, other
+
+
+@pytest.fixture
+async def browsers(
+    setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
+) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    client = setup[0]
+    opened: dict[str, aiohttp.ClientSession] = {}
+    for name in ("olga", "otto", "vic", "ada", "guest"):
+        http = aiohttp.ClientSession(
+            base_url=str(client.make_url("")),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            headers={"Origin": origin_of(client)},
+        )
+        if name != "guest":
+            answer = await http.post("/api/login", json={"username": name, "password": PASSWORD})
+            assert answer.status == 200
+        opened[name] = http
+    yield opened
+    for http in opened.values():
+        await http.close()
+
+
+async def make_link(http: aiohttp.ClientSession, agent: str, **body: Any) -> dict[str, Any]:
+    response = await http.post(f"/api/agents/{agent}/shares", json={"ttl_seconds": 600, **body})
+    assert response.status == 201, await response.text()
+    link: dict[str, Any] = await response.json()
+    return link
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+async def spectate(guest: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+    return await guest.get(path_of(url), allow_redirects=False)
+
+
+async def test_spectator_flow(
+    setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
+    browsers: dict[str, aiohttp.ClientSession],
+) -> None:
+    client, shared, _ = setup
+    olga, guest = browsers["olga"], browsers["guest"]
+    link = await make_link(olga, "shared")
+    assert link["url"].startswith(origin_of(client) + "/s/")
+    landing = await spectate(guest, link["url"])
+    assert landing.status == 303
+    assert landing.headers["Location"] == "/agents/shared/"
+    assert landing.headers["Referrer-Policy"] == "no-referrer"
+    assert "gateway_spectate=" in landing.headers["Set-Cookie"]
+    # The spectator sees only its agent, and the page loads.
+    agents = await (await guest.get("/api/agents")).json()
+    assert [a["id"] for a in agents["agents"]] == ["shared"]
+    assert (await guest.get("/agents/other/")).status == 404
+    assert (await guest.get("/agents/shared/")).status == 200
+    assert (await guest.post("/api/agents/shared/input", json={"data": "x"})).status == 403
+    # Its terminal is read-only, whatever frame it sends.
+    ws = await guest.ws_connect("/agents/shared/ws", protocols=("tty",))
+    await ws.send_bytes(ttyd.Handshake("", 40, 10).serialize())
+    spectator = Terminal(ws, 80, 24)
+    await spectator.wait_text("$")
+    for frame in (b"0echo spectator-typed\r", b'1{"columns":40,"rows":10}', b"2", b"3"):
+        await ws.send_bytes(frame)
+    await ws.send_str("0echo spectator-text\r")
+    operator = await olga.ws_connect("/agents/shared/ws", protocols=("tty",))
+    await operator.send_bytes(ttyd.Handshake().serialize())
+    await operator.send_bytes(b"0echo operator-$((4*4))\r")
+    await spectator.wait_text("operator-16")
+    pane = await shared.capture()
+    assert "spectator-typed" not in pane
+    assert "spectator-text" not in pane
+    width = await shared.tmux("display-message", "-p", "-t", "shared", "#{pane_width}")
+    assert width.strip() == "80"
+    # Revoking cuts the spectator off at once, and the link is dead.
+    shares = (await (await olga.get("/api/shares")).json())["shares"]
+    assert [s["id"] for s in shares] == [link["id"]]
+    assert "token_sha256" not in shares[0]
+    assert (await olga.delete(f"/api/shares/{link['id']}")).status == 204
+    assert await spectator.wait_closed(within=timeout(5)) == 1008
+    assert (await guest.get("/api/agents")).status == 401
+    assert (await spectate(guest, link["url"])).status == 404
+    await operator.close()
+
+
+async def test_bad_links_all_look_the_same(
+    setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
+    browsers: dict[str, aiohttp.ClientSession],
+) -> None:
+    olga, guest = browsers["olga"], browsers["guest"]
+    good = await make_link(olga, "shared", max_uses=1)
+    used = await make_link(olga, "shared", max_uses=1)
+    assert (await spectate(guest, used["url"])).status == 303
+    token = good["url"].rsplit("/", 1)[1]
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    answers = set()
+    for path in (f"/s/{flipped}", f"/s/{token[:20]}", "/s/x", path_of(used["url"])):
+        response = await guest.get(path, allow_redirects=False)
+        answers.add((response.status, await response.text()))
+    assert len(answers) == 1
+    ((status, _),) = answers
+    assert status == 404
+
+
+async def test_who_may_create_list_and_revoke(
+    setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
+    browsers: dict[str, aiohttp.ClientSession],
+) -> None:
+    olga, otto, vic, ada = (browsers[n] for n in ("olga", "otto", "vic", "ada"))
+    mine = await make_link(olga, "shared")
+    assert (await vic.post("/api/agents/shared/shares", json={"ttl_seconds": 600})).status == 403
+    for bad in ({"ttl_seconds": 5}, {"ttl_seconds": "600"}, {"ttl_seconds": 600, "max_uses": 0}):
+        response = await olga.post("/api/agents/shared/shares", json=bad)
+        assert response.status == 400, bad
+    assert (await (await otto.get("/api/shares")).json())["shares"] == []
+    assert (await otto.delete(f"/api/shares/{mine['id']}")).status == 404
+    assert [s["id"] for s in (await (await ada.get("/api/shares")).json())["shares"]] == [
+        mine["id"]
+    ]
+    assert (await ada.delete(f"/api/shares/{mine['id']}")).status == 204
