@@ -16,6 +16,7 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from . import login, routes
 from .appkeys import (
     AUDIT,
     AUTH,
+    CONNECTIONS,
     FLEET,
     LOCAL_AGENTS,
     ORIGINS,
@@ -55,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[AUDIT] = AuditLog(settings.audit_log)
     app[SHARES] = ShareStore(settings.state_dir / "shares.json")
     app[SESSION_SOCKETS] = {}
+    app[CONNECTIONS] = Counter()
     app.cleanup_ctx.append(_state)
     app[FLEET] = Fleet()
     app[LOCAL_AGENTS] = []

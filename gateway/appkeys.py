@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aiohttp import web
 
 from .audit import AuditLog
@@ -22,5 +24,7 @@ AUDIT = web.AppKey("audit", AuditLog)
 SHARES = web.AppKey("shares", ShareStore)
 # Open WebSockets by session id, closed with 1008 when their session ends.
 SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[web.WebSocketResponse]])
+# Open WebSockets per user name, for the per-user connection limit.
+CONNECTIONS = web.AppKey("connections", Counter[str])
 # Open browser WebSockets, closed with 1001 at shutdown.
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])

@@ -30,10 +30,11 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import ttyd
-from .appkeys import AUDIT, FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS
+from .appkeys import AUDIT, CONNECTIONS, FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS
 from .auth import Role
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
+from .limits import CONNECTIONS_PER_USER, InputLimit
 from .login import bearer_token, cookie_name, end_share, session_alive, session_of, user_of
 from .shares import MAX_TTL, MAX_USES, MIN_TTL, Share
 
@@ -312,8 +313,13 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response({"token": ""})
 
 
-async def agent_ws(request: web.Request) -> web.WebSocketResponse:
+async def agent_ws(request: web.Request) -> web.StreamResponse:
     hub = _hub(request)  # before the upgrade: unknown agents are a plain 404
+    user, connections = user_of(request), request.app[CONNECTIONS]
+    if connections[user.name] >= CONNECTIONS_PER_USER:
+        return _json_error(
+            429, "too_many_connections", f"at most {CONNECTIONS_PER_USER} terminals per user"
+        )
     ws = web.WebSocketResponse(
         protocols=("tty",),
         compress=False,
@@ -325,11 +331,15 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
     request.app[SOCKETS].add(ws)
     by_session.add(ws)
+    connections[user.name] += 1
     try:
         await _serve_viewer(request, ws, hub)
     finally:
         request.app[SOCKETS].discard(ws)
         by_session.discard(ws)
+        connections[user.name] -= 1
+        if connections[user.name] <= 0:
+            del connections[user.name]
     return ws
 
 
@@ -391,9 +401,13 @@ async def _read(
 ) -> tuple[int, bytes] | None:
     """Apply client messages; return a close (code, reason) to end with."""
     user = user_of(request)
+    limit = InputLimit()
     async for msg in ws:
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             break
+        if not limit.allow(len(msg.data)):
+            log.info("closing a flooding connection of %s to %s", user.name, hub.agent_id)
+            return WSCloseCode.POLICY_VIOLATION, b"input rate limit exceeded"
         # Checked per message: a session may end while its socket is open.
         if not session_alive(request):
             return WSCloseCode.POLICY_VIOLATION, b"session ended"

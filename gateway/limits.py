@@ -1,0 +1,57 @@
+"""Rate limits, sans I/O: a token bucket per connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# An operator's WebSocket may send this much input: typing is a few bytes a
+# second; a big paste arrives in one burst; a flood is cut off.
+INPUT_BYTES_PER_SECOND = 256 * 1024
+INPUT_BURST_BYTES = 1024 * 1024
+MESSAGES_PER_SECOND = 200
+MESSAGE_BURST = 1000
+# Concurrent WebSockets one user (or one spectator link) may hold.
+CONNECTIONS_PER_USER = 32
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``rate`` tokens a second, holding at most ``burst``; starts full."""
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = time.monotonic
+    _tokens: float = field(init=False)
+    _stamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._tokens = self.burst
+        self._stamp = self.clock()
+
+    def take(self, amount: float = 1.0) -> bool:
+        """Spend ``amount`` tokens if there are enough; False (and nothing spent) if not."""
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if amount > self._tokens:
+            return False
+        self._tokens -= amount
+        return True
+
+
+@dataclass(slots=True)
+class InputLimit:
+    """Messages and bytes a connection may send."""
+
+    messages: TokenBucket = field(
+        default_factory=lambda: TokenBucket(MESSAGES_PER_SECOND, MESSAGE_BURST)
+    )
+    volume: TokenBucket = field(
+        default_factory=lambda: TokenBucket(INPUT_BYTES_PER_SECOND, INPUT_BURST_BYTES)
+    )
+
+    def allow(self, size: int) -> bool:
+        # A refusal ends the connection, so what it spent does not matter.
+        return self.messages.take() and self.volume.take(size)

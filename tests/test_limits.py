@@ -1,0 +1,78 @@
+"""Rate and connection limits."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import WSServerHandshakeError
+
+from gateway import limits
+from gateway.appkeys import CONNECTIONS
+from gateway.limits import InputLimit, TokenBucket
+from gateway.local import LocalAgent
+
+from .conftest import GatewayFactory, eventually, open_terminal, ws_connect
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_bursts_then_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=10, burst=20, clock=clock)
+    assert all(bucket.take() for _ in range(20))
+    assert not bucket.take()
+    clock.now += 0.5
+    assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
+    clock.now += 100
+    assert bucket.take(20)
+    assert not bucket.take(0.5)
+
+
+def test_refused_amount_is_not_spent() -> None:
+    bucket = TokenBucket(rate=1, burst=10, clock=Clock())
+    assert not bucket.take(11)
+    assert bucket.take(10)
+
+
+def test_input_limit_counts_messages_and_bytes() -> None:
+    limit = InputLimit()
+    assert limit.allow(limits.INPUT_BURST_BYTES)
+    assert not limit.allow(10_000)
+
+
+async def test_a_flood_is_closed_with_1008(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    client = await gateway(agent)
+    flooder = await open_terminal(client, agent.name)
+    await flooder.wait_text("$")
+    for _ in range(limits.MESSAGE_BURST + 50):
+        if flooder.ws.closed:
+            break
+        await flooder.ws.send_bytes(b"0:")
+    assert await flooder.wait_closed() == 1008
+    # Others are unaffected.
+    calm = await open_terminal(client, agent.name)
+    await calm.send_input(b"echo calm\r")
+    await calm.wait_text("calm\n")
+    await calm.close()
+
+
+async def test_connections_per_user_are_capped(
+    agent: LocalAgent, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.routes.CONNECTIONS_PER_USER", 3)
+    client = await gateway(agent)
+    held = [await ws_connect(client, f"/agents/{agent.name}/ws") for _ in range(3)]
+    with pytest.raises(WSServerHandshakeError) as info:
+        await ws_connect(client, f"/agents/{agent.name}/ws")
+    assert info.value.status == 429
+    await held[0].close()
+    connections = client.app[CONNECTIONS]
+    await eventually(lambda: connections["anonymous"] == 2, message="the slot is freed")
+    again = await ws_connect(client, f"/agents/{agent.name}/ws")
+    for ws in [*held[1:], again]:
+        await ws.close()
