@@ -35,7 +35,15 @@ from .auth import Role
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
 from .limits import CONNECTIONS_PER_USER, InputLimit
-from .login import bearer_token, cookie_name, end_share, session_alive, session_of, user_of
+from .login import (
+    ANONYMOUS,
+    bearer_token,
+    cookie_name,
+    end_share,
+    session_alive,
+    session_of,
+    user_of,
+)
 from .shares import MAX_TTL, MAX_USES, MIN_TTL, Share
 
 log = logging.getLogger(__name__)
@@ -316,7 +324,8 @@ async def token(request: web.Request) -> web.Response:
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     hub = _hub(request)  # before the upgrade: unknown agents are a plain 404
     user, connections = user_of(request), request.app[CONNECTIONS]
-    if connections[user.name] >= CONNECTIONS_PER_USER:
+    # Open mode (no users, loopback only) has one anonymous user: no cap there.
+    if user is not ANONYMOUS and connections[user.name] >= CONNECTIONS_PER_USER:
         return _json_error(
             429, "too_many_connections", f"at most {CONNECTIONS_PER_USER} terminals per user"
         )

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from aiohttp import WSServerHandshakeError
+from aiohttp import ClientWebSocketResponse, WSServerHandshakeError
 
 from gateway import limits
 from gateway.appkeys import CONNECTIONS
+from gateway.auth import Role, User, hash_password, new_api_token
 from gateway.limits import InputLimit, TokenBucket
 from gateway.local import LocalAgent
 
-from .conftest import GatewayFactory, eventually, open_terminal, ws_connect
+from .conftest import GatewayFactory, eventually, open_terminal
 
 
 class Clock:
@@ -65,14 +66,22 @@ async def test_connections_per_user_are_capped(
     agent: LocalAgent, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("gateway.routes.CONNECTIONS_PER_USER", 3)
-    client = await gateway(agent)
-    held = [await ws_connect(client, f"/agents/{agent.name}/ws") for _ in range(3)]
+    token, digest = new_api_token()
+    user = User("bot", hash_password("x"), Role.VIEWER, ("*",), digest)
+    client = await gateway(agent, users=(user,))
+    path = f"/agents/{agent.name}/ws"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def connect() -> ClientWebSocketResponse:
+        return await client.ws_connect(path, protocols=("tty",), headers=headers)
+
+    held = [await connect() for _ in range(3)]
     with pytest.raises(WSServerHandshakeError) as info:
-        await ws_connect(client, f"/agents/{agent.name}/ws")
+        await connect()
     assert info.value.status == 429
     await held[0].close()
     connections = client.app[CONNECTIONS]
-    await eventually(lambda: connections["anonymous"] == 2, message="the slot is freed")
-    again = await ws_connect(client, f"/agents/{agent.name}/ws")
+    await eventually(lambda: connections["bot"] == 2, message="the slot is freed")
+    again = await connect()
     for ws in [*held[1:], again]:
         await ws.close()
