@@ -1,6 +1,7 @@
 """The HTTP access log, without secrets.
 
-Spectator-link tokens travel in the URL (``/s/<token>``): they are cut out
+Spectator-link and one-time login tokens travel in the URL (``/s/<token>``,
+``/login/<token>``): they are cut out
 before a line is written. Cookies and Authorization headers are never logged.
 """
 
@@ -11,12 +12,12 @@ import re
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-_TOKEN_PATH = re.compile(r"^/s/[^/?#]*")
+_TOKEN_PATH = re.compile(r"^/(s|login)/[^/?#]+")
 
 
 def redact(path: str) -> str:
     """The request path as it may appear in a log line."""
-    return _TOKEN_PATH.sub("/s/[redacted]", path)
+    return _TOKEN_PATH.sub(r"/\1/[redacted]", path)
 
 
 class AccessLogger(AbstractAccessLogger):

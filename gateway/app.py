@@ -13,6 +13,7 @@ On shutdown every open WebSocket is closed with 1001 (going away) first.
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import sys
 import tempfile
@@ -36,7 +37,7 @@ from .appkeys import (
     SOCKETS,
 )
 from .audit import AuditLog
-from .auth import Authenticator
+from .auth import Authenticator, Role, User, hash_password
 from .config import Settings
 from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
@@ -53,7 +54,14 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[ORIGINS] = settings.origin_policy()
-    app[AUTH] = Authenticator(settings.users)
+    users = settings.users
+    if settings.demo:
+        # The demo's admin logs in only through the one-time link: its
+        # password is random and never shown.
+        users = (*users, User("demo", hash_password(secrets.token_urlsafe(24)), Role.ADMIN))
+    app[AUTH] = Authenticator(users)
+    if settings.demo_login_token is not None:
+        app[AUTH].add_one_time_login(settings.demo_login_token.reveal(), "demo")
     app[AUDIT] = AuditLog(settings.audit_log)
     app[SHARES] = ShareStore(settings.state_dir / "shares.json")
     app[SESSION_SOCKETS] = {}

@@ -201,7 +201,16 @@ class Authenticator:
         self._by_token = {u.api_token_sha256: u for u in self.users.values() if u.api_token_sha256}
         self.sessions = sessions or SessionStore()
         self.throttle = LoginThrottle()
+        self._once: dict[str, str] = {}
         self._dummy_hash = hash_password(secrets.token_urlsafe(16)) if self.users else ""
+
+    def add_one_time_login(self, token: str, user: str) -> None:
+        """A login link that works once (the demo prints one)."""
+        self._once[token_digest(token)] = user
+
+    def redeem_one_time_login(self, token: str) -> Session | None:
+        user = self._once.pop(token_digest(token), None)
+        return None if user is None else self.sessions.create(user)
 
     @property
     def enabled(self) -> bool:

@@ -11,6 +11,7 @@ import dataclasses
 import getpass
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,6 +92,10 @@ def _settings(args: argparse.Namespace) -> config.Settings:
             public_origin=normalize_origin(f"http://{host}:{settings.port}"),
             extra_origins=(f"http://localhost:{settings.port}",),
         )
+    if settings.demo:
+        settings = dataclasses.replace(
+            settings, demo_login_token=config.Secret(secrets.token_urlsafe(32))
+        )
     return settings
 
 
@@ -116,8 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def announce(_: str) -> None:
         base = settings.public_origin
         print(f"gateway {__version__} listening on http://{settings.listen}", flush=True)
-        if settings.demo:
+        if settings.demo and settings.demo_login_token is not None:
             print(f"demo agents: {base}/agents/shell/  {base}/agents/busy-agent/", flush=True)
+            # Printed once, on the console of whoever started the gateway.
+            link = f"{base}/login/{settings.demo_login_token.reveal()}"
+            print(f"log in (works once): {link}", flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     try:

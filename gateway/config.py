@@ -84,6 +84,8 @@ class Settings:
     viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES
     # Spawn the two local demo agents (``gateway serve --demo``).
     demo: bool = False
+    # The demo's one-time login link token (set by the command line).
+    demo_login_token: Secret | None = None
     static_dir: Path = field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "static"
     )
@@ -248,14 +250,19 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to listen beyond loopback while the gateway has no authentication.
+    """Refuse to listen beyond loopback while nobody has to log in.
 
-    Anyone who reaches the port gets a shell in every agent, so until users
-    and sessions exist the only safe audience is this machine.
+    Without ``[[users]]`` anyone who reaches the port gets a shell in every
+    agent, so the only safe audience is this machine. The demo stays local
+    too: it spawns shells on this machine for whoever opens its link.
     """
-    if not is_loopback(settings.host):
+    if is_loopback(settings.host):
+        return
+    if settings.demo:
+        raise ConfigError(f"--demo only listens on loopback, not {settings.listen}")
+    if not settings.users:
         raise ConfigError(
-            f"server.listen {settings.listen}: this version has no authentication yet, "
+            f"server.listen {settings.listen}: without [[users]] the gateway has no login, "
             "so it only listens on loopback (127.0.0.1, ::1 or localhost)"
         )
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
 SWEEP_INTERVAL = 2.0
 _PUBLIC = ("/healthz", "/login", "/api/login")
-_PUBLIC_PREFIXES = ("/static/dist/", "/s/")
+_PUBLIC_PREFIXES = ("/static/dist/", "/s/", "/login/")
 _USER = web.RequestKey("user", User)
 _SESSION = web.RequestKey("session", str)
 
@@ -164,6 +164,21 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+async def one_time_login(request: web.Request) -> web.StreamResponse:
+    """``GET /login/{token}``: a login link that works once (the demo's)."""
+    session = request.app[AUTH].redeem_one_time_login(request.match_info["token"])
+    if session is None:
+        return web.json_response(
+            {"error": "link_invalid", "message": "this login link was used or is invalid"},
+            status=404,
+        )
+    request.app[AUDIT].record("login", user=session.user, via="one-time link",
+                              address=request.remote)  # fmt: skip
+    response = web.Response(status=303, headers={"Location": "/"})
+    _set_cookie(request, response, "session", session.id)
+    return response
+
+
 async def spectate(request: web.Request) -> web.StreamResponse:
     """``GET /s/{token}``: trade a share link for a read-only cookie on its agent."""
     share = await request.app[SHARES].redeem(request.match_info["token"])
@@ -229,3 +244,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/s/{token}", spectate)
+    app.router.add_get("/login/{token}", one_time_login)

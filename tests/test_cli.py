@@ -36,6 +36,17 @@ async def run_cli(
     )  # fmt: skip
 
 
+async def read_until(stream: asyncio.StreamReader, prefix: str, lines: list[str]) -> str:
+    """Read console lines until one starts with ``prefix``; return its rest."""
+    while True:
+        line = (await stream.readline()).decode()
+        if not line:
+            pytest.fail(f"the gateway exited before printing {prefix!r}: {lines}")
+        lines.append(line)
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+
+
 async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     private, cwd = tmp_path / "tmp", tmp_path / "cwd"
@@ -44,16 +55,20 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     proc = await run_cli(
         "serve", "--demo", "--listen", f"127.0.0.1:{port}", env={"TMPDIR": str(private)}, cwd=cwd
     )
+    assert proc.stdout is not None
     base = f"http://127.0.0.1:{port}"
+    console: list[str] = []
     try:
-        async with aiohttp.ClientSession() as http:
-
-            async def healthy() -> bool:
-                try:
-                    async with http.get(f"{base}/healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
+        link = await asyncio.wait_for(
+            read_until(proc.stdout, "log in (works once): ", console), timeout(60)
+        )
+        assert link.startswith(f"{base}/login/")
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            assert (await http.get(f"{base}/healthz")).status == 200
+            assert (await http.get(f"{base}/api/agents")).status == 401
+            assert (await http.get(link)).status == 200  # redirected home, logged in
+            assert (await http.get(link, allow_redirects=False)).status == 404  # used up
 
             async def agents_connected() -> bool:
                 async with http.get(f"{base}/api/agents") as response:
@@ -63,7 +78,6 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
                     "shell": "connected",
                 }
 
-            await eventually(healthy, within=30, message="/healthz")
             await eventually(agents_connected, within=20, message="both demo agents connected")
 
             async def busy_agent_draws() -> bool:
@@ -78,12 +92,18 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    stdout = (await proc.stdout.read()).decode() if proc.stdout else ""
     assert proc.returncode == 0
-    assert "/agents/shell/" in stdout
+    assert any("/agents/shell/" in line for line in console)
     # tmux servers, ttyd processes and sockets are gone with it.
     assert list(private.iterdir()) == []
-    assert (cwd / "state" / "audit.jsonl").exists()
+    audit = (cwd / "state" / "audit.jsonl").read_text()
+    assert '"via":"one-time link"' in audit
+    # The login token never reaches the logs.
+    stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+    token = link.rsplit("/", 1)[1]
+    assert "/login/[redacted]" in stderr
+    assert token not in stderr
+    assert token not in audit
 
 
 @pytest.mark.parametrize(
