@@ -12,9 +12,11 @@ On shutdown every open WebSocket is closed with 1001 (going away) first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from . import login, routes
+from . import config, login, routes
 from .appkeys import (
     AUDIT,
     AUTH,
@@ -39,6 +41,7 @@ from .appkeys import (
 from .audit import AuditLog
 from .auth import Authenticator, Role, User, hash_password
 from .config import Settings
+from .errors import ConfigError
 from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
 from .shares import ShareStore
@@ -74,6 +77,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_fleet)
     app.cleanup_ctx.append(login.sweeper)
     app.on_shutdown.append(_close_sockets)
+    if settings.config_path is not None:
+        app.cleanup_ctx.append(_reload_on_sighup)
     routes.setup(app)
     login.setup(app)
     return app
@@ -136,6 +141,45 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await fleet.aclose(WSCloseCode.GOING_AWAY)
+
+
+async def reload_users(app: web.Application) -> None:
+    """Re-read ``[[users]]`` from the config file (what SIGHUP does).
+
+    A removed user's sessions end and their sockets close with 1008; a
+    changed role or glob applies from the next message. Agents and server
+    settings are read at start only. A bad file changes nothing.
+    """
+    settings, auth = app[SETTINGS], app[AUTH]
+    assert settings.config_path is not None
+    try:
+        fresh = await asyncio.to_thread(config.load, settings.config_path, demo=settings.demo)
+    except ConfigError as exc:
+        log.error("config reload refused, keeping the old users: %s", exc)
+        app[AUDIT].record("config_reload_failed", error=str(exc))
+        return
+    demo = [auth.users["demo"]] if settings.demo and "demo" in auth.users else []
+    auth.replace_users([*fresh.users, *demo])
+    for session in auth.sessions.expire(auth.users):
+        await login.end_session(app, session.id)
+    app[AUDIT].record("config_reloaded", users=sorted(auth.users))
+    log.info("config reloaded: %d users", len(auth.users))
+
+
+async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reload_users(app))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 async def _close_sockets(app: web.Application) -> None:

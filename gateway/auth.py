@@ -197,12 +197,21 @@ class Authenticator:
     """Checks logins against the configured users and keeps their sessions."""
 
     def __init__(self, users: Iterable[User], sessions: SessionStore | None = None) -> None:
-        self.users = {user.name: user for user in users}
-        self._by_token = {u.api_token_sha256: u for u in self.users.values() if u.api_token_sha256}
         self.sessions = sessions or SessionStore()
         self.throttle = LoginThrottle()
         self._once: dict[str, str] = {}
-        self._dummy_hash = hash_password(secrets.token_urlsafe(16)) if self.users else ""
+        self._dummy_hash = ""
+        self.replace_users(users)
+        # Fixed at start: a reload that removes every user locks everyone
+        # out, it never turns the login off.
+        self._enabled = bool(self.users)
+
+    def replace_users(self, users: Iterable[User]) -> None:
+        """Swap in a reloaded user list; sessions of removed users stop resolving."""
+        self.users = {user.name: user for user in users}
+        self._by_token = {u.api_token_sha256: u for u in self.users.values() if u.api_token_sha256}
+        if self.users and not self._dummy_hash:
+            self._dummy_hash = hash_password(secrets.token_urlsafe(16))
 
     def add_one_time_login(self, token: str, user: str) -> None:
         """A login link that works once (the demo prints one)."""
@@ -214,8 +223,8 @@ class Authenticator:
 
     @property
     def enabled(self) -> bool:
-        """Without configured users the gateway runs open (loopback only)."""
-        return bool(self.users)
+        """Without users configured at start the gateway runs open (loopback only)."""
+        return self._enabled
 
     async def login(self, name: str, password: str) -> Session:
         """A new session for valid credentials; LoginFailed or LoginThrottled otherwise."""

@@ -8,6 +8,7 @@ repr never shows the value.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -84,6 +85,8 @@ class Settings:
     viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES
     # Spawn the two local demo agents (``gateway serve --demo``).
     demo: bool = False
+    # The file these settings came from: SIGHUP reloads its [[users]].
+    config_path: Path | None = None
     # The demo's one-time login link token (set by the command line).
     demo_login_token: Secret | None = None
     static_dir: Path = field(
@@ -279,6 +282,7 @@ def load(path: Path, *, demo: bool = False) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     try:
-        return from_mapping(data, path.resolve().parent, demo=demo)
+        settings = from_mapping(data, path.resolve().parent, demo=demo)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return dataclasses.replace(settings, config_path=path.resolve())

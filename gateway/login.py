@@ -74,10 +74,21 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def session_alive(request: web.Request) -> bool:
-    """Re-checked on every WebSocket message, not only at connect."""
+def current_user(request: web.Request) -> User | None:
+    """The caller as of now, or None if their session or token is gone.
+
+    WebSocket handlers call this for every message, so a logout, a timeout,
+    a revoked link or a user removed or downgraded by a config reload takes
+    effect on the next frame, not at the next connect.
+    """
+    auth = request.app[AUTH]
+    if not auth.enabled:
+        return ANONYMOUS
     session = session_of(request)
-    return session is None or request.app[AUTH].user_of(session) is not None
+    if session is not None:
+        return auth.user_of(session)
+    token = bearer_token(request)
+    return None if token is None else auth.user_of_token(token)
 
 
 @web.middleware

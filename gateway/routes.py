@@ -39,8 +39,8 @@ from .login import (
     ANONYMOUS,
     bearer_token,
     cookie_name,
+    current_user,
     end_share,
-    session_alive,
     session_of,
     user_of,
 )
@@ -409,17 +409,16 @@ async def _read(
     request: web.Request, ws: web.WebSocketResponse, hub: Hub, viewer: Viewer
 ) -> tuple[int, bytes] | None:
     """Apply client messages; return a close (code, reason) to end with."""
-    user = user_of(request)
     limit = InputLimit()
     async for msg in ws:
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             break
+        user = current_user(request)
+        if user is None or not user.sees(hub.agent_id):
+            return WSCloseCode.POLICY_VIOLATION, b"session ended"
         if not limit.allow(len(msg.data)):
             log.info("closing a flooding connection of %s to %s", user.name, hub.agent_id)
             return WSCloseCode.POLICY_VIOLATION, b"input rate limit exceeded"
-        # Checked per message: a session may end while its socket is open.
-        if not session_alive(request):
-            return WSCloseCode.POLICY_VIOLATION, b"session ended"
         try:
             message = ttyd.parse_client(msg.data)
         except PeerProtocolError as exc:

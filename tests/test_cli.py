@@ -9,10 +9,13 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import argon2
 import pytest
+
+from gateway.auth import hash_password, new_api_token
 
 from .conftest import eventually, timeout
 
@@ -143,3 +146,42 @@ async def test_new_api_token_prints_the_token_and_its_digest() -> None:
     token_line, config_line = stdout.decode().strip().splitlines()
     token = token_line.rsplit(" ", 1)[1]
     assert f'"{hashlib.sha256(token.encode()).hexdigest()}"' in config_line
+
+
+async def test_sighup_reloads_users(tmp_path: Path) -> None:
+    port = free_port()
+    token, digest = new_api_token()
+    user = (
+        f"[[users]]\nname = 'bot'\npassword_hash = '{hash_password('x')}'\nrole = 'viewer'\n"
+        f"api_token_sha256 = '{digest}'\n"
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text(f"[server]\nlisten = '127.0.0.1:{port}'\n{user}")
+    proc = await run_cli("serve", "--config", str(path), cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with aiohttp.ClientSession(headers=headers) as http:
+
+            async def status() -> int:
+                try:
+                    async with http.get(f"{base}/api/agents") as response:
+                        return response.status
+                except aiohttp.ClientConnectionError:
+                    return 0
+
+            await eventually(lambda: _is(status(), 200), within=30, message="token accepted")
+            path.write_text(f"[server]\nlisten = '127.0.0.1:{port}'\n")
+            proc.send_signal(signal.SIGHUP)
+            await eventually(lambda: _is(status(), 401), message="user gone after SIGHUP")
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), timeout(30))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+
+
+async def _is(value: Any, expected: int) -> bool:
+    return bool(await value == expected)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import ttyd
+from gateway import config, ttyd
+from gateway.app import reload_users
 from gateway.auth import Role, User, hash_password
 from gateway.local import LocalAgent
 
@@ -230,3 +232,53 @@ async def test_audit_trail(
 
 async def _has_event(entries: Any, event: str, user: str) -> bool:
     return any(e["event"] == event and e.get("user") == user for e in await entries)
+
+
+async def test_config_reload_removes_and_downgrades_users(
+    make_agent: AgentFactory, gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    agent = await make_agent("watched")
+    hashed = hash_password(PASSWORD)
+
+    def config_text(*users: tuple[str, str]) -> str:
+        return "".join(
+            f"[[users]]\nname = '{name}'\npassword_hash = '{hashed}'\nrole = '{role}'\n"
+            for name, role in users
+        )
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(config_text(("olga", "operator"), ("vic", "viewer")))
+    loaded = config.load(path)
+    client = await gateway(agent, users=loaded.users, config_path=loaded.config_path)
+    browsers = {}
+    for name in ("olga", "vic"):
+        http = aiohttp.ClientSession(
+            base_url=str(client.make_url("")),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            headers={"Origin": origin_of(client)},
+        )
+        await http.post("/api/login", json={"username": name, "password": PASSWORD})
+        browsers[name] = http
+    try:
+        olga, vic = (
+            await terminal(browsers["olga"], "watched"),
+            await terminal(browsers["vic"], "watched"),
+        )
+        await olga.wait_text("$")
+        await vic.wait_text("$")
+        path.write_text("[[users]\n")  # broken: nothing changes
+        await reload_users(client.app)
+        await olga.send_input(b"echo still-operator\r")
+        await olga.wait_text("still-operator\n")
+        path.write_text(config_text(("olga", "viewer")))
+        await reload_users(client.app)
+        assert await vic.wait_closed() == 1008
+        await olga.send_input(b"echo now-a-viewer\r")
+        await eventually(lambda: bool(olga.notices), message="read-only notice")
+        assert olga.notices[0].code == "read_only"
+        assert "now-a-viewer" not in await agent.capture()
+        assert (await browsers["vic"].get("/api/agents")).status == 401
+        await olga.close()
+    finally:
+        for http in browsers.values():
+            await http.close()
