@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web import BaseRequest, Request, StreamResponse
+
+from .login import client_address
 
 _TOKEN_PATH = re.compile(r"^/(s|login)/[^/?#]+")
 
@@ -24,9 +26,10 @@ class AccessLogger(AbstractAccessLogger):
     """``address "METHOD path" status bytes seconds``, tokens redacted."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        address = client_address(request) if isinstance(request, Request) else request.remote
         self.logger.info(
             '%s "%s %s" %s %s %.3fs',
-            request.remote,
+            address,
             request.method,
             redact(request.path_qs),
             response.status,

@@ -33,6 +33,7 @@ from .appkeys import (
     FLEET,
     LOCAL_AGENTS,
     ORIGINS,
+    PROXIES,
     SESSION_SOCKETS,
     SETTINGS,
     SHARES,
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[ORIGINS] = settings.origin_policy()
+    app[PROXIES] = settings.proxy_policy()
     users = settings.users
     if settings.demo:
         # The demo's admin logs in only through the one-time link: its

@@ -12,11 +12,13 @@ from .config import Settings
 from .hub import Fleet
 from .local import LocalAgent
 from .origins import OriginPolicy
+from .proxies import ProxyPolicy
 from .shares import ShareStore
 
 SETTINGS = web.AppKey("settings", Settings)
 FLEET = web.AppKey("fleet", Fleet)
 ORIGINS = web.AppKey("origins", OriginPolicy)
+PROXIES = web.AppKey("proxies", ProxyPolicy)
 # Spawned by `--demo`: tmux + ttyd pairs that live and die with the app.
 LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
 AUTH = web.AppKey("auth", Authenticator)

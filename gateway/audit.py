@@ -34,6 +34,8 @@ class AuditLog:
         self._pending: deque[dict[str, Any]] = deque()
         self._dropped = 0
         self._wakeup = asyncio.Event()
+        # One write at a time, so a flush also waits for the one in flight.
+        self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def record(self, event: str, **fields: Any) -> None:
@@ -58,10 +60,11 @@ class AuditLog:
         await self.flush()
 
     async def flush(self) -> None:
-        """Write every queued entry now."""
-        lines = self._take()
-        if lines:
-            await asyncio.to_thread(self._append, lines)
+        """Write every queued entry now (after any write already under way)."""
+        async with self._writing:
+            lines = self._take()
+            if lines:
+                await asyncio.to_thread(self._append, lines)
 
     async def read(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Entries ``offset .. offset+limit`` (0 is the oldest) and the total count."""
@@ -83,12 +86,10 @@ class AuditLog:
     async def _write_loop(self) -> None:
         while True:
             await self._wakeup.wait()
-            lines = self._take()
-            if lines:
-                try:
-                    await asyncio.to_thread(self._append, lines)
-                except OSError as exc:
-                    log.error("audit log %s: cannot write: %s", self.path, exc.strerror)
+            try:
+                await self.flush()
+            except OSError as exc:
+                log.error("audit log %s: cannot write: %s", self.path, exc.strerror)
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

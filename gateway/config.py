@@ -22,6 +22,7 @@ from .auth import Role, User
 from .errors import ConfigError
 from .hub import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import OriginPolicy, normalize_origin
+from .proxies import ProxyPolicy, parse_networks
 from .upstream import Target
 
 # A viewer queue must hold a few output frames, and must not hold a flood.
@@ -77,6 +78,8 @@ class Settings:
     public_origin: str = "http://127.0.0.1:8080"
     # Other exact origins browsers may use (e.g. http://localhost:8080).
     extra_origins: tuple[str, ...] = ()
+    # Reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
     state_dir: Path = Path("state")
     audit_log: Path = Path("state/audit.jsonl")
     agents: tuple[AgentSettings, ...] = ()
@@ -92,6 +95,9 @@ class Settings:
     static_dir: Path = field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "static"
     )
+
+    def proxy_policy(self) -> ProxyPolicy:
+        return ProxyPolicy(parse_networks(self.trusted_proxies, "server.trusted_proxies"))
 
     def origin_policy(self) -> OriginPolicy:
         return OriginPolicy.of(self.public_origin, *self.extra_origins)
@@ -208,6 +214,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
             "listen": str,
             "public_origin": str,
             "extra_origins": list,
+            "trusted_proxies": list,
             "state_dir": str,
             "audit_log": str,
             "viewer_queue_bytes": int,
@@ -225,6 +232,10 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
     if not all(isinstance(item, str) for item in extra):
         raise ConfigError("server.extra_origins must be a list of strings")
     extra_origins = tuple(_origin(item, "server.extra_origins") for item in extra)
+    proxies = server.get("trusted_proxies", [])
+    if not all(isinstance(item, str) for item in proxies):
+        raise ConfigError("server.trusted_proxies must be a list of strings")
+    parse_networks(proxies, "server.trusted_proxies")
     state_dir = base / server.get("state_dir", "state")
     audit_log = base / server["audit_log"] if "audit_log" in server else state_dir / "audit.jsonl"
     agents = tuple(_agent(raw, i) for i, raw in enumerate(top.get("agents", [])))
@@ -241,6 +252,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         port=port,
         public_origin=origin,
         extra_origins=extra_origins,
+        trusted_proxies=tuple(proxies),
         state_dir=state_dir,
         audit_log=audit_log,
         agents=agents,

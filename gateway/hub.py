@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # A viewer may fall this far behind before it is resynced. 512 KiB is a few
 # seconds of a busy agent and a small fraction of a snapshot's worth of work.
 DEFAULT_VIEWER_QUEUE_BYTES = 512 * 1024
+# Notices waiting for a viewer; older ones are dropped past this.
+MAX_PENDING_NOTICES = 16
 # Emulation may lag this much before the upstream read loop waits for it.
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
@@ -95,6 +97,7 @@ class Viewer:
         self._max_queue_bytes = max_queue_bytes
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
+        self._notices: deque[bytes] = deque(maxlen=MAX_PENDING_NOTICES)
         self._wakeup = asyncio.Event()
         self._wakeup.set()
         # A new viewer starts "behind": its first batch is the snapshot.
@@ -134,8 +137,14 @@ class Viewer:
         self._wakeup.set()
 
     def notice(self, code: str, message: str) -> None:
-        """Tell this viewer something (input refused, ...)."""
-        self.offer(ttyd.Notice(code, message).serialize())
+        """Tell this viewer something (input refused, ...).
+
+        Notices travel apart from the output queue, so a resync (which drops
+        that queue) never swallows one; only the latest few are kept.
+        """
+        if self.close_code is None:
+            self._notices.append(ttyd.Notice(code, message).serialize())
+            self._wakeup.set()
 
     def close(self, code: int) -> None:
         """End :meth:`batches`; the handler closes the socket with ``code``."""
@@ -155,16 +164,22 @@ class Viewer:
                 return
             if self.paused:
                 continue
+            batch: list[bytes] = []
             if self._resync:
                 self._resync = False
                 self._queue.clear()
                 self._queued_bytes = 0
-                yield self._hub.join_frames()
+                batch = self._hub.join_frames()
             elif self._queue:
                 frames = self._queue
                 self._queue = deque()
                 self._queued_bytes = 0
-                yield _coalesce(iter(frames))
+                batch = _coalesce(iter(frames))
+            if self._notices:
+                batch.extend(self._notices)
+                self._notices.clear()
+            if batch:
+                yield batch
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 
-from .appkeys import AUDIT, AUTH, SESSION_SOCKETS, SETTINGS, SHARES
+from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES
 from .auth import Role, User
 from .errors import LoginFailed, LoginThrottled
 
@@ -72,6 +72,11 @@ def bearer_token(request: web.Request) -> str | None:
     """The token of an ``Authorization: Bearer`` header, if there is one."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def client_address(request: web.Request) -> str | None:
+    """The client's address: the TCP peer, or what a trusted proxy says it is."""
+    return request.app[PROXIES].client(request.remote, request.headers.get("X-Forwarded-For"))
 
 
 def current_user(request: web.Request) -> User | None:
@@ -144,21 +149,21 @@ async def login(request: web.Request) -> web.Response:
     try:
         session = await auth.login(body["username"], body["password"])
     except LoginThrottled as exc:
-        audit.record("login_throttled", user=name, address=request.remote)
+        audit.record("login_throttled", user=name, address=client_address(request))
         return web.json_response(
             {"error": "throttled", "message": str(exc)},
             status=429,
             headers={"Retry-After": str(max(1, round(exc.retry_after)))},
         )
     except LoginFailed as exc:
-        audit.record("login_failed", user=name, address=request.remote)
+        audit.record("login_failed", user=name, address=client_address(request))
         return web.json_response({"error": "login_failed", "message": str(exc)}, status=401)
     # A session id from before the login is never reused (no fixation).
     old = request.cookies.get(cookie_name(request.app))
     if old:
         await end_session(request.app, old)
     user = auth.users[session.user]
-    audit.record("login", user=user.name, role=user.role.value, address=request.remote)
+    audit.record("login", user=user.name, role=user.role.value, address=client_address(request))
     response = web.json_response({"user": user.name, "role": user.role.value})
     _set_cookie(request, response, "session", session.id)
     return response
@@ -168,7 +173,9 @@ async def logout(request: web.Request) -> web.Response:
     """``POST /api/logout``: end the session server side; its sockets close."""
     session = session_of(request)
     if session is not None:
-        request.app[AUDIT].record("logout", user=user_of(request).name, address=request.remote)
+        request.app[AUDIT].record(
+            "logout", user=user_of(request).name, address=client_address(request)
+        )
         await end_session(request.app, session)
     response = web.Response(status=204)
     response.del_cookie(cookie_name(request.app), path="/")
@@ -184,7 +191,7 @@ async def one_time_login(request: web.Request) -> web.StreamResponse:
             status=404,
         )
     request.app[AUDIT].record("login", user=session.user, via="one-time link",
-                              address=request.remote)  # fmt: skip
+                              address=client_address(request))  # fmt: skip
     response = web.Response(status=303, headers={"Location": "/"})
     _set_cookie(request, response, "session", session.id)
     return response
@@ -203,7 +210,11 @@ async def spectate(request: web.Request) -> web.StreamResponse:
         f"spectator:{share.id}", share_id=share.id, agent=share.agent
     )
     request.app[AUDIT].record(
-        "share_used", share=share.id, agent=share.agent, uses=share.uses, address=request.remote
+        "share_used",
+        share=share.id,
+        agent=share.agent,
+        uses=share.uses,
+        address=client_address(request),
     )
     # To the clean URL, so the token leaves the address bar and the history.
     response = web.Response(status=303, headers={"Location": f"/agents/{share.agent}/"})

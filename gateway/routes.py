@@ -38,6 +38,7 @@ from .limits import CONNECTIONS_PER_USER, InputLimit
 from .login import (
     ANONYMOUS,
     bearer_token,
+    client_address,
     cookie_name,
     current_user,
     end_share,
@@ -379,7 +380,7 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hu
     viewer = hub.join()
     audit, user = request.app[AUDIT], user_of(request)
     who = {"user": user.name, "role": user.role.value, "agent": hub.agent_id}
-    audit.record("viewer_joined", **who, address=request.remote)
+    audit.record("viewer_joined", **who, address=client_address(request))
     pump = asyncio.create_task(_pump(viewer, ws), name=f"pump:{hub.agent_id}")
     try:
         close = await _read(request, ws, hub, viewer)

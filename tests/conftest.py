@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
-from aiohttp.test_utils import TestClient, unused_port
+from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from gateway import ttyd
+from gateway.accesslog import AccessLogger
 from gateway.app import create_app
 from gateway.config import AgentSettings, Settings
 from gateway.local import LocalAgent, find_ttyd
@@ -147,9 +148,10 @@ def gateway(aiohttp_client: Any, tmp_path: Path) -> GatewayFactory:
         overrides.setdefault("public_origin", f"http://127.0.0.1:{port}")
         overrides.setdefault("state_dir", tmp_path / "state")
         overrides.setdefault("audit_log", tmp_path / "state" / "audit.jsonl")
-        client: TestClient[Any, Any] = await aiohttp_client(
-            create_app(settings_for(*agents, **overrides)), server_kwargs={"port": port}
-        )
+        server = TestServer(create_app(settings_for(*agents, **overrides)), port=port)
+        # As `gateway serve` runs it: tokens redacted from the access log.
+        await server.start_server(access_log_class=AccessLogger)
+        client: TestClient[Any, Any] = await aiohttp_client(server)
         return client
 
     return make

@@ -220,3 +220,12 @@ async def test_upstream_stays_connected_with_no_viewers(make_agent: AgentFactory
         assert hub.statistics().viewers == 0
     finally:
         await hub.aclose()
+
+
+async def test_notices_survive_a_pending_resync() -> None:
+    hub = offline_hub()
+    viewer = hub.join()  # its first batch (the snapshot) is not taken yet
+    viewer.notice("read_only", "no typing")
+    frames = await drain(viewer)
+    assert isinstance(ttyd.parse_server(frames[1]), ttyd.Output)
+    assert ttyd.parse_server(frames[-1]) == ttyd.Notice("read_only", "no typing")
