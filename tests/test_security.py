@@ -23,7 +23,7 @@ from gateway import ttyd
 from gateway.auth import FREE_FAILURES, Role, User, hash_password
 from gateway.proxies import ProxyPolicy, parse_networks
 
-from .conftest import AgentFactory, GatewayFactory, origin_of
+from .conftest import AgentFactory, GatewayFactory, eventually, origin_of, timeout, ws_connect
 
 PASSWORD = "s3cret-passphrase-for-tests"
 
@@ -194,3 +194,54 @@ def _fleet_key() -> Any:
     from gateway.appkeys import FLEET
 
     return FLEET
+
+
+async def test_upgrade_without_a_session_or_with_a_foreign_origin(secured: Any) -> None:
+    client, agent, _ = secured
+    url = f"/agents/{agent.name}/ws"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as anonymous:
+        await client.ws_connect(url, protocols=("tty",), headers={"Origin": origin_of(client)})
+    assert anonymous.value.status == 401
+    op = await login(client, "op")
+    csrf = await op.post(
+        "/api/agents/target/shares",
+        json={"ttl_seconds": 600},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert csrf.status == 403
+    assert (await op.get("/api/shares")).status == 200
+    assert (await (await op.get("/api/shares")).json())["shares"] == []
+    await op.close()
+
+
+async def test_handshake_timeout_heartbeat_and_no_deflate(
+    make_agent: AgentFactory, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.routes.HANDSHAKE_TIMEOUT", 0.3)
+    monkeypatch.setattr("gateway.routes.HEARTBEAT", 0.3)
+    agent = await make_agent("quiet")
+    client = await gateway(agent)
+    silent = await ws_connect(client, "/agents/quiet/ws")
+    message = await silent.receive(timeout=timeout(5))
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert silent.close_code == 1008  # no handshake in time
+    # A peer that stops answering pings is dropped.
+    dead = await client.ws_connect(
+        "/agents/quiet/ws",
+        protocols=("tty",),
+        headers={"Origin": origin_of(client)},
+        autoping=False,
+        compress=15,
+    )
+    assert dead.compress == 0  # permessage-deflate was offered and refused
+    await dead.send_bytes(ttyd.Handshake().serialize())
+    while (await dead.receive(timeout=timeout(5))).type not in (
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.ERROR,
+    ):
+        pass
+    await eventually(
+        lambda: client.app[_fleet_key()].get("quiet").statistics().viewers == 0,
+        message="the dead viewer is gone",
+    )
