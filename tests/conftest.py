@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer, unused_port
@@ -167,6 +168,23 @@ async def ws_connect(
     """Open a WebSocket like a browser on the gateway's own page would."""
     headers = {} if origin is None else {"Origin": origin or origin_of(client)}
     return await client.ws_connect(path, protocols=("tty",), headers=headers)
+
+
+async def browser(
+    client: TestClient[Any, Any], user: str | None = None, password: str = ""
+) -> aiohttp.ClientSession:
+    """A browser of its own (cookie jar, the gateway's Origin), logged in as ``user``."""
+    http = aiohttp.ClientSession(
+        base_url=str(client.make_url("")),
+        cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies for 127.0.0.1
+        headers={"Origin": origin_of(client)},
+    )
+    if user is not None:
+        response = await http.post("/api/login", json={"username": user, "password": password})
+        if response.status != 200:
+            await http.close()
+            pytest.fail(f"login as {user} failed: {response.status} {await response.text()}")
+    return http
 
 
 # --- a ttyd client for tests ----------------------------------------------------

@@ -17,7 +17,7 @@ from gateway.app import reload_users
 from gateway.auth import Role, User, hash_password
 from gateway.local import LocalAgent
 
-from .conftest import AgentFactory, GatewayFactory, Terminal, eventually, origin_of
+from .conftest import AgentFactory, GatewayFactory, Terminal, browser, eventually, origin_of
 
 PASSWORD = "correct horse battery"
 
@@ -49,14 +49,7 @@ async def sessions(client: TestClient[Any, Any]) -> AsyncIterator[dict[str, aioh
     """One browser (cookie jar) per user, logged in."""
     opened: dict[str, aiohttp.ClientSession] = {}
     for name in ("olga", "vic", "ada"):
-        http = aiohttp.ClientSession(
-            base_url=str(client.make_url("")),
-            cookie_jar=aiohttp.CookieJar(unsafe=True),
-            headers={"Origin": origin_of(client)},
-        )
-        response = await http.post("/api/login", json={"username": name, "password": PASSWORD})
-        assert response.status == 200, await response.text()
-        opened[name] = http
+        opened[name] = await browser(client, name, PASSWORD)
     yield opened
     for http in opened.values():
         await http.close()
@@ -252,13 +245,7 @@ async def test_config_reload_removes_and_downgrades_users(
     client = await gateway(agent, users=loaded.users, config_path=loaded.config_path)
     browsers = {}
     for name in ("olga", "vic"):
-        http = aiohttp.ClientSession(
-            base_url=str(client.make_url("")),
-            cookie_jar=aiohttp.CookieJar(unsafe=True),
-            headers={"Origin": origin_of(client)},
-        )
-        await http.post("/api/login", json={"username": name, "password": PASSWORD})
-        browsers[name] = http
+        browsers[name] = await browser(client, name, PASSWORD)
     try:
         olga, vic = (
             await terminal(browsers["olga"], "watched"),

@@ -20,10 +20,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import ttyd
+from gateway.appkeys import AUDIT, FLEET
 from gateway.auth import FREE_FAILURES, Role, User, hash_password
 from gateway.proxies import ProxyPolicy, parse_networks
 
-from .conftest import AgentFactory, GatewayFactory, eventually, origin_of, timeout, ws_connect
+from .conftest import (
+    AgentFactory,
+    GatewayFactory,
+    browser,
+    eventually,
+    origin_of,
+    timeout,
+    ws_connect,
+)
 
 PASSWORD = "s3cret-passphrase-for-tests"
 
@@ -56,14 +65,7 @@ async def secured(make_agent: AgentFactory, gateway: GatewayFactory, tmp_path: P
 
 
 async def login(client: TestClient[Any, Any], name: str) -> aiohttp.ClientSession:
-    http = aiohttp.ClientSession(
-        base_url=str(client.make_url("")),
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
-        headers={"Origin": origin_of(client)},
-    )
-    response = await http.post("/api/login", json={"username": name, "password": PASSWORD})
-    assert response.status == 200
-    return http
+    return await browser(client, name, PASSWORD)
 
 
 async def test_forged_forwarded_headers_change_nothing(secured: Any) -> None:
@@ -87,16 +89,10 @@ async def test_forged_forwarded_headers_change_nothing(secured: Any) -> None:
     assert ok.status == 200
     # The one trusted proxy is 127.0.0.1 (the test client), so its header names the client.
     assert "Secure" not in ok.headers["Set-Cookie"]  # X-Forwarded-Proto did not make it https
-    await client.app[_audit_key()].flush()
+    await client.app[AUDIT].flush()
     logins = [json.loads(line) for line in audit_path.read_text().splitlines()]
     assert logins[-1]["event"] == "login"
     assert logins[-1]["address"] == "203.0.113.7"
-
-
-def _audit_key() -> Any:
-    from gateway.appkeys import AUDIT
-
-    return AUDIT
 
 
 async def test_viewer_raw_frames_never_reach_ttyd(secured: Any) -> None:
@@ -171,7 +167,7 @@ async def test_no_secret_in_logs_or_errors(secured: Any, caplog: pytest.LogCaptu
     await op.post("/api/agents/target/input", data=b"{broken json")
     cookie = next(c.value for c in op.cookie_jar if c.key == "gateway_session")
     # A handler that fails: the error body must not echo what the client sent.
-    hub = client.app[_fleet_key()].get("target")
+    hub = client.app[FLEET].get("target")
     original = hub.send_input
 
     async def broken(data: bytes) -> None:
@@ -183,17 +179,11 @@ async def test_no_secret_in_logs_or_errors(secured: Any, caplog: pytest.LogCaptu
     assert failure.status == 500
     body = await failure.text()
     await op.close()
-    await client.app[_audit_key()].flush()
+    await client.app[AUDIT].flush()
     logged = caplog.text + audit_path.read_text()
     for secret in (PASSWORD, token, cookie):
         assert secret not in logged
         assert secret not in body
-
-
-def _fleet_key() -> Any:
-    from gateway.appkeys import FLEET
-
-    return FLEET
 
 
 async def test_upgrade_without_a_session_or_with_a_foreign_origin(secured: Any) -> None:
@@ -242,6 +232,6 @@ async def test_handshake_timeout_heartbeat_and_no_deflate(
     ):
         pass
     await eventually(
-        lambda: client.app[_fleet_key()].get("quiet").statistics().viewers == 0,
+        lambda: client.app[FLEET].get("quiet").statistics().viewers == 0,
         message="the dead viewer is gone",
     )

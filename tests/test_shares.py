@@ -18,7 +18,7 @@ from gateway.auth import Role, User, hash_password
 from gateway.local import LocalAgent
 from gateway.shares import ShareStore
 
-from .conftest import AgentFactory, GatewayFactory, Terminal, origin_of, timeout
+from .conftest import AgentFactory, GatewayFactory, Terminal, browser, origin_of, timeout
 
 
 class Clock:
@@ -119,15 +119,7 @@ async def browsers(
     client = setup[0]
     opened: dict[str, aiohttp.ClientSession] = {}
     for name in ("olga", "otto", "vic", "ada", "guest"):
-        http = aiohttp.ClientSession(
-            base_url=str(client.make_url("")),
-            cookie_jar=aiohttp.CookieJar(unsafe=True),
-            headers={"Origin": origin_of(client)},
-        )
-        if name != "guest":
-            answer = await http.post("/api/login", json={"username": name, "password": PASSWORD})
-            assert answer.status == 200
-        opened[name] = http
+        opened[name] = await browser(client, None if name == "guest" else name, PASSWORD)
     yield opened
     for http in opened.values():
         await http.close()
