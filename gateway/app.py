@@ -40,7 +40,7 @@ from .appkeys import (
     SOCKETS,
 )
 from .audit import AuditLog
-from .auth import Authenticator, Role, User, hash_password
+from .auth import Authenticator, Role, SessionStore, User, hash_password
 from .config import Settings
 from .errors import ConfigError
 from .hub import Fleet, Hub
@@ -64,7 +64,11 @@ def create_app(settings: Settings) -> web.Application:
         # The demo's admin logs in only through the one-time link: its
         # password is random and never shown.
         users = (*users, User("demo", hash_password(secrets.token_urlsafe(24)), Role.ADMIN))
-    app[AUTH] = Authenticator(users)
+    sessions = SessionStore(
+        idle_timeout=settings.session_idle_seconds,
+        absolute_timeout=settings.session_max_seconds,
+    )
+    app[AUTH] = Authenticator(users, sessions)
     if settings.demo_login_token is not None:
         app[AUTH].add_one_time_login(settings.demo_login_token.reveal(), "demo")
     app[AUDIT] = AuditLog(settings.audit_log)

@@ -197,7 +197,8 @@ class Authenticator:
     """Checks logins against the configured users and keeps their sessions."""
 
     def __init__(self, users: Iterable[User], sessions: SessionStore | None = None) -> None:
-        self.sessions = sessions or SessionStore()
+        # Not `sessions or ...`: an empty store has len() 0 and is falsy.
+        self.sessions = sessions if sessions is not None else SessionStore()
         self.throttle = LoginThrottle()
         self._once: dict[str, str] = {}
         self._dummy_hash = ""

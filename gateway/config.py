@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ttyd
-from .auth import Role, User
+from .auth import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 from .errors import ConfigError
 from .hub import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import OriginPolicy, normalize_origin
@@ -84,6 +84,9 @@ class Settings:
     audit_log: Path = Path("state/audit.jsonl")
     agents: tuple[AgentSettings, ...] = ()
     users: tuple[User, ...] = ()
+    # Session lifetimes in seconds: since the last request, and in all.
+    session_idle_seconds: int = IDLE_TIMEOUT
+    session_max_seconds: int = ABSOLUTE_TIMEOUT
     # How far one viewer may fall behind before it is resynced by snapshot.
     viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES
     # Spawn the two local demo agents (``gateway serve --demo``).
@@ -215,6 +218,8 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
             "public_origin": str,
             "extra_origins": list,
             "trusted_proxies": list,
+            "session_idle_seconds": int,
+            "session_max_seconds": int,
             "state_dir": str,
             "audit_log": str,
             "viewer_queue_bytes": int,
@@ -232,6 +237,13 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
     if not all(isinstance(item, str) for item in extra):
         raise ConfigError("server.extra_origins must be a list of strings")
     extra_origins = tuple(_origin(item, "server.extra_origins") for item in extra)
+    idle = server.get("session_idle_seconds", IDLE_TIMEOUT)
+    lifetime = server.get("session_max_seconds", ABSOLUTE_TIMEOUT)
+    if not 1 <= idle <= lifetime <= 30 * 24 * 3600:
+        raise ConfigError(
+            "server.session_idle_seconds and session_max_seconds must satisfy "
+            "1 <= idle <= max <= 2592000"
+        )
     proxies = server.get("trusted_proxies", [])
     if not all(isinstance(item, str) for item in proxies):
         raise ConfigError("server.trusted_proxies must be a list of strings")
@@ -253,6 +265,8 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         public_origin=origin,
         extra_origins=extra_origins,
         trusted_proxies=tuple(proxies),
+        session_idle_seconds=idle,
+        session_max_seconds=lifetime,
         state_dir=state_dir,
         audit_log=audit_log,
         agents=agents,

@@ -100,6 +100,11 @@ def test_defaults(tmp_path: Path) -> None:
         ("[server]\nviewer_queue_bytes = 1\n", "viewer_queue_bytes must be 4096.."),
         ("[server]\nextra_origins = ['https://a.example/x']\n", "extra_origins: an origin is"),
         ("[server]\nextra_origins = [1]\n", "extra_origins must be a list of strings"),
+        ("[server]\nsession_idle_seconds = 0\n", "1 <= idle <= max"),
+        (
+            "[server]\nsession_idle_seconds = 100\nsession_max_seconds = 50\n",
+            "1 <= idle <= max",
+        ),
         ("[server\n", "invalid TOML"),
     ],
 )

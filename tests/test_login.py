@@ -269,3 +269,19 @@ async def test_config_reload_removes_and_downgrades_users(
     finally:
         for http in browsers.values():
             await http.close()
+
+
+async def test_an_idle_session_times_out_and_its_socket_closes(
+    make_agent: AgentFactory, gateway: GatewayFactory, users: tuple[User, ...]
+) -> None:
+    agent = await make_agent("watched")
+    client = await gateway(agent, users=users, session_idle_seconds=1, session_max_seconds=60)
+    http = await browser(client, "vic", PASSWORD)
+    try:
+        term = await terminal(http, "watched")
+        await term.wait_text("$")
+        # Watching sends nothing: after a second idle the sweeper ends it.
+        assert await term.wait_closed(within=10) == 1008
+        assert (await http.get("/api/agents")).status == 401
+    finally:
+        await http.close()
