@@ -65,7 +65,7 @@ def _json_error(status: int, code: str, message: str) -> web.Response:
 
 
 # Requests a cross-site page could make with the user's cookies and that
-# change state; GET and HEAD only read (and are the only methods routed so far).
+# change state; no GET or HEAD route changes anything.
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
