@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,20 @@ async def run_cli(
     )  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def serving(*args: str, **kwargs: Any) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A running ``gateway`` process, stopped with Ctrl-C (SIGINT) at the end."""
+    proc = await run_cli(*args, **kwargs)
+    try:
+        yield proc
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), timeout(30))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def read_until(stream: asyncio.StreamReader, prefix: str, lines: list[str]) -> str:
     """Read console lines until one starts with ``prefix``; return its rest."""
     while True:
@@ -55,13 +71,13 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     private, cwd = tmp_path / "tmp", tmp_path / "cwd"
     private.mkdir()
     cwd.mkdir()
-    proc = await run_cli(
-        "serve", "--demo", "--listen", f"127.0.0.1:{port}", env={"TMPDIR": str(private)}, cwd=cwd
-    )
-    assert proc.stdout is not None
     base = f"http://127.0.0.1:{port}"
     console: list[str] = []
-    try:
+    demo = serving(
+        "serve", "--demo", "--listen", f"127.0.0.1:{port}", env={"TMPDIR": str(private)}, cwd=cwd
+    )
+    async with demo as proc:
+        assert proc.stdout is not None
         link = await asyncio.wait_for(
             read_until(proc.stdout, "log in (works once): ", console), timeout(60)
         )
@@ -89,12 +105,6 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 
             await eventually(busy_agent_draws, within=20, message="busy agent banner")
         assert any(private.iterdir()), "the demo keeps its sockets in a private folder"
-        proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), timeout(30))
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert proc.returncode == 0
     assert any("/agents/shell/" in line for line in console)
     # tmux servers, ttyd processes and sockets are gone with it.
@@ -157,29 +167,24 @@ async def test_sighup_reloads_users(tmp_path: Path) -> None:
     )
     path = tmp_path / "gateway.toml"
     path.write_text(f"[server]\nlisten = '127.0.0.1:{port}'\n{user}")
-    proc = await run_cli("serve", "--config", str(path), cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
-    try:
-        async with aiohttp.ClientSession(headers=headers) as http:
+    async with (
+        serving("serve", "--config", str(path), cwd=tmp_path) as proc,
+        aiohttp.ClientSession(headers=headers) as http,
+    ):
 
-            async def status() -> int:
-                try:
-                    async with http.get(f"{base}/api/agents") as response:
-                        return response.status
-                except aiohttp.ClientConnectionError:
-                    return 0
+        async def status() -> int:
+            try:
+                async with http.get(f"{base}/api/agents") as response:
+                    return response.status
+            except aiohttp.ClientConnectionError:
+                return 0
 
-            await eventually(lambda: _is(status(), 200), within=30, message="token accepted")
-            path.write_text(f"[server]\nlisten = '127.0.0.1:{port}'\n")
-            proc.send_signal(signal.SIGHUP)
-            await eventually(lambda: _is(status(), 401), message="user gone after SIGHUP")
-        proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), timeout(30))
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await eventually(lambda: _is(status(), 200), within=30, message="token accepted")
+        path.write_text(f"[server]\nlisten = '127.0.0.1:{port}'\n")
+        proc.send_signal(signal.SIGHUP)
+        await eventually(lambda: _is(status(), 401), message="user gone after SIGHUP")
     assert proc.returncode == 0
 
 
