@@ -152,6 +152,12 @@ def _take(table: Mapping[str, Any], where: str, spec: Mapping[str, type]) -> dic
     return out
 
 
+def _require(values: Mapping[str, Any], where: str, *keys: str) -> None:
+    for key in keys:
+        if key not in values:
+            raise ConfigError(f"{where}.{key} is required")
+
+
 def _agent(raw: Any, index: int) -> AgentSettings:
     where = f"agents[{index}]"
     if not isinstance(raw, dict):
@@ -159,9 +165,7 @@ def _agent(raw: Any, index: int) -> AgentSettings:
     values = _take(
         raw, where, {"id": str, "url": str, "credential": str, "columns": int, "rows": int}
     )
-    for required in ("id", "url"):
-        if required not in values:
-            raise ConfigError(f"{where}.{required} is required")
+    _require(values, where, "id", "url")
     agent_id = values["id"]
     if not AGENT_ID.fullmatch(agent_id):
         raise ConfigError(
@@ -187,9 +191,7 @@ def _user(raw: Any, index: int) -> User:
         where,
         {"name": str, "password_hash": str, "role": str, "agents": list, "api_token_sha256": str},
     )
-    for required in ("name", "password_hash", "role"):
-        if required not in values:
-            raise ConfigError(f"{where}.{required} is required")
+    _require(values, where, "name", "password_hash", "role")
     if not USER_NAME.fullmatch(values["name"]):
         raise ConfigError(f"{where}.name must be 1-64 letters, digits, '.', '_', '@' or '-'")
     if not values["password_hash"].startswith("$argon2id$"):

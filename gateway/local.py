@@ -122,6 +122,18 @@ class LocalAgent:
         """The pane's text, exactly as ``tmux capture-pane -p`` prints it."""
         return await self.tmux("capture-pane", "-p", "-t", self.name)
 
+    async def pane_size(self) -> tuple[int, int]:
+        """The pane's (columns, rows), as tmux sees them."""
+        out = await self.tmux(
+            "display-message", "-p", "-t", self.name, "#{pane_width} #{pane_height}"
+        )
+        columns, rows = out.split()
+        return int(columns), int(rows)
+
+    async def client_count(self) -> int:
+        """Attached tmux clients: ttyd spawns one per WebSocket it serves."""
+        return len((await self.tmux("list-clients")).splitlines())
+
     async def start(self) -> None:
         """Start the tmux session, then ttyd in front of it."""
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)

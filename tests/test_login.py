@@ -140,8 +140,7 @@ async def test_roles_and_globs(
     pane = await watched.capture()
     assert "from-the-viewer" not in pane
     assert "text-frame" not in pane
-    size = await watched.tmux("display-message", "-p", "-t", "watched", "#{pane_width}")
-    assert size.strip() == "80"
+    assert await watched.pane_size() == (80, 24)
     await operator.close()
     await viewer.close()
 
@@ -218,7 +217,7 @@ async def test_audit_trail(
     assert "not it" not in raw
     page = await (await ada.get("/api/audit", params={"offset": "1", "limit": "2"})).json()
     assert page["entries"] == log[1:3]
-    assert page["total"] == len(log) or page["total"] > len(log)
+    assert page["total"] >= len(log)  # entries may have been added since
     bad = await ada.get("/api/audit", params={"limit": "0"})
     assert bad.status == 400
 

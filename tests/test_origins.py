@@ -95,7 +95,7 @@ def test_any_extension_of_an_allowed_origin_is_refused(suffix: str) -> None:
 
 
 async def _has_clients(agent: LocalAgent, count: int) -> bool:
-    return len((await agent.tmux("list-clients")).splitlines()) == count
+    return await agent.client_count() == count
 
 
 @pytest.mark.parametrize(

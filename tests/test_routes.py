@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import WSMsgType
@@ -23,12 +24,6 @@ from .conftest import (
     timeout,
     ws_connect,
 )
-
-
-async def tmux_clients(agent: LocalAgent) -> int:
-    """ttyd spawns one `tmux attach` per WebSocket: this counts upstream connections."""
-    out = await agent.tmux("list-clients")
-    return len(out.splitlines())
 
 
 async def api_screen(client: TestClient[Any, Any], agent_id: str, fmt: str = "text") -> str:
@@ -61,7 +56,7 @@ async def test_three_viewers_one_upstream_and_a_late_joiner(
     # Its first output frame alone paints the whole screen.
     assert late.first_output is not None
     assert late.first_output.startswith(b"\x1bc")
-    assert await tmux_clients(agent) == 1
+    assert await agent.client_count() == 1
     response = await client.get("/api/agents")
     (listed,) = (await response.json())["agents"]
     assert listed["viewers"] == 4
@@ -106,11 +101,7 @@ async def test_unknown_agent_is_404_json(agent: LocalAgent, gateway: GatewayFact
         assert response.status == 404, path
         body = await response.json()
         assert body["error"] == "not_found", path
-    await eventually(lambda: _clients_are(agent, 1), message="one upstream, no more")
-
-
-async def _clients_are(agent: LocalAgent, count: int) -> bool:
-    return await tmux_clients(agent) == count
+    await eventually(lambda: _equals(agent.client_count(), 1), message="one upstream, no more")
 
 
 async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory) -> None:
@@ -161,18 +152,14 @@ async def test_operator_resize_reaches_tmux(agent: LocalAgent, gateway: GatewayF
     viewer = await open_terminal(client, agent.name, 100, 30)
     await viewer.wait_text("$")
 
-    async def pane_size() -> str:
-        fmt = "#{pane_width}x#{pane_height}"
-        return (await agent.tmux("display-message", "-p", "-t", agent.name, fmt)).strip()
-
-    await eventually(lambda: _equals(pane_size(), "100x30"), message="handshake size")
+    await eventually(lambda: _equals(agent.pane_size(), (100, 30)), message="handshake size")
     await viewer.ws.send_bytes(b'1{"columns": 100000, "rows": -4}')
-    clamped = f"{ttyd.MAX_COLUMNS}x{ttyd.MIN_ROWS}"
-    await eventually(lambda: _equals(pane_size(), clamped), message="clamped size")
+    clamped = (ttyd.MAX_COLUMNS, ttyd.MIN_ROWS)
+    await eventually(lambda: _equals(agent.pane_size(), clamped), message="clamped size")
     await viewer.close()
 
 
-async def _equals(value: Any, expected: str) -> bool:
+async def _equals(value: Awaitable[object], expected: object) -> bool:
     return await value == expected
 
 
@@ -193,7 +180,7 @@ async def test_fifty_viewers_receive_the_same_bytes_in_order(
     assert len(tails) == 1
     (tail,) = tails
     assert b"n=2000" in tail
-    assert await tmux_clients(agent) == 1
+    assert await agent.client_count() == 1
     for viewer in viewers:
         await viewer.close()
 
@@ -268,7 +255,7 @@ async def test_bad_frames_get_clean_close_codes(agent: LocalAgent, gateway: Gate
     while (msg := await ws.receive(timeout=timeout(5))).type == WSMsgType.BINARY:
         pass
     assert ws.close_code == 1009
-    assert await tmux_clients(agent) == 1
+    assert await agent.client_count() == 1
 
 
 async def test_shutdown_closes_viewers_with_1001(

@@ -132,8 +132,7 @@ async def test_viewer_raw_frames_never_reach_ttyd(secured: Any) -> None:
     pane = await agent.capture()
     for text in ("fragmented-input", "text-fragments", "plain-text", "by-byte"):
         assert text not in pane
-    width = await agent.tmux("display-message", "-p", "-t", "target", "#{pane_width}")
-    assert width.strip() == "80"
+    assert await agent.pane_size() == (80, 24)
 
 
 async def test_throttled_logins_get_429(secured: Any) -> None:

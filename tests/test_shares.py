@@ -174,8 +174,7 @@ async def test_spectator_flow(
     pane = await shared.capture()
     assert "spectator-typed" not in pane
     assert "spectator-text" not in pane
-    width = await shared.tmux("display-message", "-p", "-t", "shared", "#{pane_width}")
-    assert width.strip() == "80"
+    assert await shared.pane_size() == (80, 24)
     # Revoking cuts the spectator off at once, and the link is dead.
     shares = (await (await olga.get("/api/shares")).json())["shares"]
     assert [s["id"] for s in shares] == [link["id"]]

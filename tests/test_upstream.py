@@ -164,7 +164,7 @@ async def test_wrong_credential_keeps_retrying_and_says_why(make_agent: AgentFac
         assert upstream.statistics().last_error
 
 
-async def test_unreachable_target_reports_reconnecting(workdir: object) -> None:
+async def test_unreachable_target_reports_reconnecting() -> None:
     sink = RecordingSink()
     upstream = Upstream(
         Target("unix:/nonexistent/ttyd.sock"), sink, lambda: (80, 24), backoff=fast_backoff()
@@ -177,19 +177,12 @@ async def test_unreachable_target_reports_reconnecting(workdir: object) -> None:
     assert "cannot reach ttyd" in upstream.statistics().last_error
 
 
-async def pane_size_is(agent: LocalAgent, expected: str) -> bool:
-    size = await agent.tmux(
-        "display-message", "-p", "-t", agent.name, "#{pane_width}x#{pane_height}"
-    )
-    return size.strip() == expected
-
-
 async def test_handshake_carries_current_size(agent: LocalAgent) -> None:
     upstream = Upstream(
         Target(agent.url), RecordingSink(), lambda: (100, 30), backoff=fast_backoff()
     )
     async with running(upstream):
-        await eventually(lambda: pane_size_is(agent, "100x30"), message="pane 100x30")
+        await eventually(lambda: _size_is(agent, (100, 30)), message="pane 100x30")
 
 
 class FailingOnceSink(RecordingSink):
@@ -217,3 +210,7 @@ async def test_unexpected_error_is_logged_and_the_upstream_reconnects(
         await eventually(lambda: b"still-4-here" in sink.output, message="output after the bug")
     assert "internal error" in upstream.statistics().last_error
     assert "bug in the sink" in caplog.text
+
+
+async def _size_is(agent: LocalAgent, size: tuple[int, int]) -> bool:
+    return await agent.pane_size() == size
