@@ -25,13 +25,16 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from . import config, login, routes
+from . import config, login, routes, streams
 from .appkeys import (
     AUDIT,
     AUTH,
     CONNECTIONS,
+    DISCOVERY,
+    EVENTS,
     FLEET,
     LOCAL_AGENTS,
+    LOGS,
     ORIGINS,
     PROXIES,
     SESSION_SOCKETS,
@@ -42,9 +45,12 @@ from .appkeys import (
 from .audit import AuditLog
 from .auth import Authenticator, Role, SessionStore, User, hash_password
 from .config import Settings
+from .discovery import Discovery
 from .errors import ConfigError
+from .events import EventBus
 from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
+from .logs import LogHub
 from .shares import ShareStore
 from .upstream import Target
 
@@ -79,13 +85,32 @@ def create_app(settings: Settings) -> web.Application:
     app[FLEET] = Fleet()
     app[LOCAL_AGENTS] = []
     app[SOCKETS] = set()
+    app[EVENTS] = EventBus()
+    app[FLEET].listeners.append(lambda change, hub: _publish_agent(app, change.value, hub))
+    if settings.docker is not None:
+        app[DISCOVERY] = discovery = Discovery(
+            settings.docker, app[FLEET], lambda agent_id, target: _hub(settings, agent_id, target)
+        )
+        app[LOGS] = LogHub(discovery, settings.docker.log_lines)
+        discovery.status_listeners.append(
+            lambda status, message: app[EVENTS].publish(
+                "docker", {"status": status, "message": message}
+            )
+        )
+        discovery.container_listeners.append(
+            lambda agent_id, _: _publish_agent(app, "changed", app[FLEET].get(agent_id))
+            if agent_id in app[FLEET]
+            else None
+        )
     app.cleanup_ctx.append(_local_agents)
     app.cleanup_ctx.append(_fleet)
+    app.cleanup_ctx.append(_docker)
     app.cleanup_ctx.append(login.sweeper)
     app.on_shutdown.append(_close_sockets)
     if settings.config_path is not None:
         app.cleanup_ctx.append(_reload_on_sighup)
     routes.setup(app)
+    streams.setup(app)
     login.setup(app)
     return app
 
@@ -133,20 +158,44 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
     agents = [(a.id, a.target(), a.columns, a.rows) for a in settings.agents]
     agents += [(a.name, Target(a.url), a.columns, a.rows) for a in app[LOCAL_AGENTS]]
     for agent_id, target, columns, rows in agents:
-        fleet.add(
-            Hub(
-                agent_id,
-                target,
-                columns=columns,
-                rows=rows,
-                viewer_queue_bytes=settings.viewer_queue_bytes,
-            )
-        )
+        await fleet.add(_hub(settings, agent_id, target, columns, rows))
     await fleet.start()
     try:
         yield
     finally:
         await fleet.aclose(WSCloseCode.GOING_AWAY)
+
+
+def _hub(
+    settings: Settings, agent_id: str, target: Target | None, columns: int = 120, rows: int = 40
+) -> Hub:
+    return Hub(
+        agent_id,
+        target,
+        columns=columns,
+        rows=rows,
+        viewer_queue_bytes=settings.viewer_queue_bytes,
+    )
+
+
+def _publish_agent(app: web.Application, change: str, hub: Hub) -> None:
+    app[EVENTS].publish(
+        "agent", {"change": change, "agent": routes.agent_json(app, hub)}, agent=hub.agent_id
+    )
+
+
+async def _docker(app: web.Application) -> AsyncIterator[None]:
+    """Docker discovery (with [docker]): after the fleet, so it stops first."""
+    discovery = app.get(DISCOVERY)
+    if discovery is None:
+        yield
+        return
+    await discovery.start()
+    try:
+        yield
+    finally:
+        app[LOGS].aclose()
+        await discovery.aclose()
 
 
 async def reload_users(app: web.Application) -> None:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
 
 from aiohttp import web
 
 from .audit import AuditLog
 from .auth import Authenticator
 from .config import Settings
+from .discovery import Discovery
+from .events import EventBus
 from .hub import Fleet
 from .local import LocalAgent
+from .logs import LogHub
 from .origins import OriginPolicy
 from .proxies import ProxyPolicy
 from .shares import ShareStore
+
+
+class Closable(Protocol):
+    """A WebSocket or an SSE stream: what a session's end or shutdown closes."""
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
+
 
 SETTINGS = web.AppKey("settings", Settings)
 FLEET = web.AppKey("fleet", Fleet)
@@ -24,9 +35,14 @@ LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
 AUTH = web.AppKey("auth", Authenticator)
 AUDIT = web.AppKey("audit", AuditLog)
 SHARES = web.AppKey("shares", ShareStore)
-# Open WebSockets by session id, closed with 1008 when their session ends.
-SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[web.WebSocketResponse]])
+# Open WebSockets and event streams by session id, closed (1008) when their session ends.
+SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[Closable]])
 # Open WebSockets per user name, for the per-user connection limit.
 CONNECTIONS = web.AppKey("connections", Counter[str])
-# Open browser WebSockets, closed with 1001 at shutdown.
-SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+# Open browser WebSockets and event streams, closed (1001) at shutdown.
+SOCKETS = web.AppKey("sockets", set[Closable])
+# The dashboard's event feed (GET /api/events).
+EVENTS = web.AppKey("events", EventBus)
+# Docker discovery and container logs: present only with a [docker] config table.
+DISCOVERY = web.AppKey("discovery", Discovery)
+LOGS = web.AppKey("logs", LogHub)

@@ -69,6 +69,50 @@ class AgentSettings:
         return Target(self.url, self.credential.reveal() if self.credential else None)
 
 
+DEFAULT_LOG_LINES = 10_000
+MAX_LOG_LINES = 1_000_000
+LABEL_PREFIX = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class DockerSettings:
+    """``[docker]``: find agents among the containers of a Docker Engine."""
+
+    # unix:///path, tcp://host:port, ...; None means $DOCKER_HOST or the local socket.
+    url: str | None = None
+    # Containers labelled <prefix>.agent=<id> are agents; see gateway/discovery.py.
+    label_prefix: str = "gateway"
+    # Reach ttyd at the container's address on this network...
+    network: str | None = None
+    # ... on this port (also the container port looked up among published ones).
+    port: int = 7681
+    # "user:password" for ttyd -c, for containers without a credential label.
+    credential_file: Path | None = None
+    # Container log lines kept per agent for SSE resume.
+    log_lines: int = DEFAULT_LOG_LINES
+
+    @property
+    def agent_label(self) -> str:
+        return f"{self.label_prefix}.agent"
+
+    def credential(self) -> str | None:
+        """The credential file's first line (read when needed, so it can be rotated)."""
+        if self.credential_file is None:
+            return None
+        try:
+            text = self.credential_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"docker.credential_file {self.credential_file}: {exc.strerror}"
+            ) from None
+        line = text.strip().splitlines()[0] if text.strip() else ""
+        if ":" not in line:
+            raise ConfigError(
+                f"docker.credential_file {self.credential_file} must hold 'user:password'"
+            )
+        return line
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway reads from its config, validated."""
@@ -84,6 +128,8 @@ class Settings:
     audit_log: Path = Path("state/audit.jsonl")
     agents: tuple[AgentSettings, ...] = ()
     users: tuple[User, ...] = ()
+    # Docker discovery, when the config has a [docker] table.
+    docker: DockerSettings | None = None
     # Session lifetimes in seconds: since the last request, and in all.
     session_idle_seconds: int = IDLE_TIMEOUT
     session_max_seconds: int = ABSOLUTE_TIMEOUT
@@ -209,9 +255,50 @@ def _user(raw: Any, index: int) -> User:
     return User(values["name"], values["password_hash"], role, tuple(patterns), token)
 
 
+def _docker(raw: Mapping[str, Any], base: Path) -> DockerSettings:
+    values = _take(
+        raw,
+        "docker",
+        {
+            "url": str,
+            "label_prefix": str,
+            "network": str,
+            "port": int,
+            "credential_file": str,
+            "log_lines": int,
+        },
+    )
+    url = values.get("url")
+    if url is not None and not re.match(r"(unix|tcp|ssh|npipe|http|https)://", url):
+        raise ConfigError(f"docker.url must look like unix:///path or tcp://host:port, got {url!r}")
+    prefix = values.get("label_prefix", "gateway")
+    if not LABEL_PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"docker.label_prefix {prefix!r} must be lower-case letters and digits "
+            "separated by '.', '_' or '-'"
+        )
+    port = values.get("port", 7681)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"docker.port {port} is out of range")
+    lines = values.get("log_lines", DEFAULT_LOG_LINES)
+    if not 1 <= lines <= MAX_LOG_LINES:
+        raise ConfigError(f"docker.log_lines must be 1..{MAX_LOG_LINES}")
+    credential_file = values.get("credential_file")
+    return DockerSettings(
+        url=url,
+        label_prefix=prefix,
+        network=values.get("network"),
+        port=port,
+        credential_file=None if credential_file is None else base / credential_file,
+        log_lines=lines,
+    )
+
+
 def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> Settings:
     """Build settings from parsed TOML; relative paths resolve against ``base``."""
-    top = _take(data, "config", {"server": dict, "agents": list, "users": list})
+    top = _take(
+        data, "config", {"server": dict, "agents": list, "users": list, "docker": dict}
+    )
     server = _take(
         top.get("server", {}),
         "server",
@@ -273,6 +360,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         audit_log=audit_log,
         agents=agents,
         users=users,
+        docker=_docker(top["docker"], base) if "docker" in top else None,
         viewer_queue_bytes=queue,
         demo=demo,
     )

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
-from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from . import ttyd
@@ -92,8 +93,10 @@ class Viewer:
     viewer is closed (:attr:`close_code` says why).
     """
 
-    def __init__(self, hub: Hub, max_queue_bytes: int) -> None:
+    def __init__(self, hub: Hub, max_queue_bytes: int, who: str = "") -> None:
         self._hub = hub
+        # Who is watching (a user name), for presence.
+        self.who = who
         self._max_queue_bytes = max_queue_bytes
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
@@ -187,7 +190,10 @@ class HubStatistics:
     """A point-in-time view of one agent's hub."""
 
     agent_id: str
-    state: UpstreamState
+    # connecting, connected, reconnecting, or why there is no connection
+    # (stopped, conflict, unreachable: set by whoever owns the agent).
+    state: str
+    message: str
     columns: int
     rows: int
     title: str
@@ -195,16 +201,22 @@ class HubStatistics:
     offset: int
     emulated_offset: int
     resyncs: int
-    upstream: UpstreamStatistics
+    upstream: UpstreamStatistics | None
+    presence: dict[str, int]
 
 
 class Hub:
-    """One agent: its upstream, its screen, its viewers."""
+    """One agent: its upstream, its screen, its viewers.
+
+    ``target`` None means "no terminal to connect to right now" (a stopped
+    container): the screen and its viewers stay, :meth:`set_target` connects
+    later. ``on_change`` is called when the status or the viewers change.
+    """
 
     def __init__(
         self,
         agent_id: str,
-        target: Target,
+        target: Target | None,
         *,
         columns: int = 120,
         rows: int = 40,
@@ -214,7 +226,9 @@ class Hub:
         self.agent_id = agent_id
         self._size = ttyd.clamp_size(columns, rows)
         self.screen = Screen(*self._size)
-        self.upstream = Upstream(target, self, lambda: self._size, backoff=backoff)
+        self._backoff = backoff
+        self.upstream = self._new_upstream(target)
+        self.on_change: Callable[[Hub], None] | None = None
         self._viewer_queue_bytes = viewer_queue_bytes
         self._viewers: set[Viewer] = set()
         self._offset = 0
@@ -224,42 +238,80 @@ class Hub:
         self._caught_up = asyncio.Event()
         self._caught_up.set()
         self._progress = asyncio.Event()
-        self._status = ttyd.Status(UpstreamState.CONNECTING.value, *self._size)
+        initial = UpstreamState.CONNECTING.value if target else UpstreamState.STOPPED.value
+        self._status = ttyd.Status(initial, *self._size)
         self._resyncs_of_departed = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._emulator: asyncio.Task[None] | None = None
+        self._connection: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
         """Connect upstream and start emulating; returns at once."""
-        self._tasks = [
-            asyncio.create_task(self.upstream.run(), name=f"upstream:{self.agent_id}"),
-            asyncio.create_task(self._emulate(), name=f"emulate:{self.agent_id}"),
-        ]
+        self._emulator = asyncio.create_task(self._emulate(), name=f"emulate:{self.agent_id}")
+        self._connect()
 
     async def aclose(self, code: int = 1001) -> None:
         """Stop the upstream and emulator, close every viewer with ``code``."""
         for viewer in list(self._viewers):
             viewer.close(code)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._disconnect()
+        if self._emulator is not None:
+            await _cancel(self._emulator)
+            self._emulator = None
+
+    async def set_target(
+        self, target: Target | None, *, state: str = "stopped", message: str = ""
+    ) -> None:
+        """Connect to ``target`` instead (reconnecting at once), or to nothing.
+
+        With no target the status becomes ``state`` (stopped, conflict,
+        unreachable, ...) and ``message``; the screen stays as it was last
+        seen and viewers stay connected, read-only in effect.
+        """
+        await self._disconnect()
+        self.upstream = self._new_upstream(target)
+        if target is None:
+            self._set_status(state, None, message)
+        elif self._emulator is not None:
+            self._connect()
+
+    def _new_upstream(self, target: Target | None) -> Upstream | None:
+        if target is None:
+            return None
+        return Upstream(target, self, lambda: self._size, backoff=self._backoff)
+
+    def _connect(self) -> None:
+        if self.upstream is not None:
+            self._set_status(UpstreamState.CONNECTING.value, None, "")
+            self._connection = asyncio.create_task(
+                self.upstream.run(), name=f"upstream:{self.agent_id}"
+            )
+
+    async def _disconnect(self) -> None:
+        if self._connection is not None:
+            await _cancel(self._connection)
+            self._connection = None
 
     # --- viewers -------------------------------------------------------------
 
-    def join(self) -> Viewer:
+    def join(self, who: str = "") -> Viewer:
         """A new viewer; its first batch is the current screen."""
-        viewer = Viewer(self, self._viewer_queue_bytes)
+        viewer = Viewer(self, self._viewer_queue_bytes, who)
         self._viewers.add(viewer)
+        self._changed()
         return viewer
 
     def leave(self, viewer: Viewer) -> None:
         if viewer in self._viewers:
             self._viewers.discard(viewer)
             self._resyncs_of_departed += viewer.resyncs
+            self._changed()
+
+    @property
+    def presence(self) -> dict[str, int]:
+        """Who watches, and through how many connections."""
+        return dict(Counter(viewer.who for viewer in self._viewers if viewer.who))
 
     @property
     def viewers(self) -> frozenset[Viewer]:
@@ -278,6 +330,8 @@ class Hub:
 
     async def send_input(self, data: bytes) -> None:
         """Type into the agent's terminal; raises UpstreamUnavailable when down."""
+        if self.upstream is None:
+            raise UpstreamUnavailable(f"agent terminal is {self._status.state}")
         await self.upstream.send(ttyd.Input(data))
 
     async def resize(self, columns: int, rows: int) -> None:
@@ -290,8 +344,9 @@ class Hub:
         self._backlog_ready.set()
         self._set_status(self._status.state, self._status.retry_in, self._status.message)
         # When down, the next handshake carries the new size.
-        with contextlib.suppress(UpstreamUnavailable):
-            await self.upstream.send(ttyd.Resize(*size))
+        if self.upstream is not None:
+            with contextlib.suppress(UpstreamUnavailable):
+                await self.upstream.send(ttyd.Resize(*size))
 
     # --- introspection -------------------------------------------------------
 
@@ -308,10 +363,16 @@ class Hub:
     def title(self) -> str:
         return self.screen.title or self.agent_id
 
+    @property
+    def status(self) -> ttyd.Status:
+        """What viewers were last told about the connection."""
+        return self._status
+
     def statistics(self) -> HubStatistics:
         return HubStatistics(
             agent_id=self.agent_id,
-            state=self.upstream.state,
+            state=self._status.state,
+            message=self._status.message,
             columns=self._size[0],
             rows=self._size[1],
             title=self.title,
@@ -319,7 +380,8 @@ class Hub:
             offset=self._offset,
             emulated_offset=self.screen.offset,
             resyncs=self._resyncs_of_departed + sum(v.resyncs for v in self._viewers),
-            upstream=self.upstream.statistics(),
+            upstream=None if self.upstream is None else self.upstream.statistics(),
+            presence=self.presence,
         )
 
     async def wait_emulated(self, offset: int | None = None) -> None:
@@ -346,13 +408,22 @@ class Hub:
             await self._caught_up.wait()
 
     def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+        if state is UpstreamState.STOPPED:
+            return  # only ever on the way out of set_target/aclose, which say why
         self._set_status(state.value, retry_in, message)
 
     def _set_status(self, state: str, retry_in: float | None, message: str) -> None:
+        previous = self._status
         self._status = ttyd.Status(state, *self._size, retry_in=retry_in, message=message)
         frame = self._status.serialize()
         for viewer in self._viewers:
             viewer.offer(frame)
+        if (previous.state, previous.message) != (state, message):
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
 
     # --- emulation -----------------------------------------------------------
 
@@ -387,22 +458,55 @@ class Hub:
             await asyncio.sleep(0)
 
 
+class FleetChange(enum.StrEnum):
+    ADDED = "added"
+    CHANGED = "changed"
+    REMOVED = "removed"
+
+
+FleetListener = Callable[[FleetChange, Hub], None]
+
+
 class Fleet:
-    """Every agent hub of this gateway, by id."""
+    """Every agent hub of this gateway, by id.
+
+    Hubs come and go at run time (Docker discovery); listeners hear of every
+    addition, removal and change of status or viewers, synchronously, so an
+    event stream sees them in the order they happened.
+    """
 
     def __init__(self) -> None:
         self._hubs: dict[str, Hub] = {}
+        self._running = False
+        self.listeners: list[FleetListener] = []
 
-    def add(self, hub: Hub) -> None:
+    async def add(self, hub: Hub) -> None:
+        """Add a hub; it is started if the fleet is running."""
         if hub.agent_id in self._hubs:
             raise ValueError(f"duplicate agent id {hub.agent_id!r}")
         self._hubs[hub.agent_id] = hub
+        hub.on_change = lambda changed: self._notify(FleetChange.CHANGED, changed)
+        if self._running:
+            await hub.start()
+        self._notify(FleetChange.ADDED, hub)
+
+    async def remove(self, agent_id: str, code: int = 1001) -> None:
+        """Stop a hub and close its viewers with ``code``."""
+        hub = self._hubs.pop(agent_id, None)
+        if hub is None:
+            return
+        hub.on_change = None
+        await hub.aclose(code)
+        self._notify(FleetChange.REMOVED, hub)
 
     def get(self, agent_id: str) -> Hub:
         try:
             return self._hubs[agent_id]
         except KeyError:
             raise AgentNotFound(agent_id) from None
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self._hubs
 
     def __iter__(self) -> Iterator[Hub]:
         return iter(sorted(self._hubs.values(), key=lambda hub: hub.agent_id))
@@ -411,8 +515,20 @@ class Fleet:
         return len(self._hubs)
 
     async def start(self) -> None:
-        for hub in self._hubs.values():
+        self._running = True
+        for hub in list(self._hubs.values()):
             await hub.start()
 
     async def aclose(self, code: int = 1001) -> None:
+        self._running = False
         await asyncio.gather(*(hub.aclose(code) for hub in self._hubs.values()))
+
+    def _notify(self, change: FleetChange, hub: Hub) -> None:
+        for listener in self.listeners:
+            listener(change, hub)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

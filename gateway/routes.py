@@ -24,13 +24,24 @@ import asyncio
 import contextlib
 import html
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import ttyd
-from .appkeys import AUDIT, CONNECTIONS, FLEET, ORIGINS, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS
+from .appkeys import (
+    AUDIT,
+    CONNECTIONS,
+    DISCOVERY,
+    FLEET,
+    ORIGINS,
+    SESSION_SOCKETS,
+    SETTINGS,
+    SHARES,
+    SOCKETS,
+    Closable,
+)
 from .auth import Role
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
@@ -60,7 +71,7 @@ MAX_BROADCAST = 100
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json_error(status: int, code: str, message: str) -> web.Response:
+def json_error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
@@ -81,7 +92,7 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
         and not scripted
         and not request.app[ORIGINS].allows(request.headers.get("Origin"))
     ):
-        return _json_error(403, "forbidden_origin", "this Origin may not use the gateway")
+        return json_error(403, "forbidden_origin", "this Origin may not use the gateway")
     return await handler(request)
 
 
@@ -91,12 +102,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except AgentNotFound as exc:
-        return _json_error(404, "not_found", str(exc))
+        return json_error(404, "not_found", str(exc))
     except BadRequest as exc:
-        return _json_error(400, "bad_request", str(exc))
+        return json_error(400, "bad_request", str(exc))
     except web.HTTPException as exc:
         if exc.status >= 400 and not exc.content_type.startswith("application/json"):
-            return _json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
         raise
 
 
@@ -104,7 +115,7 @@ def _fleet(request: web.Request) -> Fleet:
     return request.app[FLEET]
 
 
-def _hub(request: web.Request) -> Hub:
+def hub_of(request: web.Request) -> Hub:
     """The agent in the URL, if this caller may see it (else 404, like a missing one)."""
     agent_id = request.match_info["agent_id"]
     if not user_of(request).sees(agent_id):
@@ -112,31 +123,45 @@ def _hub(request: web.Request) -> Hub:
     return _fleet(request).get(agent_id)
 
 
-def _agent_json(hub: Hub) -> dict[str, Any]:
+def agent_json(app: web.Application, hub: Hub) -> dict[str, Any]:
+    """An agent as /api/agents and /api/events show it."""
     stats = hub.statistics()
+    discovery = app.get(DISCOVERY)
+    container = None if discovery is None else discovery.container_of(hub.agent_id)
     return {
         "id": stats.agent_id,
-        "status": stats.state.value,
+        "status": stats.state,
+        "message": stats.message,
         "viewers": stats.viewers,
+        "presence": stats.presence,
         "cols": stats.columns,
         "rows": stats.rows,
         "title": stats.title,
         "bytes_out": stats.offset,
-        "upstream": {
-            "connects": stats.upstream.connects,
-            "last_error": stats.upstream.last_error,
+        "upstream": None
+        if stats.upstream is None
+        else {"connects": stats.upstream.connects, "last_error": stats.upstream.last_error},
+        "container": None
+        if container is None
+        else {
+            "id": container.id[:12],
+            "name": container.name,
+            "state": container.state,
+            "health": container.health,
         },
     }
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    discovery = request.app.get(DISCOVERY)
+    docker = "disabled" if discovery is None else discovery.status
+    return web.json_response({"status": "ok", "docker": docker})
 
 
 async def index(request: web.Request) -> web.Response:
     items = "".join(
         f'<li><a href="/agents/{html.escape(hub.agent_id)}/">{html.escape(hub.agent_id)}</a>'
-        f" — {html.escape(hub.upstream.state.value)}</li>"
+        f" — {html.escape(hub.status.state)}</li>"
         for hub in _fleet(request)
         if user_of(request).sees(hub.agent_id)
     )
@@ -149,15 +174,15 @@ async def index(request: web.Request) -> web.Response:
 
 async def list_agents(request: web.Request) -> web.Response:
     user = user_of(request)
-    visible = [_agent_json(hub) for hub in _fleet(request) if user.sees(hub.agent_id)]
+    visible = [agent_json(request.app, hub) for hub in _fleet(request) if user.sees(hub.agent_id)]
     return web.json_response({"agents": visible})
 
 
 async def screen(request: web.Request) -> web.Response:
-    hub = _hub(request)
+    hub = hub_of(request)
     fmt = request.query.get("format", "text")
     if fmt not in ("text", "ansi", "json"):
-        return _json_error(400, "bad_request", "format must be one of text, ansi, json")
+        return json_error(400, "bad_request", "format must be one of text, ansi, json")
     # Everything published so far, emulated: the answer is current, not lagging.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.wait_emulated(), SCREEN_WAIT)
@@ -208,7 +233,7 @@ def _audit_input(request: web.Request, user: str, agent_id: str, data: bytes) ->
 
 async def agent_input(request: web.Request) -> web.Response:
     """``POST /api/agents/{id}/input {"data"}``: type into one agent."""
-    hub = _hub(request)
+    hub = hub_of(request)
     data = _input_data(await _json_body(request))
     result = await _send(request, hub, data, user_of(request).can_write)
     status = 200 if result["ok"] else 403 if result["error"] == "read_only" else 503
@@ -244,10 +269,10 @@ async def broadcast_input(request: web.Request) -> web.Response:
 
 async def create_share(request: web.Request) -> web.Response:
     """``POST /api/agents/{id}/shares {"ttl_seconds", "max_uses"?}`` → a spectator link."""
-    hub = _hub(request)
+    hub = hub_of(request)
     user = user_of(request)
     if not user.can_write:
-        return _json_error(403, "forbidden", "viewers cannot create spectator links")
+        return json_error(403, "forbidden", "viewers cannot create spectator links")
     body = await _json_body(request)
     ttl, max_uses = body.get("ttl_seconds"), body.get("max_uses")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not MIN_TTL <= ttl <= MAX_TTL:
@@ -284,7 +309,7 @@ async def revoke_share(request: web.Request) -> web.Response:
     """``DELETE /api/shares/{id}``: the link stops working and its spectators are cut off."""
     share_id = request.match_info["share_id"]
     if not any(share.id == share_id for share in _shares_of(request)):
-        return _json_error(404, "not_found", "no such share")
+        return json_error(404, "not_found", "no such share")
     await request.app[SHARES].revoke(share_id)
     await end_share(request.app, share_id)
     request.app[AUDIT].record("share_revoked", user=user_of(request).name, share=share_id)
@@ -294,7 +319,7 @@ async def revoke_share(request: web.Request) -> web.Response:
 async def audit_entries(request: web.Request) -> web.Response:
     """``GET /api/audit?offset=&limit=``: the audit trail, oldest first (admins)."""
     if user_of(request).role is not Role.ADMIN:
-        return _json_error(403, "forbidden", "only admins read the audit log")
+        return json_error(403, "forbidden", "only admins read the audit log")
     try:
         offset = int(request.query.get("offset", "0"))
         limit = int(request.query.get("limit", "100"))
@@ -307,29 +332,58 @@ async def audit_entries(request: web.Request) -> web.Response:
 
 
 async def terminal_page(request: web.Request) -> web.FileResponse:
-    _hub(request)  # 404 for unknown agents
+    hub_of(request)  # 404 for unknown agents
     return web.FileResponse(request.app[SETTINGS].static_dir / "terminal.html")
 
 
 async def agent_redirect(request: web.Request) -> web.Response:
-    _hub(request)
+    hub_of(request)
     raise web.HTTPPermanentRedirect(f"/agents/{request.match_info['agent_id']}/")
 
 
 async def token(request: web.Request) -> web.Response:
-    _hub(request)
+    hub_of(request)
     # Browsers authenticate with their cookie (later); ttyd's client wants a token.
     return web.json_response({"token": ""})
 
 
-async def agent_ws(request: web.Request) -> web.StreamResponse:
-    hub = _hub(request)  # before the upgrade: unknown agents are a plain 404
-    user, connections = user_of(request), request.app[CONNECTIONS]
+def over_connection_limit(request: web.Request) -> web.Response | None:
+    """The 429 answer when this user has too many terminals and streams open."""
+    user = user_of(request)
     # Open mode (no users, loopback only) has one anonymous user: no cap there.
-    if user is not ANONYMOUS and connections[user.name] >= CONNECTIONS_PER_USER:
-        return _json_error(
-            429, "too_many_connections", f"at most {CONNECTIONS_PER_USER} terminals per user"
+    if user is not ANONYMOUS and request.app[CONNECTIONS][user.name] >= CONNECTIONS_PER_USER:
+        return json_error(
+            429,
+            "too_many_connections",
+            f"at most {CONNECTIONS_PER_USER} terminals and streams per user",
         )
+    return None
+
+
+@contextlib.contextmanager
+def tracked(request: web.Request, connection: Closable) -> Iterator[None]:
+    """Count a long-lived connection and make it closable by logout and shutdown."""
+    user, connections = user_of(request), request.app[CONNECTIONS]
+    session = session_of(request)
+    by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
+    request.app[SOCKETS].add(connection)
+    by_session.add(connection)
+    connections[user.name] += 1
+    try:
+        yield
+    finally:
+        request.app[SOCKETS].discard(connection)
+        by_session.discard(connection)
+        connections[user.name] -= 1
+        if connections[user.name] <= 0:
+            del connections[user.name]
+
+
+async def agent_ws(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)  # before the upgrade: unknown agents are a plain 404
+    refused = over_connection_limit(request)
+    if refused is not None:
+        return refused
     ws = web.WebSocketResponse(
         protocols=("tty",),
         compress=False,
@@ -337,19 +391,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         heartbeat=HEARTBEAT,
     )
     await ws.prepare(request)
-    session = session_of(request)
-    by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
-    request.app[SOCKETS].add(ws)
-    by_session.add(ws)
-    connections[user.name] += 1
-    try:
+    with tracked(request, ws):
         await _serve_viewer(request, ws, hub)
-    finally:
-        request.app[SOCKETS].discard(ws)
-        by_session.discard(ws)
-        connections[user.name] -= 1
-        if connections[user.name] <= 0:
-            del connections[user.name]
     return ws
 
 
@@ -377,8 +420,8 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hu
         await hub.resize(handshake.columns, handshake.rows)
     await ws.send_bytes(ttyd.SetTitle(hub.title).serialize())
     await ws.send_bytes(ttyd.SetPreferences({}).serialize())
-    viewer = hub.join()
     audit, user = request.app[AUDIT], user_of(request)
+    viewer = hub.join(user.name)
     who = {"user": user.name, "role": user.role.value, "agent": hub.agent_id}
     audit.record("viewer_joined", **who, address=client_address(request))
     pump = asyncio.create_task(_pump(viewer, ws), name=f"pump:{hub.agent_id}")

@@ -178,14 +178,14 @@ async def test_closed_viewer_ends_and_leaves() -> None:
     assert hub.statistics().viewers == 0
 
 
-def test_fleet_lookup() -> None:
+async def test_fleet_lookup() -> None:
     fleet = Fleet()
-    fleet.add(offline_hub())
+    await fleet.add(offline_hub())
     assert fleet.get("t").agent_id == "t"
     with pytest.raises(AgentNotFound):
         fleet.get("missing")
     with pytest.raises(ValueError, match="duplicate"):
-        fleet.add(offline_hub())
+        await fleet.add(offline_hub())
 
 
 # --- against a real ttyd + tmux ------------------------------------------------

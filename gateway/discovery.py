@@ -1,0 +1,420 @@
+"""Docker discovery: containers labelled ``<prefix>.agent=<id>`` are agents.
+
+The core is pure: :func:`describe` reads one container's ``docker inspect``
+document, :func:`plan` turns all of them into what each agent should be
+(connected to a target, stopped, in conflict, unreachable). :class:`Discovery`
+is the adapter around the docker SDK, whose calls block: short ones (list,
+inspect) run in worker threads, and the endless event stream has a thread of
+its own that only pokes the event loop. Every poke leads to one full
+reconcile, so missed or reordered events cannot leave a wrong state behind.
+
+Where an agent's ttyd is, first match wins:
+
+1. the label ``<prefix>.ttyd.url``: ``ws://host:port/ws`` or ``unix:/path``
+   (a path the gateway can open, e.g. a shared volume);
+2. the container's address on ``docker.network``, port ``<prefix>.ttyd.port``
+   or ``docker.port`` (7681);
+3. that port published on the host (``docker run -p``).
+
+The credential is the label ``<prefix>.ttyd.credential`` or the first line of
+``docker.credential_file``. Only running containers claim an id: two running
+containers with one id are a conflict (reported, neither is connected), a
+stopped one keeps its agent shown as stopped with the last screen. An id the
+config file defines already belongs to the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+from docker.errors import DockerException
+from requests.exceptions import RequestException
+
+from .config import AGENT_ID, DockerSettings
+from .errors import ConfigError
+from .hub import Fleet, Hub
+from .upstream import Backoff, Target
+
+log = logging.getLogger(__name__)
+
+# Calls to the Docker API (not the event stream) give up after this long.
+API_TIMEOUT = 10.0
+# Events arrive in bursts (die, stop, kill...): one reconcile after a short pause.
+DEBOUNCE = 0.05
+# A reconcile now and then, whatever the events said.
+RESYNC_INTERVAL = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """What one labelled container says about itself."""
+
+    id: str
+    name: str
+    agent_id: str
+    state: str  # created, running, paused, restarting, exited, dead
+    health: str | None
+    tty: bool
+    target: Target | None
+    # Why ``target`` is None while running ("" otherwise).
+    problem: str = ""
+    # When it last started or stopped (RFC 3339), to pick among stopped ones.
+    changed_at: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def short(self) -> str:
+        return f"{self.name} ({self.id[:12]})"
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What one Docker agent should be: connected to ``target``, or ``state``."""
+
+    agent_id: str
+    target: Target | None
+    state: str  # connect, stopped, conflict, unreachable
+    message: str
+    container: Container | None
+
+
+def describe(
+    attrs: Mapping[str, Any], settings: DockerSettings, credential: str | None = None
+) -> Container | None:
+    """A container from its inspect document; None if it is not an agent."""
+    config = attrs.get("Config") or {}
+    labels: Mapping[str, str] = config.get("Labels") or {}
+    agent_id = labels.get(settings.agent_label)
+    if agent_id is None:
+        return None
+    state = attrs.get("State") or {}
+    health = (state.get("Health") or {}).get("Status")
+    prefix = settings.label_prefix
+    credential = labels.get(f"{prefix}.ttyd.credential", credential)
+    target, problem = None, ""
+    try:
+        target = _target(attrs, labels, settings, credential)
+        if target is None:
+            problem = (
+                f"no ttyd address: label the container {prefix}.ttyd.url, set docker.network, "
+                f"or publish port {labels.get(f'{prefix}.ttyd.port', settings.port)}"
+            )
+    except ConfigError as exc:
+        problem = str(exc)
+    status = str(state.get("Status", "unknown"))
+    return Container(
+        id=str(attrs.get("Id", "")),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        agent_id=agent_id,
+        state=status,
+        health=health,
+        tty=bool(config.get("Tty")),
+        target=target,
+        problem=problem,
+        changed_at=str(
+            state.get("StartedAt" if status == "running" else "FinishedAt", "")
+            or attrs.get("Created", "")
+        ),
+    )
+
+
+def _target(
+    attrs: Mapping[str, Any],
+    labels: Mapping[str, str],
+    settings: DockerSettings,
+    credential: str | None,
+) -> Target | None:
+    prefix = settings.label_prefix
+    url = labels.get(f"{prefix}.ttyd.url")
+    if url:
+        return Target(url, credential)
+    port_label = labels.get(f"{prefix}.ttyd.port", str(settings.port))
+    if not port_label.isdigit() or not 1 <= int(port_label) <= 65535:
+        raise ConfigError(f"label {prefix}.ttyd.port must be a port number, got {port_label!r}")
+    port = int(port_label)
+    network_settings = attrs.get("NetworkSettings") or {}
+    if settings.network:
+        networks = network_settings.get("Networks") or {}
+        address = (networks.get(settings.network) or {}).get("IPAddress")
+        if address:
+            return Target(f"ws://{address}:{port}/ws", credential)
+    published = (network_settings.get("Ports") or {}).get(f"{port}/tcp") or []
+    for binding in published:
+        host, host_port = binding.get("HostIp", ""), binding.get("HostPort", "")
+        if not host_port:
+            continue
+        if host in ("", "0.0.0.0"):  # noqa: S104 - a wildcard bind, reached on loopback
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        host = f"[{host}]" if ":" in host else host
+        return Target(f"ws://{host}:{host_port}/ws", credential)
+    return None
+
+
+def plan(
+    containers: Iterable[Container], reserved: Collection[str]
+) -> tuple[dict[str, Desired], list[str]]:
+    """What every Docker agent should be, and the problems worth a log line."""
+    claims: dict[str, list[Container]] = defaultdict(list)
+    problems: list[str] = []
+    for container in containers:
+        if not AGENT_ID.fullmatch(container.agent_id):
+            problems.append(
+                f"container {container.short}: agent id {container.agent_id!r} is not valid "
+                "(1-63 letters, digits, '.', '_' or '-')"
+            )
+        elif container.agent_id in reserved:
+            problems.append(
+                f"container {container.short} claims agent id {container.agent_id!r}, "
+                "which the config file defines; the container is ignored"
+            )
+        else:
+            claims[container.agent_id].append(container)
+    desired: dict[str, Desired] = {}
+    for agent_id, candidates in claims.items():
+        running = sorted((c for c in candidates if c.running), key=lambda c: c.name)
+        if len(running) > 1:
+            names = ", ".join(c.short for c in running)
+            message = f"{len(running)} running containers claim this agent id: {names}"
+            problems.append(f"agent {agent_id!r}: {message}")
+            desired[agent_id] = Desired(agent_id, None, "conflict", message, None)
+        elif running:
+            (container,) = running
+            if container.target is None:
+                desired[agent_id] = Desired(
+                    agent_id, None, "unreachable", container.problem, container
+                )
+            else:
+                desired[agent_id] = Desired(agent_id, container.target, "connect", "", container)
+        else:
+            latest = max(candidates, key=lambda c: c.changed_at)
+            message = f"container {latest.name} is {latest.state}"
+            desired[agent_id] = Desired(agent_id, None, "stopped", message, latest)
+    return desired, problems
+
+
+HubFactory = Callable[[str, Target | None], Hub]
+StatusListener = Callable[[str, str], None]
+ContainerListener = Callable[[str, "Container | None"], None]
+
+
+class Discovery:
+    """Keeps the fleet's Docker agents in step with the Docker Engine.
+
+    ``status`` is ``starting``, ``up`` or ``down`` (with ``message``); while
+    the daemon is down everything already known stays as it is and the
+    connection is retried with backoff.
+    """
+
+    def __init__(
+        self,
+        settings: DockerSettings,
+        fleet: Fleet,
+        make_hub: HubFactory,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self._fleet = fleet
+        self._make_hub = make_hub
+        self._backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self.status = "starting"
+        self.message = ""
+        self.api_version: str | None = None
+        self._desired: dict[str, Desired] = {}
+        self._problems: set[str] = set()
+        self.status_listeners: list[StatusListener] = []
+        # Told when the container behind an agent id changes or (re)starts.
+        self.container_listeners: list[ContainerListener] = []
+        self._dirty = asyncio.Event()
+        self._stopping = threading.Event()
+        self._stream: Any = None
+        self._thread: threading.Thread | None = None
+        self._reconciler: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- what the rest of the gateway asks ----------------------------------
+
+    def container_of(self, agent_id: str) -> Container | None:
+        """The container behind a Docker agent (None for other agents)."""
+        want = self._desired.get(agent_id)
+        return None if want is None else want.container
+
+    def container_ids(self) -> set[str]:
+        return {want.container.id for want in self._desired.values() if want.container}
+
+    def client(self) -> Any:
+        """A new docker SDK client (each blocking stream wants its own)."""
+        kwargs: dict[str, Any] = {"version": self.api_version or "auto", "timeout": API_TIMEOUT}
+        if self.settings.url is None:
+            return docker.from_env(**kwargs)
+        return docker.DockerClient(base_url=self.settings.url, **kwargs)
+
+    # --- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._reconciler = asyncio.create_task(self._reconcile_forever(), name="docker-reconcile")
+        self._thread = threading.Thread(target=self._watch, name="docker-events", daemon=True)
+        self._thread.start()
+
+    async def aclose(self) -> None:
+        self._stopping.set()
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, API_TIMEOUT)
+
+    # --- the event thread -----------------------------------------------------
+
+    def _watch(self) -> None:
+        """Thread: follow Docker's events; every event is a poke, every failure a retry."""
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            client = None
+            try:
+                client = self.client()
+                self.api_version = client.api.api_version
+                self._stream = client.events(
+                    decode=True,
+                    filters={"type": "container", "label": [self.settings.agent_label]},
+                )
+                self._call(self._set_status, "up", "")
+                self._call(self._dirty.set)
+                for _ in self._stream:
+                    self._call(self._dirty.set)
+                reason = "the Docker event stream ended"
+            except (DockerException, RequestException, OSError, ValueError) as exc:
+                reason = _describe(exc)
+            except Exception:
+                log.exception("docker discovery: unexpected error")
+                reason = "internal error (see the gateway log)"
+            finally:
+                self._stream = None
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - started > RESYNC_INTERVAL:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            self._call(self._set_status, "down", f"{reason}; retrying in {delay:.1f}s")
+            self._stopping.wait(delay)
+
+    def _call(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(callback, *args)
+
+    def _set_status(self, status: str, message: str) -> None:
+        if (status, message) == (self.status, self.message):
+            return
+        if status == "down":
+            log.warning("docker: %s", message)
+        elif self.status != status:
+            log.info("docker: connected (API %s)", self.api_version)
+        self.status, self.message = status, message
+        for listener in self.status_listeners:
+            listener(status, message)
+
+    # --- reconciling ------------------------------------------------------------
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), RESYNC_INTERVAL)
+            if self.status != "up":
+                continue
+            await asyncio.sleep(DEBOUNCE)
+            self._dirty.clear()
+            try:
+                await self.reconcile()
+            except Exception as exc:  # the daemon went away mid-list: the thread notices
+                log.warning("docker: reconcile failed: %s", _describe(exc))
+
+    async def reconcile(self) -> None:
+        """List the labelled containers and bring the fleet in line with them."""
+        containers = await asyncio.to_thread(self._list)
+        # Ids the fleet has from elsewhere (the config file, the demo) are taken.
+        reserved = {hub.agent_id for hub in self._fleet if hub.agent_id not in self._desired}
+        desired, problems = plan(containers, reserved)
+        for problem in sorted(set(problems) - self._problems):
+            log.warning("docker: %s", problem)
+        self._problems = set(problems)
+        await self.apply(desired)
+
+    def _list(self) -> list[Container]:
+        credential = self.settings.credential()
+        client = self.client()
+        try:
+            found = client.containers.list(
+                all=True, filters={"label": [self.settings.agent_label]}, sparse=False
+            )
+            described = (describe(c.attrs, self.settings, credential) for c in found)
+            return [c for c in described if c is not None]
+        finally:
+            client.close()
+
+    async def apply(self, desired: Mapping[str, Desired]) -> None:
+        """Add, retarget, stop and remove hubs so the fleet matches ``desired``."""
+        for agent_id, want in desired.items():
+            had = self._desired.get(agent_id)
+            if had == want:
+                continue
+            self._desired[agent_id] = want
+            if agent_id not in self._fleet:
+                hub = self._make_hub(agent_id, want.target)
+                await self._fleet.add(hub)
+                if want.target is None:
+                    await hub.set_target(None, state=want.state, message=want.message)
+            elif _reconnect_needed(had, want):
+                await self._fleet.get(agent_id).set_target(
+                    want.target, state=want.state, message=want.message
+                )
+            self._tell(agent_id, want.container)
+        for agent_id in [a for a in self._desired if a not in desired]:
+            del self._desired[agent_id]
+            await self._fleet.remove(agent_id)
+            self._tell(agent_id, None)
+
+    def _tell(self, agent_id: str, container: Container | None) -> None:
+        for listener in self.container_listeners:
+            listener(agent_id, container)
+
+
+def _reconnect_needed(had: Desired | None, want: Desired) -> bool:
+    if had is None:
+        return True
+    if (had.target, had.state, had.message) != (want.target, want.state, want.message):
+        return True
+    # The same address in a new container (recreated): the old connection is dead.
+    return want.target is not None and (had.container and had.container.id) != (
+        want.container and want.container.id
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    # requests' messages nest the whole connection pool story; the first line is enough.
+    return text.splitlines()[0][:300]

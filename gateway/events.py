@@ -1,0 +1,34 @@
+"""The dashboard's event feed: what changed in the fleet, in order, resumable.
+
+Publishers (the fleet, Docker discovery) append to one :class:`EventBus`;
+every ``GET /api/events`` stream reads the same ring from its own position
+(see :mod:`gateway.sse`), filtered by what its user may see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .sse import Ring, Signal
+
+# Events kept for resuming. A client away for longer gets a reset and a fresh snapshot.
+EVENT_RING = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str  # agent, docker
+    data: dict[str, Any]
+    # The agent it is about: only users who see that agent get it (None: everybody).
+    agent: str | None = None
+
+
+class EventBus:
+    def __init__(self, capacity: int = EVENT_RING) -> None:
+        self.ring: Ring[Event] = Ring(capacity)
+        self.signal = Signal()
+
+    def publish(self, kind: str, data: dict[str, Any], *, agent: str | None = None) -> None:
+        self.ring.append(Event(kind, data, agent))
+        self.signal.fire()

@@ -1,0 +1,393 @@
+"""Container logs: Docker's log stream, decoded, in a ring shared by SSE listeners.
+
+:class:`LogDecoder` is sans-I/O: the body of ``GET /containers/{id}/logs``
+with ``timestamps=1`` in, :class:`LogLine` out. For a container without a TTY
+that body is multiplexed (an 8-byte header per message: stream, 0, 0, 0,
+length); with a TTY it is one raw stream. Either way every message starts
+with Docker's RFC 3339 timestamp.
+
+:class:`ContainerLogs` keeps one container's last lines in a
+:class:`~gateway.sse.Ring`. While somebody listens, one thread follows the
+Docker stream (the SDK blocks) and hands lines to the event loop, at most a
+few batches ahead, so a log flood paces itself to the loop instead of
+queueing without bound. When the last listener leaves, the stream is closed;
+the ring stays, and the next listener's stream resumes from the last
+timestamp taken (skipping the lines already held at that very timestamp), so
+nothing is lost or doubled across the pause. The first stream loads the
+history (``tail`` = the ring's size) before following, so ``?tail=N`` on a
+first connect has something to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from docker.errors import DockerException, NotFound
+from docker.types import CancellableStream
+from requests.exceptions import RequestException
+
+from .discovery import Container, Discovery
+from .sse import Ring, Signal
+from .upstream import Backoff
+
+log = logging.getLogger(__name__)
+
+# One log line is cut at this many characters (Docker itself splits at 16 KiB).
+MAX_LINE = 16 * 1024
+# Bytes one ring may hold besides its line count, so long lines cannot pile up.
+MAX_RING_BYTES = 16 * 1024 * 1024
+# Batches handed to the event loop and not yet taken: the follower waits past this.
+MAX_IN_FLIGHT = 4
+# Lines per batch from the follower thread.
+BATCH_LINES = 256
+API_TIMEOUT = 10.0
+
+_STREAMS = {0: "stdin", 1: "stdout", 2: "stderr"}
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of a container's output, as Docker recorded it."""
+
+    ts: str  # RFC 3339, as Docker wrote it
+    ns: int  # the same instant in nanoseconds since the epoch
+    stream: str  # stdout or stderr
+    text: str
+
+    def json(self) -> str:
+        return json.dumps(
+            {"ts": self.ts, "stream": self.stream, "line": self.text}, ensure_ascii=False
+        )
+
+
+def parse_timestamp(text: str) -> int:
+    """Docker's RFC 3339 (nano) timestamp → nanoseconds since the epoch."""
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a Docker timestamp: {text[:40]!r}")
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    seconds = int(datetime.fromisoformat(match[1] + zone).timestamp())
+    return seconds * 1_000_000_000 + int((match[2] or "0").ljust(9, "0"))
+
+
+def since_param(ns: int) -> str:
+    """Docker's ``since`` for an instant: seconds with nine decimals."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+@dataclass(slots=True)
+class Position:
+    """How far a log has been read: the newest timestamp, and lines taken at exactly it.
+
+    Docker's ``since`` is inclusive and timestamps can repeat, so resuming
+    means asking ``since`` :attr:`ns` and skipping :attr:`count` lines there.
+    """
+
+    ns: int = 0
+    count: int = 0
+
+    def advance(self, line: LogLine) -> None:
+        if line.ns > self.ns:
+            self.ns, self.count = line.ns, 1
+        elif line.ns == self.ns:
+            self.count += 1
+
+
+class LogDecoder:
+    """Bytes of a Docker logs body in, lines out (sans I/O)."""
+
+    def __init__(self, tty: bool) -> None:
+        self._tty = tty
+        self._buffer = bytearray()
+        # A message Docker split (no newline yet), per stream: (timestamp, text so far).
+        self._partial: dict[str, tuple[str, bytearray]] = {}
+        self._last_ns = 0
+
+    def feed(self, data: bytes) -> list[LogLine]:
+        self._buffer += data
+        lines: list[LogLine] = []
+        if self._tty:
+            while (end := self._buffer.find(b"\n")) >= 0:
+                lines += self._message("stdout", bytes(self._buffer[: end + 1]))
+                del self._buffer[: end + 1]
+            if len(self._buffer) > MAX_LINE + 64:
+                # An endless line: cut it like Docker would have.
+                lines += self._message("stdout", bytes(self._buffer))
+                self._buffer.clear()
+            return lines
+        while len(self._buffer) >= 8:
+            kind, length = self._buffer[0], int.from_bytes(self._buffer[4:8], "big")
+            if len(self._buffer) < 8 + length:
+                break
+            payload = bytes(self._buffer[8 : 8 + length])
+            del self._buffer[: 8 + length]
+            lines += self._message(_STREAMS.get(kind, "stdout"), payload)
+        return lines
+
+    def _message(self, stream: str, payload: bytes) -> list[LogLine]:
+        stamp, _, rest = payload.partition(b" ")
+        ts = stamp.decode("ascii", "replace")
+        complete = rest.endswith(b"\n")
+        if complete:
+            rest = rest[:-1]
+        partial = self._partial.pop(stream, None)
+        if partial is not None:
+            ts, text = partial[0], partial[1] + rest
+        else:
+            text = bytearray(rest)
+        if not complete and len(text) < MAX_LINE:
+            self._partial[stream] = (ts, text)
+            return []
+        try:
+            ns = parse_timestamp(ts)
+        except ValueError:
+            ts, ns = "", self._last_ns
+        self._last_ns = ns
+        body = bytes(text[:MAX_LINE]).decode("utf-8", "replace").removesuffix("\r")
+        return [LogLine(ts, ns, stream, body)]
+
+
+class ContainerLogs:
+    """One container's recent log lines, and the follower that fills them."""
+
+    def __init__(
+        self,
+        container_id: str,
+        tty: bool,
+        client: Callable[[], Any],
+        capacity: int,
+    ) -> None:
+        self.container_id = container_id
+        self._tty = tty
+        self._client = client
+        self.ring: Ring[LogLine] = Ring(
+            capacity, max_bytes=MAX_RING_BYTES, size=lambda line: len(line.text) + 64
+        )
+        self.signal = Signal()
+        # Set once the history is in the ring: listeners pick their start after it.
+        self.loaded = asyncio.Event()
+        self._capacity = capacity
+        self.listeners = 0
+        # Where the ring stands: the next follower resumes from here.
+        self._position = Position()
+        self._generation = 0
+        self._follower: _Follower | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[None]:
+        """Hold the Docker stream open while inside."""
+        self.listeners += 1
+        if self._follower is None:
+            self._start()
+        try:
+            yield
+        finally:
+            self.listeners -= 1
+            if self.listeners == 0:
+                self.stop()
+
+    def container_started(self) -> None:
+        """The container runs again: a follower waiting at the end of its logs goes on."""
+        if self._follower is not None:
+            self._follower.wake.set()
+
+    def stop(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+
+    def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._generation += 1
+        follower = _Follower(
+            self,
+            self._generation,
+            history=not self.loaded.is_set(),
+            position=Position(self._position.ns, self._position.count),
+        )
+        self._follower = follower
+        follower.start()
+
+    # Called on the event loop by the follower thread (through call_soon_threadsafe).
+    def _take(self, generation: int, lines: list[LogLine], history_done: bool) -> None:
+        if generation != self._generation:
+            return  # a stopped follower's last words: the current one reads them again
+        for line in lines:
+            self._position.advance(line)
+            self.ring.append(line)
+        if history_done:
+            self.loaded.set()
+        if lines or history_done:
+            self.signal.fire()
+
+
+class _Follower:
+    """A thread following one container's log stream for a :class:`ContainerLogs`."""
+
+    def __init__(
+        self, logs: ContainerLogs, generation: int, *, history: bool, position: Position
+    ) -> None:
+        self._logs = logs
+        self._generation = generation
+        self._history = history
+        self._position = position
+        self._stopped = threading.Event()
+        self.wake = threading.Event()
+        self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        self._stream: CancellableStream[bytes] | None = None
+        assert logs._loop is not None
+        self._loop = logs._loop
+
+    def start(self) -> None:
+        name = f"logs:{self._logs.container_id[:12]}"
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def cancel(self) -> None:
+        self._stopped.set()
+        self.wake.set()
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def _run(self) -> None:
+        backoff = Backoff(base=0.5, cap=10.0)
+        while not self._stopped.is_set():
+            try:
+                if self._history:
+                    self._read(follow=False)
+                    self._history = False
+                    self._hand_over([], history_done=True)
+                self.wake.clear()
+                self._read(follow=True)
+                backoff.reset()
+                # The stream ends when the container stops: wait for it to start again.
+                self.wake.wait()
+                continue
+            except NotFound:
+                log.info("logs: container %s is gone", self._logs.container_id[:12])
+                return
+            except (DockerException, RequestException, OSError, ValueError) as exc:
+                if self._stopped.is_set():
+                    return
+                log.info("logs of %s: %s", self._logs.container_id[:12], exc)
+            self._stopped.wait(backoff.next_delay())
+
+    def _read(self, *, follow: bool) -> None:
+        client = self._logs._client()
+        try:
+            api = client.api
+            params: dict[str, Any] = {
+                "stdout": 1,
+                "stderr": 1,
+                "timestamps": 1,
+                "follow": int(follow),
+            }
+            if self._history:
+                params["tail"] = str(self._logs._capacity)
+            elif self._position.ns:
+                params["since"] = since_param(self._position.ns)
+            url = f"{api.base_url}/v{api.api_version}/containers/{self._logs.container_id}/logs"
+            response = api.get(url, params=params, stream=True, timeout=(API_TIMEOUT, None))
+            if response.status_code == 404:
+                raise NotFound(f"no container {self._logs.container_id}")
+            response.raise_for_status()
+            self._stream = CancellableStream(response.iter_content(chunk_size=None), response)
+            if self._stopped.is_set():
+                return
+            decoder = LogDecoder(self._logs._tty)
+            seen = _Seen(self._position)
+            for chunk in self._chunks():
+                fresh = [line for line in decoder.feed(chunk) if seen.fresh(line)]
+                for start in range(0, len(fresh), BATCH_LINES):
+                    self._hand_over(fresh[start : start + BATCH_LINES])
+        finally:
+            self._stream = None
+            client.close()
+
+    def _chunks(self) -> Iterator[bytes]:
+        stream = self._stream
+        assert stream is not None
+        for chunk in stream:
+            if self._stopped.is_set():
+                return
+            yield chunk
+
+    def _hand_over(self, lines: list[LogLine], *, history_done: bool = False) -> None:
+        # Wait (in this thread) until the loop has taken earlier batches.
+        while not self._in_flight.acquire(timeout=0.5):
+            if self._stopped.is_set():
+                return
+        take = self._logs._take
+
+        def deliver() -> None:
+            self._in_flight.release()
+            take(self._generation, lines, history_done)
+
+        try:
+            self._loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the loop is closed: the gateway is shutting down
+            self._stopped.set()
+
+
+class _Seen:
+    """Filters one stream read from ``position`` on, advancing it."""
+
+    def __init__(self, position: Position) -> None:
+        self._position = position
+        self._at, self._skip = position.ns, position.count
+
+    def fresh(self, line: LogLine) -> bool:
+        if line.ns < self._at:
+            return False
+        if line.ns == self._at and self._skip > 0:
+            self._skip -= 1
+            return False
+        self._position.advance(line)
+        return True
+
+
+class LogHub:
+    """Every followed container's logs, by container id, for one gateway."""
+
+    def __init__(self, discovery: Discovery, capacity: int) -> None:
+        self._discovery = discovery
+        self.capacity = capacity
+        self._logs: dict[str, ContainerLogs] = {}
+        discovery.container_listeners.append(self._container_changed)
+
+    def of(self, container: Container) -> ContainerLogs:
+        logs = self._logs.get(container.id)
+        if logs is None:
+            client = self._discovery.client
+            logs = ContainerLogs(container.id, container.tty, client, self.capacity)
+            self._logs[container.id] = logs
+        return logs
+
+    def _container_changed(self, agent_id: str, container: Container | None) -> None:
+        if container is not None and container.running and container.id in self._logs:
+            self._logs[container.id].container_started()
+        # Forget containers no agent stands for any more, once nobody reads them.
+        current = self._discovery.container_ids()
+        for container_id, logs in list(self._logs.items()):
+            if container_id in current:
+                continue
+            logs.signal.fire()  # its listeners look again, see the change, and end
+            if logs.listeners == 0:
+                logs.stop()
+                del self._logs[container_id]
+
+    def aclose(self) -> None:
+        for logs in self._logs.values():
+            logs.stop()

@@ -1,0 +1,193 @@
+"""The two Server-Sent Events endpoints.
+
+``GET /api/events``: fleet changes for the dashboard. A client without a
+usable ``Last-Event-ID`` first gets a ``snapshot`` (every agent it may see)
+whose id is the feed's position, so resuming from it misses nothing.
+
+``GET /api/agents/{id}/logs``: a Docker agent's container log lines, one
+``log`` event each. ``?tail=N`` (default 100, ``all`` for everything kept)
+on a first connect; a resuming client gets exactly what it missed, or a
+``reset`` event first when that has left the ring.
+
+Both re-check the caller at every wake-up, like the terminal WebSocket does
+per message, and end when their session does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from .appkeys import DISCOVERY, EVENTS, FLEET, LOGS
+from .errors import BadRequest
+from .events import Event
+from .login import current_user, user_of
+from .routes import agent_json, hub_of, json_error, over_connection_limit, tracked
+from .sse import EventStream, Ring, Signal, format_event
+
+T = TypeVar("T")
+
+# Events written per wake-up at most, so one stream cannot hog the loop.
+BATCH = 500
+DEFAULT_TAIL = 100
+
+
+def _last_event_id(request: web.Request) -> str | None:
+    # EventSource sends the header when it reconnects; a page that starts a
+    # fresh EventSource after a reload passes what it had in the query.
+    return request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or None
+
+
+def _reset(reason: str) -> bytes:
+    return format_event(json.dumps({"reason": reason}), event="reset")
+
+
+async def _pump(
+    stream: EventStream,
+    ring: Ring[T],
+    signal: Signal,
+    start: int,
+    render: Callable[[int, T], bytes | None],
+    allowed: Callable[[], bool],
+    on_gap: Callable[[], tuple[list[bytes], int]],
+) -> None:
+    """Send ``ring`` items from ``start`` on as they come, until closed or not allowed."""
+    while not stream.closing.is_set():
+        waiter = signal.waiter()
+        if not allowed():
+            return
+        if start < ring.first_seq:
+            # This client fell further behind than the ring reaches.
+            events, start = on_gap()
+            await stream.send(events)
+            continue
+        items = ring.since(start, BATCH)
+        if items:
+            start = items[-1][0] + 1
+            await stream.send([e for seq, item in items if (e := render(seq, item))])
+            continue
+        await stream.wait(waiter)
+        if not waiter.is_set() and not stream.closing.is_set():
+            await stream.keepalive()
+
+
+async def _serve(request: web.Request, run: Callable[[EventStream], Any]) -> web.StreamResponse:
+    refused = over_connection_limit(request)
+    if refused is not None:
+        return refused
+    stream = EventStream(request)
+    with tracked(request, stream):
+        await stream.open()
+        try:
+            await run(stream)
+        except ConnectionError:
+            return stream.response
+        await stream.finish()
+    return stream.response
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    bus = app[EVENTS]
+    ring = bus.ring
+
+    def snapshot() -> tuple[list[bytes], int]:
+        user = user_of(request)
+        discovery = app.get(DISCOVERY)
+        data = {
+            "agents": [agent_json(app, hub) for hub in app[FLEET] if user.sees(hub.agent_id)],
+            "docker": None
+            if discovery is None
+            else {"status": discovery.status, "message": discovery.message},
+        }
+        return [format_event(json.dumps(data), event="snapshot", event_id=ring.last_id)], (
+            ring.next_seq
+        )
+
+    def render(seq: int, event: Event) -> bytes | None:
+        if event.agent is not None and not user_of(request).sees(event.agent):
+            return None
+        return format_event(json.dumps(event.data), event=event.kind, event_id=ring.event_id(seq))
+
+    def gap() -> tuple[list[bytes], int]:
+        events, start = snapshot()
+        return [_reset("the feed moved on; here is a fresh snapshot"), *events], start
+
+    async def run(stream: EventStream) -> None:
+        last = _last_event_id(request)
+        start = ring.resume(last)
+        if start is None:
+            first, start = gap() if last else snapshot()
+            await stream.send(first)
+        await _pump(stream, ring, bus.signal, start, render, lambda: _allowed(request), gap)
+
+    return await _serve(request, run)
+
+
+async def agent_logs(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)  # 404 unless this caller sees the agent
+    discovery = request.app.get(DISCOVERY)
+    container = None if discovery is None else discovery.container_of(hub.agent_id)
+    if discovery is None or container is None:
+        return json_error(
+            404, "no_logs", f"agent {hub.agent_id!r} is not a Docker container: it has no logs"
+        )
+    logs = request.app[LOGS].of(container)
+    ring = logs.ring
+    tail = _tail(request.query.get("tail"), ring_size=request.app[LOGS].capacity)
+    agent_id = hub.agent_id
+
+    def render(seq: int, line: Any) -> bytes:
+        return format_event(line.json(), event="log", event_id=ring.event_id(seq))
+
+    def gap() -> tuple[list[bytes], int]:
+        return [_reset("lines were dropped from the buffer before they were sent")], (
+            ring.first_seq
+        )
+
+    def allowed() -> bool:
+        # A recreated container is another log: the client reconnects and gets a reset.
+        now = discovery.container_of(agent_id)
+        return now is not None and now.id == container.id and _allowed(request, agent_id)
+
+    async def run(stream: EventStream) -> None:
+        async with logs.listening():
+            while not logs.loaded.is_set():
+                if stream.closing.is_set() or not allowed():
+                    return
+                await stream.wait(logs.loaded)
+                if not logs.loaded.is_set():
+                    await stream.keepalive()
+            last = _last_event_id(request)
+            start = ring.resume(last)
+            if start is None:
+                if last:
+                    await stream.send([_reset("what you missed is no longer buffered")])
+                start = ring.tail(tail)
+            await _pump(stream, ring, logs.signal, start, render, allowed, gap)
+
+    return await _serve(request, run)
+
+
+def _allowed(request: web.Request, agent_id: str | None = None) -> bool:
+    user = current_user(request)
+    return user is not None and (agent_id is None or user.sees(agent_id))
+
+
+def _tail(value: str | None, *, ring_size: int) -> int:
+    if value is None:
+        return DEFAULT_TAIL
+    if value == "all":
+        return ring_size
+    if not value.isdigit() or int(value) > ring_size:
+        raise BadRequest(f"tail must be 0..{ring_size} or 'all'")
+    return int(value)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/events", events)
+    app.router.add_get("/api/agents/{agent_id}/logs", agent_logs)
+
