@@ -98,9 +98,11 @@ def create_app(settings: Settings) -> web.Application:
             )
         )
         discovery.container_listeners.append(
-            lambda agent_id, _: _publish_agent(app, "changed", app[FLEET].get(agent_id))
-            if agent_id in app[FLEET]
-            else None
+            lambda agent_id, _: (
+                _publish_agent(app, "changed", app[FLEET].get(agent_id))
+                if agent_id in app[FLEET]
+                else None
+            )
         )
     app.cleanup_ctx.append(_local_agents)
     app.cleanup_ctx.append(_fleet)

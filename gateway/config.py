@@ -296,9 +296,7 @@ def _docker(raw: Mapping[str, Any], base: Path) -> DockerSettings:
 
 def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> Settings:
     """Build settings from parsed TOML; relative paths resolve against ``base``."""
-    top = _take(
-        data, "config", {"server": dict, "agents": list, "users": list, "docker": dict}
-    )
+    top = _take(data, "config", {"server": dict, "agents": list, "users": list, "docker": dict})
     server = _take(
         top.get("server", {}),
         "server",

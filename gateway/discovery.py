@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker
+from docker.constants import DEFAULT_DOCKER_API_VERSION
 from docker.errors import DockerException
+from docker.utils import version_lt
 from requests.exceptions import RequestException
 
 from .config import AGENT_ID, DockerSettings
@@ -47,7 +49,7 @@ from .upstream import Backoff, Target
 log = logging.getLogger(__name__)
 
 # Calls to the Docker API (not the event stream) give up after this long.
-API_TIMEOUT = 10.0
+API_TIMEOUT = 10
 # Events arrive in bursts (die, stop, kill...): one reconcile after a short pause.
 DEBOUNCE = 0.05
 # A reconcile now and then, whatever the events said.
@@ -256,12 +258,26 @@ class Discovery:
     def container_ids(self) -> set[str]:
         return {want.container.id for want in self._desired.values() if want.container}
 
-    def client(self) -> Any:
-        """A new docker SDK client (each blocking stream wants its own)."""
-        kwargs: dict[str, Any] = {"version": self.api_version or "auto", "timeout": API_TIMEOUT}
+    def client(self) -> docker.DockerClient:
+        """A new docker SDK client (each blocking stream wants its own).
+
+        The API version is negotiated once, by hand: the SDK's own ``auto``
+        leaks a socket whenever the daemon is down, as it is on every retry.
+        """
+        if self.api_version is None:
+            probe = self._client(DEFAULT_DOCKER_API_VERSION)
+            try:
+                server = probe.api.version(api_version=False)["ApiVersion"]
+            finally:
+                probe.close()
+            ours = DEFAULT_DOCKER_API_VERSION
+            self.api_version = server if version_lt(server, ours) else ours
+        return self._client(self.api_version)
+
+    def _client(self, version: str) -> docker.DockerClient:
         if self.settings.url is None:
-            return docker.from_env(**kwargs)
-        return docker.DockerClient(base_url=self.settings.url, **kwargs)
+            return docker.from_env(version=version, timeout=API_TIMEOUT)
+        return docker.DockerClient(base_url=self.settings.url, version=version, timeout=API_TIMEOUT)
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -293,7 +309,6 @@ class Discovery:
             client = None
             try:
                 client = self.client()
-                self.api_version = client.api.api_version
                 self._stream = client.events(
                     decode=True,
                     filters={"type": "container", "label": [self.settings.agent_label]},

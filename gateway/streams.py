@@ -190,4 +190,3 @@ def _tail(value: str | None, *, ring_size: int) -> int:
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/events", events)
     app.router.add_get("/api/agents/{agent_id}/logs", agent_logs)
-

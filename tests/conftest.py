@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -18,9 +20,11 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 from gateway import ttyd
 from gateway.accesslog import AccessLogger
 from gateway.app import create_app
-from gateway.config import AgentSettings, Settings
+from gateway.config import AgentSettings, DockerSettings, Settings
 from gateway.local import LocalAgent, find_ttyd
 from gateway.screen import Screen
+
+from .dockerd import Containers, DockerEngine, build_image, unavailable_reason
 
 # Every wait in the tests is a multiple of this: raise it on a slow machine.
 SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
@@ -246,3 +250,95 @@ async def open_terminal(
     ws = await ws_connect(client, f"/agents/{agent_id}/ws")
     await ws.send_bytes(ttyd.Handshake("", columns, rows).serialize())
     return Terminal(ws, *(size if columns is None or rows is None else (columns, rows)))
+
+
+# --- Docker -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """A private dockerd for this test session (skipped, i.e. failed in CI, if impossible)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="gwd-"))
+    engine = DockerEngine(root)
+    engine.start()
+    yield engine
+    engine.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_image(docker_engine: DockerEngine) -> str:
+    with contextlib.closing(docker_engine.client()) as client:
+        return build_image(client)
+
+
+@pytest.fixture
+def containers(docker_engine: DockerEngine, docker_image: str) -> Iterator[Containers]:
+    made = Containers(docker_engine, docker_image)
+    yield made
+    made.close()
+
+
+def docker_settings(engine: DockerEngine, **overrides: Any) -> DockerSettings:
+    return DockerSettings(url=engine.url, **overrides)
+
+
+# --- Server-Sent Events ------------------------------------------------------------
+
+
+class EventReader:
+    """Reads ``text/event-stream`` events (id, event, data) from a response."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+        self.comments = 0
+
+    async def next(self, within: float = 10.0) -> dict[str, Any]:
+        """The next event: {"id", "event", "data"} with data parsed as JSON."""
+        fields: dict[str, Any] = {"id": None, "event": "message"}
+        data: list[str] = []
+        async with asyncio.timeout(timeout(within)):
+            while True:
+                raw = await self.response.content.readline()
+                if not raw:
+                    raise EOFError("the event stream ended")
+                line = raw.decode().rstrip("\n")
+                if line == "":
+                    if data:
+                        fields["data"] = json.loads("\n".join(data))
+                        return fields
+                    continue
+                if line.startswith(":"):
+                    self.comments += 1
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "data":
+                    data.append(value)
+                elif name in ("id", "event"):
+                    fields[name] = value
+
+    async def take(self, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        return [await self.next(within) for _ in range(count)]
+
+    async def until(
+        self, predicate: Callable[[dict[str, Any]], bool], within: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """Events up to and including the first that satisfies ``predicate``."""
+        seen = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout(within)
+        while True:
+            event = await self.next(max(0.1, (deadline - loop.time()) / SCALE))
+            seen.append(event)
+            if predicate(event):
+                return seen
+
+    async def ended(self, within: float = 10.0) -> bool:
+        async with asyncio.timeout(timeout(within)):
+            while await self.response.content.readline():
+                pass
+        return True
