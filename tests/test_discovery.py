@@ -69,10 +69,12 @@ def test_the_configured_network_gives_the_address() -> None:
         networks={"agents": {"IPAddress": "10.9.0.5"}, "other": {"IPAddress": "10.8.0.5"}},
     )
     container = describe(doc, DockerSettings(network="agents"))
-    assert container is not None and container.target == Target("ws://10.9.0.5:7000/ws")
+    assert container is not None
+    assert container.target == Target("ws://10.9.0.5:7000/ws")
     # Without the setting, a network address is never guessed.
     unset = describe(doc, SETTINGS)
-    assert unset is not None and unset.target is None
+    assert unset is not None
+    assert unset.target is None
     assert "no ttyd address" in unset.problem
 
 
@@ -90,17 +92,20 @@ def test_a_published_port_is_reached_on_the_host(host_ip: str, expected: str) ->
         {"gateway.agent": "a"}, ports={"7681/tcp": [{"HostIp": host_ip, "HostPort": "49153"}]}
     )
     container = describe(doc, SETTINGS)
-    assert container is not None and container.target == Target(expected)
+    assert container is not None
+    assert container.target == Target(expected)
 
 
 def test_credentials_from_the_label_or_the_file() -> None:
     labels = {"gateway.agent": "a", "gateway.ttyd.url": "ws://127.0.0.1:1/ws"}
     from_file = describe(inspect_document(labels), SETTINGS, "file:secret")
-    assert from_file is not None and from_file.target is not None
+    assert from_file is not None
+    assert from_file.target is not None
     assert from_file.target.credential == "file:secret"
     labels["gateway.ttyd.credential"] = "label:secret"
     from_label = describe(inspect_document(labels), SETTINGS, "file:secret")
-    assert from_label is not None and from_label.target is not None
+    assert from_label is not None
+    assert from_label.target is not None
     assert from_label.target.credential == "label:secret"
     assert "secret" not in repr(from_label)
 
@@ -115,7 +120,8 @@ def test_credentials_from_the_label_or_the_file() -> None:
 )
 def test_bad_labels_are_a_problem_not_a_crash(labels: dict[str, str], problem: str) -> None:
     container = describe(inspect_document({"gateway.agent": "a", **labels}), SETTINGS)
-    assert container is not None and container.target is None
+    assert container is not None
+    assert container.target is None
     assert problem in container.problem
 
 
@@ -123,7 +129,8 @@ def test_the_label_prefix_is_configurable() -> None:
     doc = inspect_document({"acme.agent": "a", "acme.ttyd.url": "unix:/s"})
     assert describe(doc, SETTINGS) is None
     container = describe(doc, DockerSettings(label_prefix="acme"))
-    assert container is not None and container.target == Target("unix:/s")
+    assert container is not None
+    assert container.target == Target("unix:/s")
 
 
 # --- plan -----------------------------------------------------------------------------
@@ -155,8 +162,10 @@ def test_two_running_containers_with_one_id_are_a_conflict() -> None:
     desired, problems = plan([container("a", "one"), container("a", "two")], reserved=())
     assert desired["a"].state == "conflict"
     assert desired["a"].target is None
-    assert "one (" in desired["a"].message and "two (" in desired["a"].message
-    assert len(problems) == 1 and "2 running containers" in problems[0]
+    assert "one (" in desired["a"].message
+    assert "two (" in desired["a"].message
+    assert len(problems) == 1
+    assert "2 running containers" in problems[0]
 
 
 def test_a_running_container_outranks_stopped_ones_with_its_id() -> None:
@@ -166,7 +175,8 @@ def test_a_running_container_outranks_stopped_ones_with_its_id() -> None:
     )
     assert problems == []
     assert desired["a"].state == "connect"
-    assert desired["a"].container is not None and desired["a"].container.name == "new"
+    assert desired["a"].container is not None
+    assert desired["a"].container.name == "new"
 
 
 def test_the_latest_stopped_container_stands_for_a_stopped_agent() -> None:
@@ -278,7 +288,8 @@ async def test_two_running_containers_with_one_id_are_reported_not_merged(
     await wait_status(client, "twin", "conflict")
     agents = (await (await client.get("/api/agents")).json())["agents"]
     message = next(a["message"] for a in agents if a["id"] == "twin")
-    assert "twin-a" in message and "twin-b" in message
+    assert "twin-a" in message
+    assert "twin-b" in message
     # The conflict ends when one of them stops: the other one is the agent.
     await asyncio.to_thread(first.stop, timeout=1)
     await wait_status(client, "twin", "connected")
@@ -295,7 +306,8 @@ async def test_a_container_cannot_take_a_configured_agents_id(
     await wait_status(client, "honest", "connected")
     agents = (await (await client.get("/api/agents")).json())["agents"]
     mine = next(a for a in agents if a["id"] == agent.name)
-    assert mine["container"] is None and mine["status"] == "connected"
+    assert mine["container"] is None
+    assert mine["status"] == "connected"
 
 
 async def test_an_unreachable_agent_says_why(
@@ -344,6 +356,8 @@ async def test_real_inspect_documents_describe_the_same(
     box.reload()
     described = describe(box.attrs, SETTINGS)
     assert described is not None
-    assert described.agent_id == "real" and described.running
+    assert described.agent_id == "real"
+    assert described.running
     assert described.target == Target(f"unix:{containers.socket_dir('real')}/ttyd.sock", "u:p")
-    assert described.id == box.id and described.name == "real"
+    assert described.id == box.id
+    assert described.name == "real"
