@@ -5,7 +5,12 @@ nothing else (no environment, no files but the ones settings name). The
 lifecycles run in ``cleanup_ctx`` order and unwind in reverse:
 
 1. local agents (``--demo``): spawn tmux + ttyd in a private folder;
-2. the fleet: one :class:`~gateway.hub.Hub` per agent, connected upstream.
+2. the fleet: one :class:`~gateway.hub.Hub` per agent, connected upstream;
+3. Docker discovery (with ``[docker]``): adds, parks and removes hubs as
+   labelled containers come and go; stops before the fleet does.
+
+Changes of the fleet and of Docker's status are published on the event bus
+that ``GET /api/events`` reads.
 
 On shutdown every open WebSocket is closed with 1001 (going away) first.
 """
@@ -97,13 +102,7 @@ def create_app(settings: Settings) -> web.Application:
                 "docker", {"status": status, "message": message}
             )
         )
-        discovery.container_listeners.append(
-            lambda agent_id, _: (
-                _publish_agent(app, "changed", app[FLEET].get(agent_id))
-                if agent_id in app[FLEET]
-                else None
-            )
-        )
+        discovery.container_listeners.append(lambda agent_id, _: _container_changed(app, agent_id))
     app.cleanup_ctx.append(_local_agents)
     app.cleanup_ctx.append(_fleet)
     app.cleanup_ctx.append(_docker)
@@ -184,6 +183,12 @@ def _publish_agent(app: web.Application, change: str, hub: Hub) -> None:
     app[EVENTS].publish(
         "agent", {"change": change, "agent": routes.agent_json(app, hub)}, agent=hub.agent_id
     )
+
+
+def _container_changed(app: web.Application, agent_id: str) -> None:
+    # A new container, or its health, shows in the agent's JSON, not its status.
+    if agent_id in app[FLEET]:
+        _publish_agent(app, "changed", app[FLEET].get(agent_id))
 
 
 async def _docker(app: web.Application) -> AsyncIterator[None]:

@@ -155,3 +155,46 @@ def test_shipped_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[1] / "deploy" / "gateway.example.toml"
     settings = config.load(example)
     assert [agent.id for agent in settings.agents] == ["claude-1", "codex-1"]
+
+
+def test_docker_table(tmp_path: Path) -> None:
+    (tmp_path / "cred").write_text("ttyd:s3cret\n")
+    settings = config.load(
+        write(
+            tmp_path,
+            '[docker]\nurl = "tcp://proxy:2375"\nlabel_prefix = "acme.io"\n'
+            'network = "agents"\ncredential_file = "cred"\nlog_lines = 50\n',
+        )
+    )
+    docker = settings.docker
+    assert docker is not None
+    assert (docker.url, docker.agent_label, docker.network, docker.log_lines) == (
+        "tcp://proxy:2375",
+        "acme.io.agent",
+        "agents",
+        50,
+    )
+    assert docker.credential() == "ttyd:s3cret"
+    # Read at each use: a rotated file is picked up without a restart.
+    (tmp_path / "cred").write_text("ttyd:rotated\n")
+    assert docker.credential() == "ttyd:rotated"
+    (tmp_path / "cred").write_text("no colon\n")
+    with pytest.raises(ConfigError, match="must hold 'user:password'"):
+        docker.credential()
+    assert config.load(write(tmp_path, "")).docker is None
+    assert config.load(write(tmp_path, "[docker]\n")).docker == config.DockerSettings()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('url = "/var/run/docker.sock"', "docker.url must look like"),
+        ('label_prefix = "Gate Way"', "docker.label_prefix"),
+        ("port = 0", "docker.port 0 is out of range"),
+        ("log_lines = 0", "docker.log_lines must be"),
+        ("socket = 1", "unknown key docker.socket"),
+    ],
+)
+def test_bad_docker_table(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config.load(write(tmp_path, f"[docker]\n{text}\n"))
