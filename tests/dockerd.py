@@ -204,6 +204,7 @@ class Containers:
         labels: dict[str, str] | None = None,
         url: bool = True,
         tty: bool = False,
+        **options: Any,
     ) -> Any:
         """Start ``sh`` behind ttyd, labelled as agent ``agent_id``."""
         name = name or agent_id
@@ -226,6 +227,7 @@ class Containers:
             volumes={str(sockets): {"bind": "/sock", "mode": "rw"}},
             network_mode="none",
             tty=tty,
+            **options,
         )
         self.started.append(container)
         return container

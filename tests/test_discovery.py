@@ -278,8 +278,56 @@ async def test_stop_start_and_remove_are_followed(
     assert await terminal.wait_closed() == 1001
 
 
-async def test_two_running_containers_with_one_id_are_reported_not_merged(
+async def test_health_and_renames_are_followed(
     gateway: GatewayFactory, docker_engine: DockerEngine, containers: Containers
+) -> None:
+    client = await docker_gateway(gateway, docker_engine)
+    second = 1_000_000_000
+    box = containers.run(
+        "doctor",
+        healthcheck={
+            "test": ["CMD", "/bin/sh", "-c", "test -e /tmp/ok"],
+            "interval": second,
+            "timeout": second,
+            "retries": 1,
+        },
+    )
+    await wait_status(client, "doctor", "connected")
+    events = EventReader(await client.get("/api/events"))
+
+    async def container_of_agent() -> dict[str, Any]:
+        agents = (await (await client.get("/api/agents")).json())["agents"]
+        return next(a["container"] for a in agents if a["id"] == "doctor")
+
+    async def health_is(state: str) -> bool:
+        return (await container_of_agent())["health"] == state
+
+    await eventually(lambda: health_is("unhealthy"), within=20, message="unhealthy")
+    await asyncio.to_thread(box.exec_run, ["/bin/sh", "-c", "echo > /tmp/ok"])
+    await eventually(lambda: health_is("healthy"), within=20, message="healthy")
+    await events.until(
+        lambda e: (
+            e["event"] == "agent"
+            and (e["data"]["agent"]["container"] or {}).get("health") == "healthy"
+        )
+    )
+    await asyncio.to_thread(box.rename, "doctor-renamed")
+
+    async def renamed() -> bool:
+        return (await container_of_agent())["name"] == "doctor-renamed"
+
+    await eventually(renamed, within=20, message="renamed")
+    # Neither is a reason to reconnect.
+    assert await agent_status(client, "doctor") == "connected"
+    agents = (await (await client.get("/api/agents")).json())["agents"]
+    assert next(a["upstream"]["connects"] for a in agents if a["id"] == "doctor") == 1
+
+
+async def test_two_running_containers_with_one_id_are_reported_not_merged(
+    gateway: GatewayFactory,
+    docker_engine: DockerEngine,
+    containers: Containers,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     client = await docker_gateway(gateway, docker_engine)
     first = containers.run("twin", "twin-a")
@@ -288,6 +336,7 @@ async def test_two_running_containers_with_one_id_are_reported_not_merged(
     await wait_status(client, "twin", "conflict")
     agents = (await (await client.get("/api/agents")).json())["agents"]
     message = next(a["message"] for a in agents if a["id"] == "twin")
+    assert any("claim this agent id" in r.getMessage() for r in caplog.records)
     assert "twin-a" in message
     assert "twin-b" in message
     # The conflict ends when one of them stops: the other one is the agent.

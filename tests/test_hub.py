@@ -188,6 +188,38 @@ async def test_fleet_lookup() -> None:
         await fleet.add(offline_hub())
 
 
+async def test_presence_and_changes_reach_fleet_listeners() -> None:
+    fleet = Fleet()
+    heard: list[tuple[str, str, int]] = []
+    fleet.listeners.append(
+        lambda change, hub: heard.append((change, hub.status.state, len(hub.viewers)))
+    )
+    hub = Hub("parked", None)
+    await fleet.add(hub)
+    await fleet.start()
+    a, b, c = hub.join("olga"), hub.join("olga"), hub.join("vic")
+    assert hub.presence == {"olga": 2, "vic": 1}
+    c.close(1000)
+    assert hub.statistics().presence == {"olga": 2}
+    await hub.set_target(None, state="conflict", message="two claim it")
+    assert (hub.status.state, hub.status.message) == ("conflict", "two claim it")
+    # Input to an agent without a terminal is refused, not queued.
+    with pytest.raises(UpstreamUnavailable, match="conflict"):
+        await hub.send_input(b"x")
+    await fleet.remove("parked")
+    assert heard == [
+        ("added", "stopped", 0),
+        ("changed", "stopped", 1),
+        ("changed", "stopped", 2),
+        ("changed", "stopped", 3),
+        ("changed", "stopped", 2),
+        ("changed", "conflict", 2),
+        ("removed", "conflict", 0),
+    ]
+    assert a.close_code == b.close_code == 1001
+    assert "parked" not in fleet
+
+
 # --- against a real ttyd + tmux ------------------------------------------------
 
 
