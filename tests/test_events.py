@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway import sse
 from gateway.auth import Role, User, hash_password
 
 from .conftest import AgentFactory, EventReader, GatewayFactory, browser, open_terminal
@@ -102,3 +104,18 @@ async def test_users_only_hear_of_agents_they_may_see_and_logout_ends_the_feed(
     finally:
         await olga.close()
         await vic.close()
+
+
+async def test_idle_streams_get_keepalive_comments(
+    make_agent: AgentFactory, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sse, "KEEPALIVE_SECONDS", 0.2)
+    client = await gateway(await make_agent("quiet"))
+    reader = await open_events(client)
+    assert reader.response.headers["X-Accel-Buffering"] == "no"
+    assert reader.response.headers["Cache-Control"] == "no-store"
+    await reader.next()  # the snapshot
+    line = await reader.response.content.readline()
+    while line == b"\n":
+        line = await reader.response.content.readline()
+    assert line == b": keep-alive\n"
