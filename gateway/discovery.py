@@ -360,6 +360,8 @@ class Discovery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), RESYNC_INTERVAL)
             if self.status != "up":
+                # Coming back up marks it dirty again; until then, nothing to ask.
+                self._dirty.clear()
                 continue
             await asyncio.sleep(DEBOUNCE)
             self._dirty.clear()

@@ -50,6 +50,8 @@ MAX_IN_FLIGHT = 4
 # Lines per batch from the follower thread.
 BATCH_LINES = 256
 API_TIMEOUT = 10.0
+# A follower whose stream ended reopens it after this long at the latest.
+RECHECK_SECONDS = 10.0
 
 _STREAMS = {0: "stdin", 1: "stdout", 2: "stderr"}
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
@@ -272,8 +274,9 @@ class _Follower:
                 self.wake.clear()
                 self._read(follow=True)
                 backoff.reset()
-                # The stream ends when the container stops: wait for it to start again.
-                self.wake.wait()
+                # The stream ends when the container stops: wait for it to start
+                # again. Now and then look anyway: a daemon restart ends it too.
+                self.wake.wait(RECHECK_SECONDS)
                 continue
             except NotFound:
                 log.info("logs: container %s is gone", self._logs.container_id[:12])

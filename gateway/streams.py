@@ -135,9 +135,9 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
         return json_error(
             404, "no_logs", f"agent {hub.agent_id!r} is not a Docker container: it has no logs"
         )
+    tail = _tail(request.query.get("tail"), ring_size=request.app[LOGS].capacity)
     logs = request.app[LOGS].of(container)
     ring = logs.ring
-    tail = _tail(request.query.get("tail"), ring_size=request.app[LOGS].capacity)
     agent_id = hub.agent_id
 
     def render(seq: int, line: Any) -> bytes:
