@@ -18,6 +18,7 @@ On shutdown every open WebSocket is closed with 1001 (going away) first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import shutil
@@ -60,6 +61,9 @@ from .shares import ShareStore
 from .upstream import Target
 
 log = logging.getLogger(__name__)
+
+# How often agents' output is summarised as ``activity`` events.
+ACTIVITY_INTERVAL = 1.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -106,6 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_local_agents)
     app.cleanup_ctx.append(_fleet)
     app.cleanup_ctx.append(_docker)
+    app.cleanup_ctx.append(_activity)
     app.cleanup_ctx.append(login.sweeper)
     app.on_shutdown.append(_close_sockets)
     if settings.config_path is not None:
@@ -183,6 +188,32 @@ def _publish_agent(app: web.Application, change: str, hub: Hub) -> None:
     app[EVENTS].publish(
         "agent", {"change": change, "agent": routes.agent_json(app, hub)}, agent=hub.agent_id
     )
+
+
+async def _activity(app: web.Application) -> AsyncIterator[None]:
+    """Publish an ``activity`` event per agent whose screen changed, at most once a tick.
+
+    Output itself is far too frequent for an event feed; this is what lets
+    the wall view refresh a tile's picture of the screen when there is news.
+    """
+    seen: dict[str, int] = {}
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(ACTIVITY_INTERVAL)
+            for hub in app[FLEET]:
+                if seen.get(hub.agent_id, 0) != hub.offset:
+                    seen[hub.agent_id] = hub.offset
+                    data = {"id": hub.agent_id, "bytes_out": hub.offset, "title": hub.title}
+                    app[EVENTS].publish("activity", data, agent=hub.agent_id)
+
+    task = asyncio.create_task(watch(), name="activity")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _container_changed(app: web.Application, agent_id: str) -> None:

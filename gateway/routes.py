@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -32,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from . import ttyd
 from .appkeys import (
     AUDIT,
+    AUTH,
     CONNECTIONS,
     DISCOVERY,
     FLEET,
@@ -158,18 +158,28 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "docker": docker})
 
 
-async def index(request: web.Request) -> web.Response:
-    items = "".join(
-        f'<li><a href="/agents/{html.escape(hub.agent_id)}/">{html.escape(hub.agent_id)}</a>'
-        f" — {html.escape(hub.status.state)}</li>"
-        for hub in _fleet(request)
-        if user_of(request).sees(hub.agent_id)
+async def index(request: web.Request) -> web.FileResponse:
+    """The wall view: every agent the caller may see, live (static/index.html)."""
+    return web.FileResponse(request.app[SETTINGS].static_dir / "index.html")
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who the caller is, for the pages: what to show and what to offer."""
+    user, auth = user_of(request), request.app[AUTH]
+    session_id = session_of(request)
+    session = auth.sessions.get(session_id, touch=False) if session_id else None
+    spectator = session.agent if session is not None and session.share_id else None
+    return web.json_response(
+        {
+            "name": user.name,
+            "role": user.role.value,
+            "can_write": user.can_write,
+            # Links need someone to answer for them: not in open (no-login) mode.
+            "can_share": auth.enabled and user.role in (Role.ADMIN, Role.OPERATOR),
+            "spectator_of": spectator,
+            "login": auth.enabled,
+        }
     )
-    body = (
-        "<!doctype html><meta charset=utf-8><title>Agent gateway</title>"
-        f"<h1>Agents</h1><ul>{items or '<li>no agents configured</li>'}</ul>"
-    )
-    return web.Response(text=body, content_type="text/html")
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -538,6 +548,7 @@ def setup(app: web.Application) -> None:
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/me", me)
     app.router.add_get("/api/agents", list_agents)
     app.router.add_get("/api/agents/{agent_id}/screen", screen)
     app.router.add_post("/api/agents/{agent_id}/input", agent_input)

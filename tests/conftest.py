@@ -24,6 +24,7 @@ from gateway.config import AgentSettings, DockerSettings, Settings
 from gateway.local import LocalAgent, find_ttyd
 from gateway.screen import Screen
 
+from .browser import browsers  # noqa: F401 - a fixture, used by the E2E tests
 from .dockerd import Containers, DockerEngine, build_image, unavailable_reason
 
 # Every wait in the tests is a multiple of this: raise it on a slow machine.

@@ -55,3 +55,25 @@ export class Backoff {
     this.#attempt = 0;
   }
 }
+
+// Reconnecting this many times in a row without a healthy connection is
+// enough: the page says it gave up and offers a button instead of retrying
+// forever in the background.
+export const MAX_ATTEMPTS = 12;
+
+/**
+ * Whether a closed terminal socket should be retried.
+ *
+ * 1008 is the gateway ending this viewer on purpose (logout, expiry, a
+ * revoked spectator link, an input flood): retrying would only fail again,
+ * or worse, succeed with credentials the user meant to give up.
+ *
+ * @param {number} code the WebSocket close code
+ * @param {number} attempt reconnects already made since the last healthy connection
+ * @returns {{retry: boolean, reason: string}}
+ */
+export function afterClose(code, attempt) {
+  if (code === 1008) return { retry: false, reason: "the gateway ended this session" };
+  if (attempt >= MAX_ATTEMPTS) return { retry: false, reason: `no connection after ${attempt} tries` };
+  return { retry: true, reason: "" };
+}

@@ -1,15 +1,25 @@
 /**
  * The terminal page: one xterm.js terminal on the gateway's ttyd-compatible
- * socket (/agents/{id}/ws), reconnecting on its own, with a small badge that
- * says how the connection (ours, and the gateway's to the agent) is doing.
+ * socket (/agents/{id}/ws), reconnecting on its own, with a bar that says how
+ * the connection (ours, and the gateway's to the agent) is doing, who else
+ * is watching, and whether this page may type.
+ *
+ * The terminal always has the agent's size (from the gateway's status
+ * frames): a window smaller than the agent scrolls, a larger one leaves a
+ * margin. Nobody's window resizes the agent by accident; an operator can
+ * ask for it with "Fit agent to window".
  */
 import "@xterm/xterm/css/xterm.css";
 import "./terminal.css";
 
 import { FitAddon } from "@xterm/addon-fit";
+import { SearchAddon } from "@xterm/addon-search";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { WebLinksAddon } from "@xterm/addon-web-links";
+import { WebglAddon } from "@xterm/addon-webgl";
 import { Terminal } from "@xterm/xterm";
 
-import { Backoff } from "./backoff.js";
+import { Backoff, afterClose } from "./backoff.js";
 import {
   ServerCommand,
   agentIdFromPath,
@@ -21,34 +31,74 @@ import {
   safePreferences,
   socketUrl,
 } from "./protocol.js";
+import { SharePanel } from "./share-panel.js";
+import { displayName } from "./wall-model.js";
 
 // A connection that stayed up this long was healthy: the next outage starts
 // from short delays again instead of where the last one left off.
 const STABLE_AFTER_MS = 10_000;
-// Window drags fire resize events per frame; one fit (and one resize frame
-// to the agent, which makes the TUI repaint) per pause is enough.
-const RESIZE_DEBOUNCE_MS = 100;
 // How long a viewer notice (e.g. refused input) stays in the badge.
 const NOTICE_MS = 4_000;
+const FONT_SIZES = { min: 8, max: 28, default: 14 };
 
 const agentId = agentIdFromPath(location.pathname);
-if (agentId) document.title = agentId;
+if (agentId) {
+  document.title = agentId;
+  document.getElementById("agent-name").textContent = agentId;
+}
 
+const storedFont = Number(localStorage.getItem("gateway.fontSize"));
 const term = new Terminal({
   // The agent's pty already sends CRLF; converting would double line feeds.
   convertEol: false,
   fontFamily:
     'ui-monospace, "SFMono-Regular", "Cascadia Mono", "DejaVu Sans Mono", Menlo, Consolas, "Liberation Mono", monospace',
-  fontSize: 14,
+  fontSize: storedFont >= FONT_SIZES.min && storedFont <= FONT_SIZES.max ? storedFont : FONT_SIZES.default,
   scrollback: 5000,
   cursorBlink: true,
+  // The unicode11 addon's width tables are a "proposed" API.
+  allowProposedApi: true,
 });
 const fit = new FitAddon();
+const search = new SearchAddon();
 term.loadAddon(fit);
+term.loadAddon(search);
+term.loadAddon(new WebLinksAddon());
+term.loadAddon(new Unicode11Addon());
+term.unicode.activeVersion = "11";
 term.open(document.getElementById("terminal"));
-// Fit before connecting so the handshake already carries the real size.
-fit.fit();
+try {
+  const webgl = new WebglAddon();
+  // A lost GPU context falls back to the DOM renderer instead of a blank screen.
+  webgl.onContextLoss(() => webgl.dispose());
+  term.loadAddon(webgl);
+} catch {
+  // No WebGL here: xterm's DOM renderer draws instead.
+}
 term.focus();
+// For tests and for poking around in the console.
+window.gateway = { term };
+
+// ----------------------------------------------------------------- roles --
+
+/** What /api/me says; until it answers, assume read-only (nothing is sent). */
+const me = { canWrite: false, canShare: false };
+
+async function loadMe() {
+  try {
+    const response = await fetch("/api/me");
+    if (!response.ok) return;
+    const data = await response.json();
+    me.canWrite = data.can_write;
+    me.canShare = data.can_share;
+  } catch {
+    return;
+  }
+  document.getElementById("mode").hidden = me.canWrite;
+  document.getElementById("fit").hidden = !me.canWrite;
+  document.getElementById("share-toggle").hidden = !me.canShare;
+  term.options.disableStdin = !me.canWrite;
+}
 
 // ---------------------------------------------------------------- badge --
 
@@ -58,7 +108,7 @@ const retryButton = document.getElementById("retry");
 
 /** What the badge shows is derived from this, in render(). */
 const view = {
-  socket: "connecting", // connecting | open | waiting | invalid
+  socket: "connecting", // connecting | open | waiting | gaveup | invalid
   retryAt: 0, // when we reconnect, while waiting (performance.now() ms)
   closeReason: "",
   upstream: null, // last 'S' status from the gateway, while open
@@ -73,6 +123,7 @@ function describe() {
   if (view.socket === "invalid") return ["error", "not an agent page"];
   if (view.socket === "connecting") return ["connecting", "connecting"];
   if (view.socket === "waiting") return ["waiting", `reconnecting in ${secondsUntil(view.retryAt)}s`];
+  if (view.socket === "gaveup") return ["error", `disconnected: ${view.closeReason}`];
   // Notices concern this connection (e.g. refused input), so they only
   // cover the upstream state, never our own reconnect countdown.
   if (view.notice && view.notice.until > now) return ["notice", view.notice.text];
@@ -82,15 +133,13 @@ function describe() {
     case "connected":
       return ["connected", "connected"];
     case "connecting":
-      return ["connecting", "connecting"];
+      return ["connecting", "agent connecting"];
     case "reconnecting": {
       const retry = view.upstreamRetryAt ? ` (retry in ${secondsUntil(view.upstreamRetryAt)}s)` : "";
-      return ["down", `upstream down: ${status.message || "unreachable"}${retry}`];
+      return ["down", `agent unreachable: ${status.message || "reconnecting"}${retry}`];
     }
-    case "stopped":
-      return ["down", `upstream stopped${status.message ? `: ${status.message}` : ""}`];
     default:
-      return ["down", `upstream ${status.state}`];
+      return ["down", `agent ${status.state}${status.message ? `: ${status.message}` : ""}`];
   }
 }
 
@@ -101,7 +150,7 @@ function render() {
   badge.dataset.state = state;
   badgeText.textContent = label;
   badge.title = view.closeReason;
-  retryButton.hidden = view.socket !== "waiting";
+  retryButton.hidden = view.socket !== "waiting" && view.socket !== "gaveup";
   // Tick only while something counts down or fades, not forever.
   const now = performance.now();
   const counting =
@@ -146,7 +195,8 @@ function connect() {
 
   socket.addEventListener("open", () => {
     openedAt = performance.now();
-    socket.send(encodeHandshake({ columns: term.cols, rows: term.rows }));
+    // No size: the agent keeps its own; this page takes it from the status.
+    socket.send(encodeHandshake({}));
     // No clearing here: the gateway's first output is a snapshot that begins
     // with a full reset (ESC c), so the screen is repainted exactly.
     view.socket = "open";
@@ -162,21 +212,35 @@ function connect() {
     ws = null;
     if (openedAt && performance.now() - openedAt > STABLE_AFTER_MS) backoff.reset();
     openedAt = 0;
-    // Every close reconnects, 1001 (gateway shutting down) included: a
-    // restarted or replacement gateway is usually back within the backoff.
+    const verdict = afterClose(event.code, backoff.attempt);
+    view.closeReason = verdict.reason || `closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`;
+    if (!verdict.retry) {
+      view.socket = "gaveup";
+      render();
+      return;
+    }
+    // 1001 (gateway shutting down) reconnects too: a restarted or
+    // replacement gateway is usually back within the backoff.
     const delay = backoff.next();
     view.socket = "waiting";
     view.retryAt = performance.now() + delay;
-    view.closeReason = `closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`;
     retryTimer = setTimeout(connect, delay);
     render();
   });
 }
 
 function retryNow() {
-  if (view.socket !== "waiting") return;
+  if (view.socket !== "waiting" && view.socket !== "gaveup") return;
+  if (view.socket === "gaveup") backoff.reset();
   connect();
   term.focus();
+}
+
+/** Take the agent's size: the one terminal every viewer shares. */
+function takeAgentSize(columns, rows) {
+  if (Number.isInteger(columns) && Number.isInteger(rows) && (columns !== term.cols || rows !== term.rows)) {
+    term.resize(columns, rows);
+  }
 }
 
 function onFrame(data) {
@@ -199,7 +263,6 @@ function onFrame(data) {
       break;
     case ServerCommand.SET_PREFERENCES:
       Object.assign(term.options, safePreferences(payload));
-      fit.fit(); // font changes change the cell size
       break;
     case ServerCommand.STATUS:
       view.upstream = payload;
@@ -207,6 +270,7 @@ function onFrame(data) {
         payload.state === "reconnecting" && Number.isFinite(payload.retry_in)
           ? performance.now() + payload.retry_in * 1000
           : 0;
+      takeAgentSize(payload.columns, payload.rows);
       render();
       break;
     case ServerCommand.NOTICE:
@@ -218,29 +282,95 @@ function onFrame(data) {
   }
 }
 
+// --------------------------------------------------------------- presence --
+
+/** Who else watches this agent, from the dashboard's event feed. */
+function watchPresence() {
+  const presence = document.getElementById("presence");
+  const show = (agent) => {
+    if (!agent || agent.id !== agentId) return;
+    const names = Object.keys(agent.presence || {}).map(displayName);
+    presence.textContent = agent.viewers ? `${agent.viewers} watching: ${names.join(", ")}` : "";
+  };
+  const source = new EventSource("/api/events");
+  source.addEventListener("snapshot", (event) => {
+    show(JSON.parse(event.data).agents.find((agent) => agent.id === agentId));
+  });
+  source.addEventListener("agent", (event) => show(JSON.parse(event.data).agent));
+}
+
+// ------------------------------------------------------------------ tools --
+
+function setFontSize(size) {
+  const clamped = Math.min(FONT_SIZES.max, Math.max(FONT_SIZES.min, size));
+  term.options.fontSize = clamped;
+  localStorage.setItem("gateway.fontSize", String(clamped));
+}
+
+function fitAgentToWindow() {
+  // The grid that would fill the viewport at the current font size.
+  const dimensions = fit.proposeDimensions();
+  if (dimensions && me.canWrite) send(encodeResize({ columns: dimensions.cols, rows: dimensions.rows }));
+}
+
+const searchbar = document.getElementById("searchbar");
+const searchInput = document.getElementById("search");
+
+function toggleSearch(open = searchbar.hidden) {
+  searchbar.hidden = !open;
+  if (open) {
+    searchInput.focus();
+    searchInput.select();
+  } else {
+    search.clearDecorations();
+    term.focus();
+  }
+}
+
 // ----------------------------------------------------------------- wiring --
 
-term.onData((data) => send(encodeInput(data)));
-term.onBinary((data) => send(encodeInput(binaryStringToBytes(data))));
-// Fires only when fit() actually changes the grid, so no redundant frames.
-term.onResize(({ cols, rows }) => send(encodeResize({ columns: cols, rows })));
+term.onData((data) => me.canWrite && send(encodeInput(data)));
+term.onBinary((data) => me.canWrite && send(encodeInput(binaryStringToBytes(data))));
 // Programs may also set the title with OSC 0/2 inside the output.
 term.onTitleChange((title) => {
   if (title) document.title = title;
 });
-
-let resizeTimer = 0;
-window.addEventListener("resize", () => {
-  clearTimeout(resizeTimer);
-  resizeTimer = setTimeout(() => fit.fit(), RESIZE_DEBOUNCE_MS);
+term.attachCustomKeyEventHandler((event) => {
+  if (event.type !== "keydown" || !event.ctrlKey || !event.shiftKey) return true;
+  if (event.code === "KeyC" && term.hasSelection()) {
+    navigator.clipboard?.writeText(term.getSelection());
+    return false;
+  }
+  if (event.code === "KeyF") {
+    toggleSearch(true);
+    return false;
+  }
+  return true;
 });
 
 retryButton.addEventListener("click", retryNow);
 // Back from sleep or a network change: no point waiting out the backoff.
 window.addEventListener("online", retryNow);
+document.getElementById("fit").addEventListener("click", fitAgentToWindow);
+document.getElementById("font-smaller").addEventListener("click", () => setFontSize(term.options.fontSize - 1));
+document.getElementById("font-larger").addEventListener("click", () => setFontSize(term.options.fontSize + 1));
+document.getElementById("search-toggle").addEventListener("click", () => toggleSearch());
+searchInput.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {
+    (event.shiftKey ? search.findPrevious : search.findNext).call(search, searchInput.value);
+  } else if (event.key === "Escape") {
+    toggleSearch(false);
+  }
+});
+document.getElementById("search-next").addEventListener("click", () => search.findNext(searchInput.value));
+document.getElementById("search-prev").addEventListener("click", () => search.findPrevious(searchInput.value));
 
 if (agentId) {
+  const sharing = new SharePanel(agentId, document.getElementById("sharing"));
+  document.getElementById("share-toggle").addEventListener("click", () => sharing.toggle());
+  loadMe();
   connect();
+  watchPresence();
 } else {
   view.socket = "invalid";
   render();

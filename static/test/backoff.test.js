@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { Backoff } from "../src/backoff.js";
+import { Backoff, MAX_ATTEMPTS, afterClose } from "../src/backoff.js";
 
 /** A random() that plays back the given values, then fails loudly. */
 function sequence(...values) {
@@ -79,4 +79,12 @@ describe("Backoff", () => {
     assert.throws(() => new Backoff({ base: 1000, cap: 500 }), RangeError);
     assert.throws(() => new Backoff({ base: Number.NaN }), RangeError);
   });
+});
+
+it("afterClose: policy closes and long outages give up", () => {
+  assert.deepEqual(afterClose(1006, 0), { retry: true, reason: "" });
+  assert.deepEqual(afterClose(1001, MAX_ATTEMPTS - 1), { retry: true, reason: "" });
+  assert.equal(afterClose(1006, MAX_ATTEMPTS).retry, false);
+  assert.match(afterClose(1006, MAX_ATTEMPTS).reason, /after 12 tries/);
+  assert.equal(afterClose(1008, 0).retry, false);
 });

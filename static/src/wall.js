@@ -1,0 +1,137 @@
+/**
+ * The wall view: a live tile per agent, kept current by the gateway's event
+ * feed (EventSource on /api/events, which resumes by itself with
+ * Last-Event-ID). A tile's picture of the screen is refetched when an
+ * `activity` event says the agent wrote something, at most once a second.
+ */
+import "./wall.css";
+
+import { Wall, displayName, statusLabel } from "./wall-model.js";
+
+// A tile's screen is refetched at most this often.
+const SCREEN_REFRESH_MS = 1000;
+
+const wall = new Wall();
+const grid = document.getElementById("wall");
+const empty = document.getElementById("empty");
+const filterText = document.getElementById("filter");
+const filterStatus = document.getElementById("status-filter");
+const feed = document.getElementById("feed");
+const tiles = new Map(); // id -> { element, fetchedAt, pending }
+
+function tile(id) {
+  let entry = tiles.get(id);
+  if (entry) return entry;
+  const element = document.createElement("a");
+  element.className = "tile";
+  element.href = `/agents/${encodeURIComponent(id)}/`;
+  element.dataset.agent = id;
+  element.innerHTML =
+    '<header><span class="name"></span><span class="state"></span></header>' +
+    '<pre class="screen" aria-label="screen"></pre>' +
+    '<footer><span class="title"></span><span class="viewers"></span></footer>';
+  entry = { element, fetchedAt: 0, timer: 0 };
+  tiles.set(id, entry);
+  refreshScreen(id);
+  return entry;
+}
+
+function paint(agent) {
+  const { element } = tile(agent.id);
+  element.dataset.status = agent.status;
+  element.querySelector(".name").textContent = agent.id;
+  const state = element.querySelector(".state");
+  state.textContent = statusLabel(agent);
+  state.title = agent.message || "";
+  element.querySelector(".title").textContent = agent.title === agent.id ? "" : agent.title;
+  const watchers = Object.keys(agent.presence || {}).map(displayName);
+  element.querySelector(".viewers").textContent = agent.viewers
+    ? `${agent.viewers} watching${watchers.length ? `: ${watchers.join(", ")}` : ""}`
+    : "";
+}
+
+function refreshScreen(id) {
+  const entry = tiles.get(id);
+  if (!entry || entry.timer) return;
+  const wait = Math.max(0, entry.fetchedAt + SCREEN_REFRESH_MS - performance.now());
+  entry.timer = setTimeout(async () => {
+    entry.timer = 0;
+    entry.fetchedAt = performance.now();
+    try {
+      const response = await fetch(`/api/agents/${encodeURIComponent(id)}/screen?format=text`);
+      if (response.ok) entry.element.querySelector(".screen").textContent = await response.text();
+    } catch {
+      // The feed's own reconnect will bring news; a missed picture is harmless.
+    }
+  }, wait);
+}
+
+function render() {
+  const shown = wall.visible({ text: filterText.value, status: filterStatus.value });
+  for (const agent of shown) paint(agent);
+  // Reorder with the fewest moves: append in order (moving existing nodes).
+  shown.forEach((agent, index) => {
+    const { element } = tiles.get(agent.id);
+    if (grid.children[index] !== element) grid.insertBefore(element, grid.children[index] || null);
+  });
+  const keep = new Set(shown.map((agent) => agent.id));
+  for (const [id, entry] of tiles) {
+    if (!keep.has(id)) {
+      entry.element.remove();
+      if (!wall.agents.has(id)) {
+        clearTimeout(entry.timer);
+        tiles.delete(id);
+      }
+    }
+  }
+  empty.hidden = shown.length > 0;
+}
+
+function listen() {
+  const source = new EventSource("/api/events");
+  const handle = (kind) => (event) => {
+    const data = JSON.parse(event.data);
+    if (kind === "snapshot") {
+      wall.snapshot(data);
+      for (const id of wall.agents.keys()) refreshScreen(id);
+    } else {
+      for (const id of wall.apply(kind, data)) if (kind === "activity") refreshScreen(id);
+    }
+    render();
+  };
+  for (const kind of ["snapshot", "agent", "activity"]) source.addEventListener(kind, handle(kind));
+  source.addEventListener("open", () => {
+    feed.dataset.state = "live";
+    feed.textContent = "live";
+  });
+  source.addEventListener("error", () => {
+    // EventSource reconnects by itself unless the answer was not a stream
+    // (401 after a logout or expiry): then back to the login page.
+    if (source.readyState === EventSource.CLOSED) {
+      location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+      return;
+    }
+    feed.dataset.state = "reconnecting";
+    feed.textContent = "reconnecting";
+  });
+}
+
+async function whoAmI() {
+  const response = await fetch("/api/me");
+  if (!response.ok) return;
+  const me = await response.json();
+  if (me.login) {
+    document.getElementById("who").textContent = `${me.name} (${me.role})`;
+    const logout = document.getElementById("logout");
+    logout.hidden = false;
+    logout.addEventListener("click", async () => {
+      await fetch("/api/logout", { method: "POST" });
+      location.assign("/login");
+    });
+  }
+}
+
+filterText.addEventListener("input", render);
+filterStatus.addEventListener("change", render);
+whoAmI();
+listen();

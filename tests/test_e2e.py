@@ -1,0 +1,188 @@
+"""End to end: Debian's Chromium, the real gateway, real ttyd + tmux agents.
+
+Each test leaves screenshots in test-output/e2e/ (see tests/browser.py).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from playwright.async_api import Page, expect
+
+from gateway.auth import Role, User, hash_password
+from gateway.local import LocalAgent
+
+from .browser import Browsers, screen_text
+from .conftest import AgentFactory, GatewayFactory, eventually, origin_of, timeout
+
+
+async def ready_shell(make_agent: AgentFactory, name: str) -> LocalAgent:
+    agent = await make_agent(name, columns=100, rows=30)
+
+    async def prompt() -> bool:
+        return (await agent.capture()).strip() == "$"
+
+    await eventually(prompt, message=f"{name} prompt")
+    return agent
+
+
+async def wait_screen(page: Page, needle: str, within: float = 10.0) -> str:
+    async def shows() -> bool:
+        return needle in await screen_text(page)
+
+    await eventually(shows, within=within, message=f"{needle!r} in xterm.js")
+    return await screen_text(page)
+
+
+async def same_screen(page: Page, agent: LocalAgent) -> bool:
+    """xterm.js shows what tmux has (tmux drops trailing blanks; xterm.js keeps typed ones)."""
+    ours = [line.rstrip() for line in (await screen_text(page)).split("\n")]
+    theirs = [line.rstrip() for line in (await agent.capture()).split("\n")]
+    return ours == theirs
+
+
+def url(client: TestClient[Any, Any], path: str) -> str:
+    return origin_of(client) + path
+
+
+async def test_wall_then_terminal_typing_reaches_tmux(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    alpha, beta = await ready_shell(make_agent, "alpha"), await ready_shell(make_agent, "beta")
+    client = await gateway(alpha, beta)
+    page = await browsers.page("operator")
+    await page.goto(url(client, "/"))
+
+    tiles = page.locator(".tile")
+    await expect(tiles).to_have_count(2)
+    await expect(page.locator('.tile[data-agent="alpha"] .state')).to_have_text("running")
+    await expect(page.locator('.tile[data-agent="alpha"] .screen')).to_contain_text("$")
+    await expect(page.locator("#feed")).to_have_text("live")
+    # Output on an agent refreshes its tile (through an `activity` event).
+    await alpha.tmux("send-keys", "-t", "alpha", "echo tile-$((40+2))", "Enter")
+    await expect(page.locator('.tile[data-agent="alpha"] .screen')).to_contain_text(
+        "tile-42", timeout=timeout(10) * 1000
+    )
+    await page.fill("#filter", "bet")
+    await expect(tiles).to_have_count(1)
+    await browsers.screenshot(page, "wall")
+    await page.fill("#filter", "")
+
+    await page.click('.tile[data-agent="alpha"]')
+    await page.wait_for_url("**/agents/alpha/")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    await expect(page.locator("#mode")).to_be_hidden()
+    # The page takes the agent's size; it does not impose the window's.
+    await eventually(
+        lambda: _equals_async(page.evaluate("[gateway.term.cols, gateway.term.rows]"), [100, 30]),
+        message="xterm.js at the agent's size",
+    )
+    assert await alpha.pane_size() == (100, 30)
+
+    marker = f"hello-{random.randrange(10**6, 10**7)}"
+    await page.locator("#terminal").click()
+    await page.keyboard.type(f"echo {marker}")
+    await page.keyboard.press("Enter")
+    await wait_screen(page, f"\n{marker}\n")
+    assert marker in await alpha.capture()
+    await eventually(lambda: same_screen(page, alpha), message="xterm.js screen equals tmux")
+    await browsers.screenshot(page, "terminal")
+
+    # An operator may fit the agent to the window: the agent, then the page, change size.
+    await page.click("#fit")
+    await eventually(
+        lambda: _differs_async(alpha.pane_size(), (100, 30)), message="agent resized to window"
+    )
+
+
+async def test_an_upstream_outage_shows_and_the_screen_comes_back_exactly(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    agent = await ready_shell(make_agent, "flaky")
+    client = await gateway(agent)
+    page = await browsers.page("operator")
+    await page.goto(url(client, "/agents/flaky/"))
+    await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    await agent.tmux("send-keys", "-t", "flaky", "printf 'line %s\\n' 1 2 3", "Enter")
+    await wait_screen(page, "line 3")
+
+    await agent.stop_ttyd()
+    await expect(page.locator("#status")).to_have_attribute("data-state", "down")
+    await expect(page.locator("#status-text")).to_contain_text("agent unreachable")
+    await browsers.screenshot(page, "outage")
+    # The agent goes on while nobody can reach it.
+    await agent.tmux("send-keys", "-t", "flaky", "echo while-away", "Enter")
+    await agent.start_ttyd()
+    await expect(page.locator("#status")).to_have_attribute(
+        "data-state", "connected", timeout=timeout(15) * 1000
+    )
+    await wait_screen(page, "\nwhile-away\n")
+    await eventually(
+        lambda: same_screen(page, agent), message="restored screen equals tmux capture-pane"
+    )
+
+
+async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    agent = await ready_shell(make_agent, "shared")
+    client = await gateway(agent, users=(User("olga", hash_password("pw-olga"), Role.OPERATOR),))
+    olga = await browsers.page("operator")
+    await olga.goto(url(client, "/"))
+    await expect(olga).to_have_url(re.compile(r"/login\?next="))
+    await olga.fill("input[name=username]", "olga")
+    await olga.fill("input[name=password]", "wrong")
+    await olga.click("button[type=submit]")
+    await expect(olga.locator("#error")).to_be_visible()
+    await olga.fill("input[name=password]", "pw-olga")
+    await olga.click("button[type=submit]")
+    await expect(olga.locator(".tile")).to_have_count(1)
+    await expect(olga.locator("#who")).to_have_text("olga (operator)")
+
+    await olga.goto(url(client, "/agents/shared/"))
+    await olga.click("#share-toggle")
+    await olga.select_option("#share-ttl", "900")
+    await olga.click("#share-form button[type=submit]")
+    link = await olga.locator(".share-url").input_value()
+    assert link.startswith(origin_of(client) + "/s/")
+
+    guest = await browsers.page("spectator", viewport={"width": 390, "height": 844})
+    await guest.goto(link)
+    await guest.wait_for_url("**/agents/shared/")
+    await expect(guest.locator("#mode")).to_be_visible()
+    await expect(guest.locator("#fit")).to_be_hidden()
+    await expect(guest.locator("#share-toggle")).to_be_hidden()
+    await expect(olga.locator("#presence")).to_contain_text("2 watching", timeout=10_000)
+
+    await olga.locator("#terminal").click()
+    await olga.keyboard.type("echo from-olga")
+    await olga.keyboard.press("Enter")
+    await wait_screen(guest, "\nfrom-olga\n")
+    await guest.locator("#terminal").click()
+    await guest.keyboard.type("echo from-guest")
+    await guest.keyboard.press("Enter")
+    await wait_screen(olga, "\nfrom-olga\n")
+    # Give a leak every chance to arrive before looking: it must not.
+    await olga.wait_for_timeout(500)
+    assert "from-guest" not in await agent.capture()
+    await browsers.screenshot(guest, "spectator-phone")
+
+    await olga.click("#share-list .revoke")
+    await expect(guest.locator("#status")).to_have_attribute("data-state", "error")
+    await expect(guest.locator("#status-text")).to_contain_text("ended this session")
+    await expect(olga.locator("#share-list li")).to_have_count(0)
+
+
+async def _equals_async(value: Any, expected: Any) -> bool:
+    return await _resolve(value) == await _resolve(expected)
+
+
+async def _differs_async(value: Any, other: Any) -> bool:
+    return await _resolve(value) != await _resolve(other)
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if hasattr(value, "__await__") else value
