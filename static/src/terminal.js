@@ -31,6 +31,7 @@ import {
   safePreferences,
   socketUrl,
 } from "./protocol.js";
+import { LogsPanel } from "./logs-panel.js";
 import { SharePanel } from "./share-panel.js";
 import { displayName } from "./wall-model.js";
 
@@ -367,6 +368,9 @@ document.getElementById("search-prev").addEventListener("click", () => search.fi
 
 if (agentId) {
   const sharing = new SharePanel(agentId, document.getElementById("sharing"));
+  const logs = new LogsPanel(agentId, document.getElementById("logs"));
+  window.gateway.logs = logs;
+  document.getElementById("logs-toggle").addEventListener("click", () => logs.toggle());
   document.getElementById("share-toggle").addEventListener("click", () => sharing.toggle());
   loadMe();
   connect();
