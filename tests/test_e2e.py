@@ -5,7 +5,6 @@ Each test leaves screenshots in test-output/e2e/ (see tests/browser.py).
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 
@@ -71,8 +70,34 @@ async def test_wall_then_terminal_typing_reaches_tmux(
     )
     await page.fill("#filter", "bet")
     await expect(tiles).to_have_count(1)
-    await browsers.screenshot(page, "wall")
     await page.fill("#filter", "")
+    await browsers.screenshot(page, "wall")
+
+    # One command to several agents, with a result per agent.
+    await beta.stop_ttyd()
+    await expect(page.locator('.tile[data-agent="beta"] .state')).not_to_have_text("running")
+    for agent_id in ("alpha", "beta"):
+        await page.check(f'.tile[data-agent="{agent_id}"] .pick input')
+    await page.fill("#command-line", "echo broadcast-$((5*5))")
+    await page.click("#command-send")
+    await expect(page.locator('.tile[data-agent="alpha"] .result')).to_have_text(
+        "echo broadcast-$((5*5)): sent"
+    )
+    await expect(page.locator('.tile[data-agent="beta"] .result')).to_have_attribute(
+        "data-ok", "false"
+    )
+    await expect(page.locator("#command-summary")).to_have_text("sent to 1 of 2")
+    await eventually(lambda: _contains(alpha.capture(), "\nbroadcast-25\n"), message="alpha ran it")
+    await beta.start_ttyd()
+
+    phone = await browsers.page("phone", viewport={"width": 390, "height": 844})
+    await phone.goto(url(client, "/"))
+    await expect(phone.locator(".tile")).to_have_count(2)
+    await expect(phone.locator('.tile[data-agent="alpha"] .screen')).to_contain_text("broadcast")
+    box = await phone.locator(".tile").first.bounding_box()
+    assert box is not None
+    assert box["width"] <= 390
+    await browsers.screenshot(phone, "wall-phone")
 
     await page.click('.tile[data-agent="alpha"]')
     await page.wait_for_url("**/agents/alpha/")
@@ -85,12 +110,13 @@ async def test_wall_then_terminal_typing_reaches_tmux(
     )
     assert await alpha.pane_size() == (100, 30)
 
-    marker = f"hello-{random.randrange(10**6, 10**7)}"
     await page.locator("#terminal").click()
-    await page.keyboard.type(f"echo {marker}")
+    await page.keyboard.type("echo hello-$RANDOM")
     await page.keyboard.press("Enter")
-    await wait_screen(page, f"\n{marker}\n")
-    assert marker in await alpha.capture()
+    await wait_screen(page, "\nhello-")
+    printed = re.findall(r"^hello-(\d+)$", await screen_text(page), re.MULTILINE)
+    assert len(printed) == 1, "the shell expanded $RANDOM once"
+    assert f"\nhello-{printed[0]}\n" in await alpha.capture()
     await eventually(lambda: same_screen(page, alpha), message="xterm.js screen equals tmux")
     await browsers.screenshot(page, "terminal")
 
@@ -160,9 +186,10 @@ async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
     await expect(guest.locator("#share-toggle")).to_be_hidden()
     await expect(olga.locator("#presence")).to_contain_text("2 watching", timeout=10_000)
 
-    await olga.locator("#terminal").click()
-    await olga.keyboard.type("echo from-olga")
-    await olga.keyboard.press("Enter")
+    await expect(guest.locator("#command")).to_be_hidden()
+    await olga.fill("#command-line", "echo from-olga")
+    await olga.press("#command-line", "Enter")
+    await expect(olga.locator("#command-result")).to_have_text("sent")
     await wait_screen(guest, "\nfrom-olga\n")
     await guest.locator("#terminal").click()
     await guest.keyboard.type("echo from-guest")
@@ -177,6 +204,10 @@ async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
     await expect(guest.locator("#status")).to_have_attribute("data-state", "error")
     await expect(guest.locator("#status-text")).to_contain_text("ended this session")
     await expect(olga.locator("#share-list li")).to_have_count(0)
+
+
+async def _contains(text: Any, needle: str) -> bool:
+    return needle in await _resolve(text)
 
 
 async def _equals_async(value: Any, expected: Any) -> bool:
@@ -239,6 +270,7 @@ async def test_the_logs_panel_streams_and_resumes_without_duplicates(
     assert await rows.count() < 200
     await page.click(".logs-follow")  # pause, then look at the middle
     await page.evaluate(
-        "() => { const v = document.querySelector('.logs-view'); v.scrollTop = v.scrollHeight / 2; }"
+        "() => { const view = document.querySelector('.logs-view');"
+        " view.scrollTop = view.scrollHeight / 2; }"
     )
     await expect(rows.filter(has_text="flood 5")).not_to_have_count(0)

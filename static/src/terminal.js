@@ -31,6 +31,7 @@ import {
   safePreferences,
   socketUrl,
 } from "./protocol.js";
+import { describeResult, sendCommand } from "./command.js";
 import { LogsPanel } from "./logs-panel.js";
 import { SharePanel } from "./share-panel.js";
 import { displayName } from "./wall-model.js";
@@ -98,6 +99,7 @@ async function loadMe() {
   document.getElementById("mode").hidden = me.canWrite;
   document.getElementById("fit").hidden = !me.canWrite;
   document.getElementById("share-toggle").hidden = !me.canShare;
+  document.getElementById("command").hidden = !me.canWrite;
   term.options.disableStdin = !me.canWrite;
 }
 
@@ -365,6 +367,17 @@ searchInput.addEventListener("keydown", (event) => {
 });
 document.getElementById("search-next").addEventListener("click", () => search.findNext(searchInput.value));
 document.getElementById("search-prev").addEventListener("click", () => search.findPrevious(searchInput.value));
+
+document.getElementById("command").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = document.getElementById("command-line");
+  const result = document.getElementById("command-result");
+  if (!input.value) return;
+  const outcome = (await sendCommand([agentId], input.value))[agentId];
+  result.textContent = describeResult(outcome);
+  result.dataset.ok = String(outcome.ok);
+  if (outcome.ok) input.value = "";
+});
 
 if (agentId) {
   const sharing = new SharePanel(agentId, document.getElementById("sharing"));

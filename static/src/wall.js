@@ -6,6 +6,7 @@
  */
 import "./wall.css";
 
+import { describeResult, sendCommand } from "./command.js";
 import { Wall, displayName, statusLabel } from "./wall-model.js";
 
 // A tile's screen is refetched at most this often.
@@ -17,20 +18,31 @@ const empty = document.getElementById("empty");
 const filterText = document.getElementById("filter");
 const filterStatus = document.getElementById("status-filter");
 const feed = document.getElementById("feed");
-const tiles = new Map(); // id -> { element, fetchedAt, pending }
+const tiles = new Map(); // id -> { element, fetchedAt, timer }
+const selected = new Set();
+let canWrite = false;
 
 function tile(id) {
   let entry = tiles.get(id);
   if (entry) return entry;
-  const element = document.createElement("a");
+  const element = document.createElement("article");
   element.className = "tile";
-  element.href = `/agents/${encodeURIComponent(id)}/`;
   element.dataset.agent = id;
   element.innerHTML =
-    '<header><span class="name"></span><span class="state"></span></header>' +
-    '<pre class="screen" aria-label="screen"></pre>' +
-    '<footer><span class="title"></span><span class="viewers"></span></footer>';
-  entry = { element, fetchedAt: 0, timer: 0 };
+    '<a class="open"><header><span class="name"></span><span class="state"></span></header>' +
+    '<pre class="screen" aria-label="screen"></pre></a>' +
+    '<footer><label class="pick" hidden><input type="checkbox"> select</label>' +
+    '<span class="title"></span><span class="viewers"></span></footer>' +
+    '<p class="result" role="status" hidden></p>';
+  element.querySelector(".open").href = `/agents/${encodeURIComponent(id)}/`;
+  const pick = element.querySelector(".pick");
+  pick.hidden = !canWrite;
+  pick.querySelector("input").addEventListener("change", (event) => {
+    if (event.target.checked) selected.add(id);
+    else selected.delete(id);
+    updateCommand();
+  });
+  entry = { element, fetchedAt: -Infinity, timer: 0 };
   tiles.set(id, entry);
   refreshScreen(id);
   return entry;
@@ -81,10 +93,38 @@ function render() {
       if (!wall.agents.has(id)) {
         clearTimeout(entry.timer);
         tiles.delete(id);
+        selected.delete(id);
       }
     }
   }
   empty.hidden = shown.length > 0;
+  updateCommand();
+}
+
+function updateCommand() {
+  const send = document.getElementById("command-send");
+  send.textContent = `Send to ${selected.size} selected`;
+  send.disabled = selected.size === 0;
+}
+
+async function submitCommand(event) {
+  event.preventDefault();
+  const input = document.getElementById("command-line");
+  if (!input.value || selected.size === 0) return;
+  const agents = [...selected];
+  const results = await sendCommand(agents, input.value);
+  let sent = 0;
+  for (const id of agents) {
+    const result = results[id] || { ok: false, message: "no answer" };
+    if (result.ok) sent += 1;
+    const note = tiles.get(id)?.element.querySelector(".result");
+    if (note) {
+      note.hidden = false;
+      note.dataset.ok = String(result.ok);
+      note.textContent = `${input.value}: ${describeResult(result)}`;
+    }
+  }
+  document.getElementById("command-summary").textContent = `sent to ${sent} of ${agents.length}`;
 }
 
 function listen() {
@@ -120,6 +160,9 @@ async function whoAmI() {
   const response = await fetch("/api/me");
   if (!response.ok) return;
   const me = await response.json();
+  canWrite = me.can_write;
+  document.getElementById("command").hidden = !canWrite;
+  for (const { element } of tiles.values()) element.querySelector(".pick").hidden = !canWrite;
   if (me.login) {
     document.getElementById("who").textContent = `${me.name} (${me.role})`;
     const logout = document.getElementById("logout");
@@ -132,6 +175,7 @@ async function whoAmI() {
 }
 
 filterText.addEventListener("input", render);
+document.getElementById("command").addEventListener("submit", submitCommand);
 filterStatus.addEventListener("change", render);
 whoAmI();
 listen();

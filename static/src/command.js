@@ -1,0 +1,45 @@
+/**
+ * Sending a command line to agents (operators): one agent through
+ * POST /api/agents/{id}/input, several through POST /api/input, which
+ * answers per agent. The line is typed as if Enter followed it.
+ */
+
+/** What is typed for a command line: the line, then Enter (CR, as a terminal sends it). */
+export const commandInput = (line) => `${line}\r`;
+
+/**
+ * Send ``line`` to ``agents``; resolves to {id: {ok, error?, message?}}.
+ * Network failures become a result per agent, never a thrown error.
+ */
+export async function sendCommand(agents, line, fetchImpl = fetch) {
+  const data = commandInput(line);
+  try {
+    if (agents.length === 1) {
+      const [id] = agents;
+      const response = await fetchImpl(`/api/agents/${encodeURIComponent(id)}/input`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ data }),
+      });
+      const body = await response.json().catch(() => ({}));
+      return { [id]: response.ok ? { ok: true } : failure(body, response.status) };
+    }
+    const response = await fetchImpl("/api/input", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ agents, data }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) return Object.fromEntries(agents.map((id) => [id, failure(body, response.status)]));
+    return body.results;
+  } catch (err) {
+    return Object.fromEntries(agents.map((id) => [id, { ok: false, error: "network", message: String(err) }]));
+  }
+}
+
+function failure(body, status) {
+  return { ok: false, error: body.error || String(status), message: body.message || `HTTP ${status}` };
+}
+
+/** One line per agent for the page: "sent", or why not. */
+export const describeResult = (result) => (result.ok ? "sent" : result.message || result.error);
