@@ -284,3 +284,40 @@ async def test_an_idle_session_times_out_and_its_socket_closes(
         assert (await http.get("/api/agents")).status == 401
     finally:
         await http.close()
+
+
+async def test_me_tells_the_pages_what_to_offer(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    open_mode = await gateway(agent)
+    assert await (await open_mode.get("/api/me")).json() == {
+        "name": "anonymous",
+        "role": "operator",
+        "can_write": True,
+        "can_share": False,  # nobody to answer for a link without logins
+        "spectator_of": None,
+        "login": False,
+    }
+    hashed = hash_password("pw")
+    client = await gateway(
+        agent,
+        users=(User("olga", hashed, Role.OPERATOR), User("vic", hashed, Role.VIEWER)),
+    )
+    assert (await client.get("/api/me")).status == 401
+    olga, vic, guest = (
+        await browser(client, "olga", "pw"),
+        await browser(client, "vic", "pw"),
+        await browser(client),
+    )
+    try:
+        me = await (await olga.get("/api/me")).json()
+        assert (me["can_write"], me["can_share"], me["login"]) == (True, True, True)
+        me = await (await vic.get("/api/me")).json()
+        assert (me["role"], me["can_write"], me["can_share"]) == ("viewer", False, False)
+        link = await (
+            await olga.post(f"/api/agents/{agent.name}/shares", json={"ttl_seconds": 600})
+        ).json()
+        await guest.get("/s/" + link["url"].rsplit("/", 1)[1])
+        me = await (await guest.get("/api/me")).json()
+        assert (me["spectator_of"], me["can_write"], me["can_share"]) == (agent.name, False, False)
+    finally:
+        for http in (olga, vic, guest):
+            await http.close()

@@ -8,7 +8,7 @@
  * Last-Event-ID by itself after a drop; the buffer also ignores any id it
  * already has, so nothing shows twice.
  */
-import { parseAnsi } from "./ansi.js";
+import { ansiSpans } from "./ansi-dom.js";
 import { LogBuffer } from "./log-buffer.js";
 
 const BATCH_MS = 100;
@@ -141,20 +141,7 @@ function row(entry) {
   time.title = entry.ts;
   const text = document.createElement("span");
   text.className = "logs-text";
-  for (const run of parseAnsi(entry.line)) {
-    const span = document.createElement("span");
-    span.textContent = run.text;
-    const { fg, bg, bold, dim, italic, underline, inverse } = run.style;
-    if (fg || bg) {
-      span.style.color = (inverse ? bg : fg) || "";
-      span.style.backgroundColor = (inverse ? fg : bg) || "";
-    }
-    if (bold) span.style.fontWeight = "bold";
-    if (dim) span.style.opacity = "0.7";
-    if (italic) span.style.fontStyle = "italic";
-    if (underline) span.style.textDecoration = "underline";
-    text.append(span);
-  }
+  text.append(...ansiSpans(entry.line));
   element.append(time, text);
   return element;
 }

@@ -6,6 +6,7 @@
  */
 import "./wall.css";
 
+import { ansiSpans } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
 import { Wall, displayName, statusLabel } from "./wall-model.js";
 
@@ -70,8 +71,8 @@ function refreshScreen(id) {
     entry.timer = 0;
     entry.fetchedAt = performance.now();
     try {
-      const response = await fetch(`/api/agents/${encodeURIComponent(id)}/screen?format=text`);
-      if (response.ok) entry.element.querySelector(".screen").textContent = await response.text();
+      const response = await fetch(`/api/agents/${encodeURIComponent(id)}/screen?format=ansi`);
+      if (response.ok) entry.element.querySelector(".screen").replaceChildren(...ansiSpans(await response.text()));
     } catch {
       // The feed's own reconnect will bring news; a missed picture is harmless.
     }

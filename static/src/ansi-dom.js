@@ -1,0 +1,19 @@
+/** Styled runs (see ansi.js) as DOM spans: textContent and style only, never HTML. */
+import { parseAnsi } from "./ansi.js";
+
+export function ansiSpans(text) {
+  return parseAnsi(text).map((run) => {
+    const span = document.createElement("span");
+    span.textContent = run.text;
+    const { fg, bg, bold, dim, italic, underline, inverse } = run.style;
+    const color = inverse ? bg || "#000" : fg;
+    const background = inverse ? fg || "#e6e6e6" : bg;
+    if (color) span.style.color = color;
+    if (background) span.style.backgroundColor = background;
+    if (bold) span.style.fontWeight = "bold";
+    if (dim) span.style.opacity = "0.7";
+    if (italic) span.style.fontStyle = "italic";
+    if (underline) span.style.textDecoration = "underline";
+    return span;
+  });
+}
