@@ -31,7 +31,7 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from . import config, login, routes, streams
+from . import config, login, metrics, routes, streams
 from .appkeys import (
     AUDIT,
     AUTH,
@@ -41,6 +41,7 @@ from .appkeys import (
     FLEET,
     LOCAL_AGENTS,
     LOGS,
+    METRICS,
     ORIGINS,
     PROXIES,
     SESSION_SOCKETS,
@@ -68,9 +69,17 @@ ACTIVITY_INTERVAL = 1.0
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application for ``settings``."""
+    fleet = Fleet()
+    app_metrics = metrics.Metrics(fleet)
     app = web.Application(
-        middlewares=[routes.origin_middleware, login.auth_middleware, routes.error_middleware]
+        middlewares=[
+            metrics.middleware(app_metrics),
+            routes.origin_middleware,
+            login.auth_middleware,
+            routes.error_middleware,
+        ]
     )
+    app[METRICS] = app_metrics
     app[SETTINGS] = settings
     app[ORIGINS] = settings.origin_policy()
     app[PROXIES] = settings.proxy_policy()
@@ -91,7 +100,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SESSION_SOCKETS] = {}
     app[CONNECTIONS] = Counter()
     app.cleanup_ctx.append(_state)
-    app[FLEET] = Fleet()
+    app[FLEET] = fleet
     app[LOCAL_AGENTS] = []
     app[SOCKETS] = set()
     app[EVENTS] = EventBus()
@@ -111,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_fleet)
     app.cleanup_ctx.append(_docker)
     app.cleanup_ctx.append(_activity)
+    app.cleanup_ctx.append(lambda app: metrics.watch_loop_lag(app[METRICS]))
     app.cleanup_ctx.append(login.sweeper)
     app.on_shutdown.append(_close_sockets)
     if settings.config_path is not None:

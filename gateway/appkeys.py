@@ -15,6 +15,7 @@ from .events import EventBus
 from .hub import Fleet
 from .local import LocalAgent
 from .logs import LogHub
+from .metrics import Metrics
 from .origins import OriginPolicy
 from .proxies import ProxyPolicy
 from .shares import ShareStore
@@ -46,3 +47,5 @@ EVENTS = web.AppKey("events", EventBus)
 # Docker discovery and container logs: present only with a [docker] config table.
 DISCOVERY = web.AppKey("discovery", Discovery)
 LOGS = web.AppKey("logs", LogHub)
+# Prometheus instruments and registry (GET /metrics).
+METRICS = web.AppKey("metrics", Metrics)

@@ -182,6 +182,7 @@ class Viewer:
                 batch.extend(self._notices)
                 self._notices.clear()
             if batch:
+                self._hub.bytes_to_viewers += sum(map(len, batch))
                 yield batch
 
 
@@ -201,6 +202,8 @@ class HubStatistics:
     offset: int
     emulated_offset: int
     resyncs: int
+    # Bytes handed to viewers' sockets, all viewers together (frames included).
+    bytes_to_viewers: int
     upstream: UpstreamStatistics | None
     presence: dict[str, int]
 
@@ -241,6 +244,7 @@ class Hub:
         initial = UpstreamState.CONNECTING.value if target else UpstreamState.STOPPED.value
         self._status = ttyd.Status(initial, *self._size)
         self._resyncs_of_departed = 0
+        self.bytes_to_viewers = 0
         self._emulator: asyncio.Task[None] | None = None
         self._connection: asyncio.Task[None] | None = None
 
@@ -380,6 +384,7 @@ class Hub:
             offset=self._offset,
             emulated_offset=self.screen.offset,
             resyncs=self._resyncs_of_departed + sum(v.resyncs for v in self._viewers),
+            bytes_to_viewers=self.bytes_to_viewers,
             upstream=None if self.upstream is None else self.upstream.statistics(),
             presence=self.presence,
         )

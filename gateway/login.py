@@ -120,7 +120,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     path = request.path
     if path in _PUBLIC or path.startswith(_PUBLIC_PREFIXES):
         return await handler(request)
-    if path.startswith("/api/") or path.endswith("/ws"):
+    # Machines (scripts, sockets, scrapers) get a status, people the login page.
+    if path.startswith("/api/") or path.endswith("/ws") or path == "/metrics":
         return web.json_response({"error": "unauthorized", "message": "log in first"}, status=401)
     raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
 

@@ -28,13 +28,14 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from . import ttyd
+from . import metrics, ttyd
 from .appkeys import (
     AUDIT,
     AUTH,
     CONNECTIONS,
     DISCOVERY,
     FLEET,
+    METRICS,
     ORIGINS,
     SESSION_SOCKETS,
     SETTINGS,
@@ -150,6 +151,15 @@ def agent_json(app: web.Application, hub: Hub) -> dict[str, Any]:
             "health": container.health,
         },
     }
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    """``GET /metrics`` in Prometheus' text format (admins, or open mode)."""
+    user = user_of(request)
+    if user is not ANONYMOUS and user.role is not Role.ADMIN:
+        return json_error(403, "forbidden", "only admins read the metrics")
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -548,6 +558,7 @@ def setup(app: web.Application) -> None:
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/agents", list_agents)
     app.router.add_get("/api/agents/{agent_id}/screen", screen)

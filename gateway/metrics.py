@@ -1,0 +1,150 @@
+"""``GET /metrics``: Prometheus text format (prometheus-client).
+
+One registry per application (not the library's global one), so several
+gateways in one process (the tests) never share counters. Agent figures
+are read from the hubs at scrape time by a collector: nothing on the hot
+path counts for the sake of metrics. HTTP requests are counted by a
+middleware, labelled by route *pattern* (``/api/agents/{agent_id}``), never
+by raw path, so label cardinality stays bounded. Event-loop lag is how late
+a 100 ms sleep wakes up: the one figure that shows a blocked loop.
+
+Only admins read it (a scraper uses an admin's bearer token), or anyone in
+open mode, where everyone is an operator on loopback anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .hub import Fleet
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# How often the event loop's lateness is sampled.
+LAG_INTERVAL = 0.1
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class FleetCollector(Collector):
+    """Per-agent figures, read from the hubs when Prometheus asks."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self._fleet = fleet
+
+    def collect(self) -> Iterator[Metric]:
+        def counter(name: str, doc: str) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=["agent"])
+
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=["agent"])
+
+        bytes_in = counter("gateway_agent_upstream_bytes", "Bytes from ttyd")
+        published = counter("gateway_agent_output_bytes", "Terminal output bytes published")
+        to_viewers = counter("gateway_agent_viewer_bytes", "Bytes handed to viewers' sockets")
+        connects = counter("gateway_agent_upstream_connects", "Connections made to ttyd")
+        resyncs = counter("gateway_agent_resyncs", "Viewers resynced by snapshot")
+        viewers = gauge("gateway_agent_viewers", "Viewers connected now")
+        lag = gauge("gateway_agent_emulator_lag_bytes", "Output not yet emulated")
+        up = gauge("gateway_agent_up", "1 while connected to ttyd")
+        for hub in self._fleet:
+            stats = hub.statistics()
+            labels = [stats.agent_id]
+            upstream = stats.upstream
+            bytes_in.add_metric(labels, upstream.bytes_in if upstream else 0)
+            connects.add_metric(labels, upstream.connects if upstream else 0)
+            published.add_metric(labels, stats.offset)
+            to_viewers.add_metric(labels, stats.bytes_to_viewers)
+            resyncs.add_metric(labels, stats.resyncs)
+            viewers.add_metric(labels, stats.viewers)
+            lag.add_metric(labels, stats.offset - stats.emulated_offset)
+            up.add_metric(labels, 1 if stats.state == "connected" else 0)
+        yield from (bytes_in, published, to_viewers, connects, resyncs, viewers, lag, up)
+
+
+class Metrics:
+    """The application's registry and the instruments fed outside the hubs."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(FleetCollector(fleet))
+        self.requests = Counter(
+            "gateway_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_http_request_duration_seconds",
+            "Time to answer an HTTP request (streams and WebSockets excluded)",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "gateway_event_loop_lag_seconds",
+            "How late the event loop wakes a 100 ms timer",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_of(request: web.Request) -> str:
+    """The route pattern that matched (bounded cardinality), or "other"."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else "other"
+
+
+def middleware(metrics: Metrics) -> Middleware:
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        streaming = False
+        try:
+            response = await handler(request)
+            status = response.status
+            streaming = isinstance(response, web.WebSocketResponse) or (
+                response.content_type == "text/event-stream"
+            )
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            route = route_of(request)
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            if not streaming:
+                metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+    return count
+
+
+async def watch_loop_lag(metrics: Metrics) -> AsyncIterator[None]:
+    """cleanup_ctx body: sample the event loop's lateness while the app runs."""
+
+    async def sample() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LAG_INTERVAL)
+            metrics.loop_lag.observe(max(0.0, loop.time() - before - LAG_INTERVAL))
+
+    task = asyncio.create_task(sample(), name="loop-lag")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

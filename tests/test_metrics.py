@@ -1,0 +1,94 @@
+"""GET /metrics: Prometheus text, per-agent figures, HTTP and event-loop instruments."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.auth import Role, User, hash_password, new_api_token
+from gateway.local import LocalAgent
+
+from .conftest import GatewayFactory, browser, eventually, open_terminal
+
+
+async def scrape(client: TestClient[Any, Any], **kwargs: Any) -> dict[tuple[str, str], float]:
+    """{(sample name, its labels as k=v,...): value}."""
+    response = await client.get("/metrics", **kwargs)
+    assert response.status == 200, await response.text()
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(await response.text()):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[(sample.name, labels)] = sample.value
+    return samples
+
+
+async def test_agent_figures_follow_what_happens(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    who = f"agent={agent.name}"
+
+    async def up() -> bool:
+        return (await scrape(client))[("gateway_agent_up", who)] == 1
+
+    await eventually(up, message="agent up in metrics")
+    before = await scrape(client)
+    assert before[("gateway_agent_viewers", who)] == 0
+    assert before[("gateway_agent_upstream_connects_total", who)] == 1
+
+    terminal = await open_terminal(client, agent.name)
+    await terminal.wait_text("$")
+    await terminal.send_input(b"echo counted-$((2*21))\r")
+    await terminal.wait_text("counted-42")
+    after = await scrape(client)
+    assert after[("gateway_agent_viewers", who)] == 1
+    for name in (
+        "gateway_agent_upstream_bytes_total",
+        "gateway_agent_output_bytes_total",
+        "gateway_agent_viewer_bytes_total",
+    ):
+        assert after[(name, who)] > before[(name, who)], name
+    assert after[("gateway_agent_emulator_lag_bytes", who)] >= 0
+    await terminal.close()
+
+
+async def test_requests_by_route_pattern_and_loop_lag(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    await client.get(f"/api/agents/{agent.name}/screen")
+    await client.get("/api/agents/nope/screen")
+    await client.get("/no/such/path")
+    await asyncio.sleep(0.35)  # a few loop-lag samples
+    samples = await scrape(client)
+    route = "method=GET,route=/api/agents/{agent_id}/screen"
+    assert samples[("gateway_http_requests_total", f"{route},status=200")] == 1
+    assert samples[("gateway_http_requests_total", f"{route},status=404")] == 1
+    assert samples[("gateway_http_requests_total", "method=GET,route=other,status=404")] == 1
+    assert samples[("gateway_http_request_duration_seconds_count", route)] == 2
+    assert samples[("gateway_event_loop_lag_seconds_count", "")] >= 2
+
+
+async def test_only_admins_read_metrics(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    token, digest = new_api_token()
+    hashed = hash_password("pw")
+    client = await gateway(
+        agent,
+        users=(
+            User("ada", hashed, Role.ADMIN, api_token_sha256=digest),
+            User("vic", hashed, Role.VIEWER),
+        ),
+    )
+    assert (await client.get("/metrics")).status == 401
+    vic = await browser(client, "vic", "pw")
+    try:
+        assert (await vic.get("/metrics")).status == 403
+    finally:
+        await vic.close()
+    samples = await scrape(client, headers={"Authorization": f"Bearer {token}"})
+    assert ("gateway_agent_up", f"agent={agent.name}") in samples
