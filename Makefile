@@ -19,8 +19,8 @@ test: setup
 	cd static && npm test
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -46,6 +46,10 @@ $(NPM_STAMP): static/package.json static/package-lock.json
 
 $(BUNDLE): $(NPM_STAMP) $(wildcard static/src/*)
 	cd static && npm run --silent build
+
+# The gateway against direct ttyd, same run: prints a table, writes bench/results/latest.json.
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) static/node_modules static/dist .pytest_cache .mypy_cache .ruff_cache

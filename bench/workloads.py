@@ -1,0 +1,394 @@
+"""The workloads (B1-B7 of issue 6), each through the gateway and direct to ttyd.
+
+Every function returns a list of rows: ``{"workload", "metric", "gateway",
+"direct", "unit", "note"}``; ``direct`` is None where there is no direct
+equivalent. The ratio gateway ÷ direct is computed when the table is
+printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.screen import Screen
+
+from .harness import Agent, Client, CpuClock, Stack, many, percentile, rss_bytes
+
+Row = dict[str, Any]
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "agent-tui"
+
+
+def row(
+    workload: str, metric: str, gateway: float, direct: float | None, unit: str, note: str = ""
+) -> Row:
+    return {
+        "workload": workload,
+        "metric": metric,
+        "gateway": gateway,
+        "direct": direct,
+        "unit": unit,
+        "note": note,
+    }
+
+
+# --- streams -------------------------------------------------------------------------
+
+
+def plain_text(size: int) -> bytes:
+    rng = random.Random(1)
+    words = [b"alpha", b"beta", b"gamma", b"delta", b"tests", b"passed", b"def", b"return"]
+    out = bytearray()
+    while len(out) < size:
+        out += b" ".join(rng.choice(words) for _ in range(12)) + b"\n"
+    return _whole_lines(out, size)
+
+
+def colour_text(size: int) -> bytes:
+    rng = random.Random(2)
+    out = bytearray()
+    while len(out) < size:
+        for _ in range(8):
+            out += b"\x1b[38;5;%dm%s\x1b[0m " % (rng.randrange(256), b"token")
+        out += b"\x1b[1;48;2;%d;%d;%dmX\x1b[0m\n" % (rng.randrange(256), rng.randrange(256), 9)
+    return _whole_lines(out, size)
+
+
+def _whole_lines(data: bytearray, size: int) -> bytes:
+    # Never cut an escape sequence: it would swallow the end marker printed next.
+    return bytes(data[: data.rfind(b"\n", 0, size) + 1])
+
+
+class Marker:
+    """Notices when a line of output appears in a byte stream (across chunks)."""
+
+    def __init__(self, text: str) -> None:
+        self.needle = text.encode()
+        self._tail = b""
+        self.at: float | None = None
+
+    def __call__(self, chunk: bytes, now: float) -> None:
+        if self.at is None:
+            window = self._tail + chunk
+            if self.needle in window:
+                self.at = now
+            self._tail = window[-len(self.needle) - 8 :]
+
+
+async def _shell_ready(agent: Agent, client: Client) -> None:
+    # Settle: nothing new for a moment before the clock starts.
+    last = -1
+    while client.received != last:
+        last = client.received
+        await asyncio.sleep(0.3)
+
+
+# --- B1 throughput ------------------------------------------------------------------------
+
+
+async def b1_throughput(stack: Stack, size: int) -> list[Row]:
+    agent = stack.agents["b1"]
+    rows: list[Row] = []
+    for kind, make in (("plain", plain_text), ("colour", colour_text)):
+        path = stack.folder / f"b1-{kind}.txt"
+        path.write_bytes(make(size))
+        seconds: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        for side in ("gateway", "direct"):
+            client = stack.viewer(agent.name) if side == "gateway" else stack.direct(agent.name)
+            n = random.randrange(10**5, 10**6)
+            marker = Marker(f"B1-DONE-{n}")
+            client.on_output = marker
+            clock = stack.gateway_cpu() if side == "gateway" else _stack_clock(stack, agent)
+            async with client:
+                await _shell_ready(agent, client)
+                clock.start()
+                started = time.monotonic()
+                await agent.run(f"cat {path}; echo B1-DONE-$(({n}+0))")
+                await client.wait_for(lambda _, seen=marker: seen.at is not None, 300)
+                assert marker.at is not None
+                seconds[side] = marker.at - started
+                cpu[side] = clock.read()
+            await agent.run("clear")
+        megabytes = size / 1e6
+        rows.append(
+            row(
+                "B1",
+                f"{kind} {megabytes:.0f} MB: time to last line",
+                seconds["gateway"],
+                seconds["direct"],
+                "s",
+            )
+        )
+        rows.append(
+            row(
+                "B1",
+                f"{kind}: gateway CPU per MB",
+                cpu["gateway"] / megabytes,
+                None,
+                "s/MB",
+                "the gateway process alone",
+            )
+        )
+    return rows
+
+
+def _stack_clock(stack: Stack, agent: Agent) -> CpuClock:
+    """Direct side: ttyd and the tmux clients it spawned (the gateway is idle then)."""
+    return CpuClock(agent.ttyd_pids)
+
+
+# --- B2 keystroke echo latency -----------------------------------------------------------------
+
+
+async def _echo_latencies(client: Client, count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        before = client.received
+        started = time.monotonic()
+        await client.send(b"x")
+        await client.wait_for(lambda c, b=before: c.received > b, 5)
+        latencies.append(time.monotonic() - started)
+        await asyncio.sleep(0.005)
+    await client.send(b"\x15")  # Ctrl-U: forget the typed line
+    return latencies
+
+
+async def b2_echo(stack: Stack, keystrokes: int) -> list[Row]:
+    agent, flood = stack.agents["b2"], stack.agents["flood"]
+    await agent.run("cat")
+    await asyncio.sleep(0.3)
+    rows: list[Row] = []
+    for condition in ("idle", "flood"):
+        results: dict[str, list[float]] = {}
+        for side in ("gateway", "direct"):
+            opener = stack.viewer if side == "gateway" else stack.direct
+            flood_viewer = opener(flood.name)
+            async with opener(agent.name) as client, flood_viewer:
+                if condition == "flood":
+                    await flood.run("while :; do cat /etc/services; done")
+                    await asyncio.sleep(0.5)
+                await _shell_ready(agent, client) if condition == "idle" else None
+                results[side] = await _echo_latencies(client, keystrokes)
+                if condition == "flood":
+                    await flood.local.tmux("send-keys", "-t", flood.name, "C-c")
+                    await asyncio.sleep(0.5)
+        for q in (50, 95, 99):
+            rows.append(
+                row(
+                    "B2",
+                    f"echo p{q}, {condition}",
+                    percentile(results["gateway"], q) * 1000,
+                    percentile(results["direct"], q) * 1000,
+                    "ms",
+                    "" if condition == "idle" else "another agent floods, watched",
+                )
+            )
+    await agent.local.tmux("send-keys", "-t", agent.name, "C-c")
+    return rows
+
+
+# --- B3 fan-out ---------------------------------------------------------------------------------
+
+_STAMP = re.compile(rb"T(\d{19})")
+
+
+STAMPER = """\
+import sys, time
+rate, seconds = int(sys.argv[1]), float(sys.argv[2])
+pad = "." * 80
+per_tick = max(1, rate // 100 // 102)  # 100 ticks a second, ~102-byte lines
+end = time.time() + seconds
+while time.time() < end:
+    tick = time.time()
+    sys.stdout.write("".join("T%d %s\\n" % (time.time_ns(), pad) for _ in range(per_tick)))
+    sys.stdout.flush()
+    time.sleep(max(0, 0.01 - (time.time() - tick)))
+"""
+
+
+def _stamper(folder: Path, rate: int, seconds: float) -> str:
+    """A command printing ~``rate`` bytes/s of lines stamped with the wall clock."""
+    script = folder / "stamper.py"
+    script.write_text(STAMPER)
+    return f"{sys.executable} {script} {rate} {seconds}"
+
+
+def _delay_recorder(delays: list[float]) -> Callable[[bytes, float], None]:
+    def record(chunk: bytes, now: float) -> None:
+        wall = time.time_ns()
+        for match in _STAMP.finditer(chunk):
+            delays.append((wall - int(match[1])) / 1e9)
+
+    return record
+
+
+async def b3_fanout(
+    stack: Stack, counts: list[int], direct_max: int, rate: int, seconds: float
+) -> list[Row]:
+    agent = stack.agents["b3"]
+    rows: list[Row] = []
+    for count in counts:
+        result: dict[str, dict[str, float]] = {}
+        for side in ("gateway", "direct"):
+            if side == "direct" and count > direct_max:
+                continue
+            opener = stack.viewer if side == "gateway" else stack.direct
+            delays: list[list[float]] = [[] for _ in range(count)]
+            clients = [opener(agent.name) for _ in range(count)]
+            for client, mine in zip(clients, delays, strict=True):
+                client.on_output = _delay_recorder(mine)
+            server = await agent.tmux_server_pid()
+            clock = (
+                CpuClock(lambda: [stack.gateway.pid])  # type: ignore[union-attr]
+                if side == "gateway"
+                else CpuClock(lambda tmux=server: [*agent.ttyd_pids(), tmux])
+            )
+            async with many(clients):
+                await asyncio.sleep(0.5)
+                rss_before = rss_bytes(stack.gateway.pid) if stack.gateway else 0
+                clock.start()
+                await agent.run(_stamper(stack.folder, rate, seconds))
+                await asyncio.sleep(seconds + 1.0)
+                used = clock.read()
+                rss_after = rss_bytes(stack.gateway.pid) if stack.gateway else 0
+            p99s = [percentile(d, 99) for d in delays if d]
+            result[side] = {
+                "p99": percentile(p99s, 99) * 1000 if p99s else float("nan"),
+                "cpu": used / count,
+                "rss": (rss_after - rss_before) / count,
+            }
+            await agent.run("clear")
+            await asyncio.sleep(0.3)
+        direct = result.get("direct")
+        note = "" if direct else f"no direct run above {direct_max} viewers (a tmux client each)"
+        rows.append(
+            row(
+                "B3",
+                f"{count} viewers: delivery p99",
+                result["gateway"]["p99"],
+                direct and direct["p99"],
+                "ms",
+                note,
+            )
+        )
+        rows.append(
+            row(
+                "B3",
+                f"{count} viewers: CPU per viewer",
+                result["gateway"]["cpu"] * 1000,
+                direct and direct["cpu"] * 1000,
+                "ms",
+                "gateway process vs ttyd + its tmux clients + tmux server",
+            )
+        )
+        rows.append(
+            row(
+                "B3",
+                f"{count} viewers: memory per viewer",
+                result["gateway"]["rss"] / 1024,
+                None,
+                "KiB",
+                "gateway RSS growth",
+            )
+        )
+    return rows
+
+
+# --- B5 reconnect ------------------------------------------------------------------------------
+
+
+async def b5_reconnect(stack: Stack, tries: int) -> list[Row]:
+    agent = stack.agents["b5"]
+    await agent.run(f"cat {stack.folder / 'b5-screen.txt'}")
+    await asyncio.sleep(0.5)
+    rows: list[Row] = []
+    for condition in ("idle", "flood"):
+        if condition == "flood":
+            await agent.run("while :; do cat /etc/services; done")
+            await asyncio.sleep(0.5)
+        times: dict[str, list[float]] = {"gateway": [], "direct": []}
+        sizes: list[int] = []
+        for side in ("gateway", "direct"):
+            for _ in range(tries):
+                client = stack.viewer(agent.name) if side == "gateway" else stack.direct(agent.name)
+                client.keep = True
+                started = time.monotonic()
+                async with client:
+                    if side == "gateway":
+                        # The first output frame is the whole screen (ESC c + snapshot).
+                        await client.wait_for(lambda c: c.received > 0, 10)
+                        sizes.append(client.received)
+                    else:
+                        # tmux redraws a new client's whole window: wait for the last row.
+                        await client.wait_for(lambda c: _full_redraw(c.output, agent), 10)
+                    times[side].append(time.monotonic() - started)
+        size = f"{agent.local.columns}x{agent.local.rows}"
+        for q in (50, 99):
+            rows.append(
+                row(
+                    "B5",
+                    f"open to full screen p{q}, {condition} ({size})",
+                    percentile(times["gateway"], q) * 1000,
+                    percentile(times["direct"], q) * 1000,
+                    "ms",
+                )
+            )
+        rows.append(
+            row("B5", f"snapshot size, {condition}", percentile(sizes, 50) / 1024, None, "KiB")
+        )
+        if condition == "flood":
+            await agent.local.tmux("send-keys", "-t", agent.name, "C-c")
+    return rows
+
+
+def _full_redraw(output: bytearray, agent: Agent) -> bool:
+    """tmux has drawn a new client's whole window: enough cells, then the cursor shown."""
+    enough = len(output) >= agent.local.columns * agent.local.rows // 8
+    return enough and b"\x1b[?25h" in output
+
+
+def b5_screen(columns: int, rows: int) -> bytes:
+    rng = random.Random(5)
+    lines = []
+    for y in range(rows - 2):
+        cells = "".join(
+            f"\x1b[38;5;{rng.randrange(256)}m{chr(0x41 + (x + y) % 26)}" for x in range(columns - 1)
+        )
+        lines.append(cells + "\x1b[0m")
+    return ("\n".join(lines) + "\n").encode()
+
+
+# --- B7 emulator throughput ------------------------------------------------------------------
+
+
+def b7_emulator(size: int) -> list[Row]:
+    streams = {"plain": plain_text(size), "colour": colour_text(size)}
+    redraws = sorted(FIXTURES.glob("*.bin")) if FIXTURES.is_dir() else []
+    if redraws:
+        data = b"".join(path.read_bytes() for path in redraws)
+        streams["agent TUIs (fixtures)"] = (data * (size // max(1, len(data)) + 1))[:size]
+    rows = []
+    for name, data in streams.items():
+        screen = Screen(120, 40)
+        started = time.process_time()
+        for start in range(0, len(data), 4096):
+            screen.feed(data[start : start + 4096])
+        used = time.process_time() - started
+        rows.append(
+            row(
+                "B7",
+                f"pyte backend, {name}",
+                len(data) / used / 1e6,
+                None,
+                "MB/s",
+                "CPU-bound, one core",
+            )
+        )
+    return rows

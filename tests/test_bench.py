@@ -1,0 +1,42 @@
+"""The benchmark's own helpers: numbers it reports must mean what they say."""
+
+from __future__ import annotations
+
+import os
+
+from bench.harness import cpu_seconds, percentile
+from bench.workloads import Marker, colour_text, plain_text
+
+
+def test_percentiles_pick_from_the_sorted_values() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) in (50.0, 51.0)
+    assert percentile(values, 99) == 99.0
+    assert percentile(list(reversed(values)), 0) == 1.0
+    assert percentile([], 50) != percentile([], 50)  # NaN: nothing measured
+
+
+def test_a_marker_split_across_chunks_is_seen_once_when_it_completes() -> None:
+    marker = Marker("B1-DONE-42")
+    marker(b"output... B1-DO", 1.0)
+    assert marker.at is None
+    marker(b"NE-42\r\n", 2.0)
+    assert marker.at == 2.0
+    marker(b"B1-DONE-42", 3.0)
+    assert marker.at == 2.0
+
+
+def test_streams_are_whole_lines_of_the_asked_size() -> None:
+    for make in (plain_text, colour_text):
+        data = make(100_000)
+        assert 99_000 < len(data) <= 100_000
+        assert data.endswith(b"\n")
+        assert make(100_000) == data  # seeded: every run measures the same bytes
+    # No escape sequence is cut at the end (it would swallow the end marker).
+    assert colour_text(100_000).rsplit(b"\n", 2)[-2].endswith(b"\x1b[0m")
+
+
+def test_cpu_seconds_grow_with_work() -> None:
+    before = cpu_seconds(os.getpid())
+    sum(i * i for i in range(2_000_000))
+    assert cpu_seconds(os.getpid()) > before
