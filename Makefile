@@ -49,6 +49,7 @@ $(BUNDLE): $(NPM_STAMP) $(wildcard static/src/*)
 
 # The gateway against direct ttyd, same run: prints a table, writes bench/results/latest.json.
 bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

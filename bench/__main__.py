@@ -23,8 +23,10 @@ from .workloads import (
     b1_throughput,
     b2_echo,
     b3_fanout,
+    b4_slow_viewer,
     b5_reconnect,
     b5_screen,
+    b6_many_agents,
     b7_emulator,
 )
 
@@ -48,13 +50,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def run(quick: bool) -> list[Row]:
+async def run(quick: bool, only: set[str]) -> list[Row]:
     stack = Stack()
     rows: list[Row] = []
     try:
         for name in ("b1", "b2", "flood", "b3"):
             await stack.add_agent(name)
         await stack.add_agent("b5", columns=200, rows=60)
+        many_agents = [f"m{n}" for n in range(10 if quick else 50)]
+        for name in many_agents:
+            await stack.add_agent(name, columns=80, rows=24)
         (stack.folder / "b5-screen.txt").write_bytes(b5_screen(200, 60))
         await stack.start_gateway()
         steps = [
@@ -70,13 +75,19 @@ async def run(quick: bool) -> list[Row]:
                     seconds=2 if quick else 5,
                 ),
             ),
+            ("B4", b4_slow_viewer(stack, 10 if quick else 100, 1_000_000, 2 if quick else 5)),
             ("B5", b5_reconnect(stack, 5 if quick else 30)),
+            ("B6", b6_many_agents(stack, many_agents, 200_000, 3 if quick else 5)),
         ]
         for name, step in steps:
+            if only and name not in only:
+                step.close()  # never awaited: not a leak, not a warning
+                continue
             started = time.monotonic()
             rows += await step
             print(f"  {name} done in {time.monotonic() - started:.0f}s", flush=True)
-        rows += b7_emulator(300_000 if quick else 2_000_000)
+        if not only or "B7" in only:
+            rows += b7_emulator(300_000 if quick else 2_000_000)
     finally:
         await stack.aclose()
     return rows
@@ -112,9 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="B2", help="run only these workloads"
+    )
     args = parser.parse_args()
     started = time.monotonic()
-    rows = asyncio.run(run(args.quick))
+    rows = asyncio.run(run(args.quick, {name.upper() for name in args.only}))
     report = {
         "machine": machine(),
         "quick": args.quick,

@@ -146,8 +146,6 @@ class Stack:
             "[server]",
             f'listen = "127.0.0.1:{self.port}"',
             f'state_dir = "{self.folder / "state"}"',
-            # Generous bounds: the benchmark measures delivery, not resyncs.
-            "viewer_queue_bytes = 4194304",
         ]
         for agent in self.agents.values():
             lines += [
@@ -225,6 +223,8 @@ class Client:
     keep: bool = False
     # Read at most this many bytes per second (a slow viewer), or 0 for no limit.
     read_rate: int = 0
+    # A small kernel receive buffer, so reading slowly pushes back at once.
+    receive_buffer: int = 0
     on_output: Callable[[bytes, float], None] | None = None
     received: int = 0
     output: bytearray = field(default_factory=bytearray)
@@ -239,14 +239,18 @@ class Client:
             "max_size": None,
             "open_timeout": 20,
             "ping_interval": None,
+            # Hold few frames, so a slow reader is slow all the way down.
+            "max_queue": 4,
         }
+        if self.receive_buffer:
+            common["sock"] = self._small_socket()
         if self.gateway is not None:
             url = f"ws://127.0.0.1:{self.gateway.port}/agents/{self.agent}/ws"
             self._ws = await connect(url, origin=self.gateway.origin, proxy=None, **common)  # type: ignore[arg-type]
             await self._ws.send(ttyd.Handshake("").serialize())
         else:
             assert self.direct is not None
-            path = str(self.direct.local.ttyd_socket)
+            path = None if self.receive_buffer else str(self.direct.local.ttyd_socket)
             self._ws = await unix_connect(path, uri="ws://localhost/ws", **common)
             local = self.direct.local
             await self._ws.send(ttyd.Handshake("", local.columns, local.rows).serialize())
@@ -261,6 +265,20 @@ class Client:
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2)
+
+    def _small_socket(self) -> socket.socket:
+        if self.gateway is not None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            address: Any = ("127.0.0.1", self.gateway.port)
+        else:
+            assert self.direct is not None
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address = str(self.direct.local.ttyd_socket)
+        # Before connecting, so TCP's window is sized by it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        sock.connect(address)
+        sock.setblocking(False)
+        return sock
 
     async def _read(self) -> None:
         assert self._ws is not None

@@ -9,6 +9,7 @@ printed.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import random
 import re
 import sys
@@ -301,6 +302,133 @@ async def b3_fanout(
     return rows
 
 
+# --- B4 slow viewer --------------------------------------------------------------------------
+
+
+async def _metric(stack: Stack, name: str, agent: str) -> float:
+    """One sample of the gateway's /metrics (open mode: no login needed)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    body = (await reader.read()).decode()
+    writer.close()
+    needle = f'{name}{{agent="{agent}"}} '
+    for line in body.splitlines():
+        if line.startswith(needle):
+            return float(line[len(needle) :])
+    return float("nan")
+
+
+async def b4_slow_viewer(stack: Stack, count: int, rate: int, seconds: float) -> list[Row]:
+    agent = stack.agents["b3"]
+    p99: dict[tuple[str, bool], float] = {}
+    slow_queue = 0.0
+    resyncs = 0.0
+    for side in ("gateway", "direct"):
+        opener = stack.viewer if side == "gateway" else stack.direct
+        for with_slow in (False, True):
+            delays: list[list[float]] = [[] for _ in range(count - 1)]
+            clients = [opener(agent.name) for _ in range(count - 1)]
+            for client, mine in zip(clients, delays, strict=True):
+                client.on_output = _delay_recorder(mine)
+            if with_slow:
+                slow = opener(agent.name)
+                slow.read_rate = 50_000
+                slow.receive_buffer = 16_384
+                clients.append(slow)
+            async with many(clients):
+                await asyncio.sleep(0.5)
+                if side == "gateway" and with_slow:
+                    resyncs = -await _metric(stack, "gateway_agent_resyncs_total", agent.name)
+                await agent.run(_stamper(stack.folder, rate, seconds))
+                deadline = time.monotonic() + seconds + 1.0
+                while time.monotonic() < deadline:
+                    if side == "gateway" and with_slow:
+                        queued = await _metric(
+                            stack, "gateway_agent_viewer_queue_bytes_max", agent.name
+                        )
+                        slow_queue = max(slow_queue, queued)
+                    await asyncio.sleep(0.25)
+                if side == "gateway" and with_slow:
+                    resyncs += await _metric(stack, "gateway_agent_resyncs_total", agent.name)
+            p99s = [percentile(d, 99) for d in delays if d]
+            p99[(side, with_slow)] = percentile(p99s, 99) * 1000 if p99s else float("nan")
+            await agent.run("clear")
+            await asyncio.sleep(0.3)
+    return [
+        row(
+            "B4",
+            f"{count - 1} normal viewers: p99 without a slow one",
+            p99[("gateway", False)],
+            p99[("direct", False)],
+            "ms",
+        ),
+        row(
+            "B4",
+            f"{count - 1} normal viewers: p99 beside one at 50 KB/s",
+            p99[("gateway", True)],
+            p99[("direct", True)],
+            "ms",
+        ),
+        row(
+            "B4",
+            "the slow viewer's queue, largest seen",
+            slow_queue / 1024,
+            None,
+            "KiB",
+            "bounded by server.viewer_queue_bytes (512 KiB); loopback TCP buffers MBs first",
+        ),
+        row("B4", "the slow viewer's resyncs", resyncs, None, "", "backlog dropped, snapshot sent"),
+    ]
+
+
+# --- B6 many agents ----------------------------------------------------------------------------
+
+
+async def _loop_lag_buckets(stack: Stack) -> dict[float, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+    writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    body = (await reader.read()).decode()
+    writer.close()
+    buckets = {}
+    for line in body.splitlines():
+        if line.startswith("gateway_event_loop_lag_seconds_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def _bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding the q-quantile of what was observed in between."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    for bound, cumulative in counts:
+        if total and cumulative >= q / 100 * total:
+            return bound
+    return float("nan")
+
+
+async def b6_many_agents(stack: Stack, names: list[str], rate: int, seconds: float) -> list[Row]:
+    assert stack.gateway is not None
+    clock = stack.gateway_cpu()
+    before = await _loop_lag_buckets(stack)
+    clock.start()
+    await asyncio.gather(
+        *(stack.agents[name].run(_stamper(stack.folder, rate, seconds)) for name in names)
+    )
+    await asyncio.sleep(seconds + 1.0)
+    used = clock.read()
+    after = await _loop_lag_buckets(stack)
+    for name in names:
+        await stack.agents[name].run("clear")
+    note = f"{len(names)} agents x {rate // 1000} KB/s, no viewers; histogram bucket bound"
+    return [
+        row(
+            "B6", "event-loop lag p99", _bucket_quantile(before, after, 99) * 1000, None, "ms", note
+        ),
+        row("B6", "gateway CPU", used / seconds, None, "cores", note),
+    ]
+
+
 # --- B5 reconnect ------------------------------------------------------------------------------
 
 
@@ -368,27 +496,53 @@ def b5_screen(columns: int, rows: int) -> bytes:
 # --- B7 emulator throughput ------------------------------------------------------------------
 
 
+def _backends() -> dict[str, Callable[[], Callable[[bytes], object]]]:
+    """Emulators to measure: ours (pyte grid + our parser), and native ones if installed.
+
+    The native ones are candidates (issue 6, item 3), measured on feeding
+    alone; they are not behind the gateway's screen interface yet.
+    """
+
+    def ours() -> Callable[[bytes], object]:
+        return Screen(120, 40).feed
+
+    backends = {"gateway Screen (pyte)": ours}
+    try:
+        import avt
+
+        def asciinema_avt() -> Callable[[bytes], object]:
+            vt = avt.Vt(120, 40)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            return lambda data: vt.feed_str(decoder.decode(data))
+
+        backends["pyavt (asciinema avt)"] = asciinema_avt
+    except ImportError:
+        pass
+    try:
+        import pyghostty
+
+        def ghostty() -> Callable[[bytes], object]:
+            return pyghostty.Terminal(120, 40, scrollback=0).feed
+
+        backends["pyghostty (libghostty-vt)"] = ghostty
+    except ImportError:
+        pass
+    return backends
+
+
 def b7_emulator(size: int) -> list[Row]:
     streams = {"plain": plain_text(size), "colour": colour_text(size)}
     redraws = sorted(FIXTURES.glob("*.bin")) if FIXTURES.is_dir() else []
     if redraws:
         data = b"".join(path.read_bytes() for path in redraws)
-        streams["agent TUIs (fixtures)"] = (data * (size // max(1, len(data)) + 1))[:size]
+        streams["agent TUIs"] = (data * (size // max(1, len(data)) + 1))[:size]
     rows = []
-    for name, data in streams.items():
-        screen = Screen(120, 40)
-        started = time.process_time()
-        for start in range(0, len(data), 4096):
-            screen.feed(data[start : start + 4096])
-        used = time.process_time() - started
-        rows.append(
-            row(
-                "B7",
-                f"pyte backend, {name}",
-                len(data) / used / 1e6,
-                None,
-                "MB/s",
-                "CPU-bound, one core",
-            )
-        )
+    for backend, make in _backends().items():
+        for name, data in streams.items():
+            feed = make()
+            started = time.process_time()
+            for start in range(0, len(data), 4096):
+                feed(data[start : start + 4096])
+            used = max(time.process_time() - started, 1e-9)
+            rows.append(row("B7", f"{backend}, {name}", len(data) / used / 1e6, None, "MB/s"))
     return rows

@@ -54,6 +54,9 @@ class FleetCollector(Collector):
         resyncs = counter("gateway_agent_resyncs", "Viewers resynced by snapshot")
         viewers = gauge("gateway_agent_viewers", "Viewers connected now")
         lag = gauge("gateway_agent_emulator_lag_bytes", "Output not yet emulated")
+        queued = gauge(
+            "gateway_agent_viewer_queue_bytes_max", "The longest viewer queue (a lagging viewer)"
+        )
         up = gauge("gateway_agent_up", "1 while connected to ttyd")
         for hub in self._fleet:
             stats = hub.statistics()
@@ -66,8 +69,9 @@ class FleetCollector(Collector):
             resyncs.add_metric(labels, stats.resyncs)
             viewers.add_metric(labels, stats.viewers)
             lag.add_metric(labels, stats.offset - stats.emulated_offset)
+            queued.add_metric(labels, max((v.queued_bytes for v in hub.viewers), default=0))
             up.add_metric(labels, 1 if stats.state == "connected" else 0)
-        yield from (bytes_in, published, to_viewers, connects, resyncs, viewers, lag, up)
+        yield from (bytes_in, published, to_viewers, connects, resyncs, viewers, lag, queued, up)
 
 
 class Metrics:

@@ -54,6 +54,7 @@ async def test_agent_figures_follow_what_happens(
     ):
         assert after[(name, who)] > before[(name, who)], name
     assert after[("gateway_agent_emulator_lag_bytes", who)] >= 0
+    assert after[("gateway_agent_viewer_queue_bytes_max", who)] >= 0
     await terminal.close()
 
 
