@@ -50,6 +50,9 @@ $(BUNDLE): $(NPM_STAMP) $(wildcard static/src/*)
 # The gateway against direct ttyd, same run: prints a table, writes bench/results/latest.json.
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq nginx-light || apt-get install -y -qq nginx; \
+	  else echo "no nginx: the reverse-proxy baseline is skipped (apt-get install nginx)"; fi; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

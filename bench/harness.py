@@ -116,6 +116,8 @@ class Stack:
         self.gateway: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._ttyd: Path | None = None
+        self.nginx: subprocess.Popen[bytes] | None = None
+        self.nginx_port = 0
 
     async def add_agent(
         self, name: str, command: Sequence[str] | None = None, **size: int
@@ -174,6 +176,77 @@ class Stack:
             async with self.viewer(agent.name) as client:
                 await client.wait_for(lambda c: c.received > 0, 10)
 
+    def start_nginx(self) -> bool:
+        """Debian's nginx as a plain WebSocket reverse proxy to each ttyd (the baseline)."""
+        binary = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+        )
+        if binary is None:
+            return False
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.nginx_port = probe.getsockname()[1]
+        here = self.folder / "nginx"
+        here.mkdir()
+        locations = "".join(
+            f"""
+        location /{agent.name}/ {{
+            proxy_pass http://unix:{agent.local.ttyd_socket}:/;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+        }}"""
+            for agent in self.agents.values()
+        )
+        temp = " ".join(
+            f"{kind}_temp_path {here / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (here / "nginx.conf").write_text(
+            f"""daemon off;
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+pid {here / "nginx.pid"};
+error_log {here / "error.log"};
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    {temp}
+    server {{
+        listen 127.0.0.1:{self.nginx_port};{locations}
+    }}
+}}
+"""
+        )
+        self.nginx = subprocess.Popen(
+            [binary, "-p", str(here), "-c", str(here / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.nginx_port)) == 0:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def via_nginx(self, agent: str) -> Client:
+        return Client(nginx=self, direct=self.agents[agent], agent=agent)
+
+    def open(self, side: str, agent: str) -> Client:
+        """A viewer of ``agent`` on one side: gateway, direct or nginx."""
+        if side == "gateway":
+            return self.viewer(agent)
+        if side == "nginx":
+            return self.via_nginx(agent)
+        return self.direct(agent)
+
+    def sides(self) -> tuple[str, ...]:
+        return ("gateway", "direct", "nginx") if self.nginx is not None else ("gateway", "direct")
+
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -190,6 +263,10 @@ class Stack:
         return Client(direct=self.agents[agent], agent=agent)
 
     async def aclose(self) -> None:
+        if self.nginx is not None:
+            self.nginx.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.nginx.wait(10)
         if self.gateway is not None:
             self.gateway.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -220,6 +297,8 @@ class Client:
     agent: str
     gateway: Stack | None = None
     direct: Agent | None = None
+    # Through nginx to ``direct``'s ttyd (the plain reverse-proxy baseline).
+    nginx: Stack | None = None
     keep: bool = False
     # Read at most this many bytes per second (a slow viewer), or 0 for no limit.
     read_rate: int = 0
@@ -248,6 +327,12 @@ class Client:
             url = f"ws://127.0.0.1:{self.gateway.port}/agents/{self.agent}/ws"
             self._ws = await connect(url, origin=self.gateway.origin, proxy=None, **common)  # type: ignore[arg-type]
             await self._ws.send(ttyd.Handshake("").serialize())
+        elif self.nginx is not None:
+            assert self.direct is not None
+            url = f"ws://127.0.0.1:{self.nginx.nginx_port}/{self.agent}/ws"
+            self._ws = await connect(url, proxy=None, **common)
+            local = self.direct.local
+            await self._ws.send(ttyd.Handshake("", local.columns, local.rows).serialize())
         else:
             assert self.direct is not None
             path = None if self.receive_buffer else str(self.direct.local.ttyd_socket)

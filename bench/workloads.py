@@ -27,13 +27,20 @@ FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 
 
 def row(
-    workload: str, metric: str, gateway: float, direct: float | None, unit: str, note: str = ""
+    workload: str,
+    metric: str,
+    gateway: float,
+    direct: float | None,
+    unit: str,
+    note: str = "",
+    nginx: float | None = None,
 ) -> Row:
     return {
         "workload": workload,
         "metric": metric,
         "gateway": gateway,
         "direct": direct,
+        "nginx": nginx,
         "unit": unit,
         "note": note,
     }
@@ -101,8 +108,8 @@ async def b1_throughput(stack: Stack, size: int) -> list[Row]:
         path.write_bytes(make(size))
         seconds: dict[str, float] = {}
         cpu: dict[str, float] = {}
-        for side in ("gateway", "direct"):
-            client = stack.viewer(agent.name) if side == "gateway" else stack.direct(agent.name)
+        for side in stack.sides():
+            client = stack.open(side, agent.name)
             n = random.randrange(10**5, 10**6)
             marker = Marker(f"B1-DONE-{n}")
             client.on_output = marker
@@ -125,6 +132,7 @@ async def b1_throughput(stack: Stack, size: int) -> list[Row]:
                 seconds["gateway"],
                 seconds["direct"],
                 "s",
+                nginx=seconds.get("nginx"),
             )
         )
         rows.append(
@@ -168,10 +176,9 @@ async def b2_echo(stack: Stack, keystrokes: int) -> list[Row]:
     rows: list[Row] = []
     for condition in ("idle", "flood"):
         results: dict[str, list[float]] = {}
-        for side in ("gateway", "direct"):
-            opener = stack.viewer if side == "gateway" else stack.direct
-            flood_viewer = opener(flood.name)
-            async with opener(agent.name) as client, flood_viewer:
+        for side in stack.sides():
+            flood_viewer = stack.open(side, flood.name)
+            async with stack.open(side, agent.name) as client, flood_viewer:
                 if condition == "flood":
                     await flood.run("while :; do cat /etc/services; done")
                     await asyncio.sleep(0.5)
@@ -189,6 +196,7 @@ async def b2_echo(stack: Stack, keystrokes: int) -> list[Row]:
                     percentile(results["direct"], q) * 1000,
                     "ms",
                     "" if condition == "idle" else "another agent floods, watched",
+                    nginx=percentile(results["nginx"], q) * 1000 if "nginx" in results else None,
                 )
             )
     await agent.local.tmux("send-keys", "-t", agent.name, "C-c")
@@ -441,11 +449,11 @@ async def b5_reconnect(stack: Stack, tries: int) -> list[Row]:
         if condition == "flood":
             await agent.run("while :; do cat /etc/services; done")
             await asyncio.sleep(0.5)
-        times: dict[str, list[float]] = {"gateway": [], "direct": []}
+        times: dict[str, list[float]] = {side: [] for side in stack.sides()}
         sizes: list[int] = []
-        for side in ("gateway", "direct"):
+        for side in stack.sides():
             for _ in range(tries):
-                client = stack.viewer(agent.name) if side == "gateway" else stack.direct(agent.name)
+                client = stack.open(side, agent.name)
                 client.keep = True
                 started = time.monotonic()
                 async with client:
@@ -466,6 +474,7 @@ async def b5_reconnect(stack: Stack, tries: int) -> list[Row]:
                     percentile(times["gateway"], q) * 1000,
                     percentile(times["direct"], q) * 1000,
                     "ms",
+                    nginx=percentile(times["nginx"], q) * 1000 if "nginx" in times else None,
                 )
             )
         rows.append(
