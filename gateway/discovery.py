@@ -319,7 +319,7 @@ class Discovery:
                     self._call(self._dirty.set)
                 reason = "the Docker event stream ended"
             except (DockerException, RequestException, OSError, ValueError) as exc:
-                reason = _describe(exc)
+                reason = _reason(exc)
             except Exception:
                 log.exception("docker discovery: unexpected error")
                 reason = "internal error (see the gateway log)"
@@ -368,7 +368,7 @@ class Discovery:
             try:
                 await self.reconcile()
             except Exception as exc:  # the daemon went away mid-list: the thread notices
-                log.warning("docker: reconcile failed: %s", _describe(exc))
+                log.warning("docker: reconcile failed: %s", _reason(exc))
 
     async def reconcile(self) -> None:
         """List the labelled containers and bring the fleet in line with them."""
@@ -431,7 +431,7 @@ def _reconnect_needed(had: Desired | None, want: Desired) -> bool:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     # requests' messages nest the whole connection pool story; the first line is enough.
     return text.splitlines()[0][:300]
