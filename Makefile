@@ -9,12 +9,12 @@ STAMP  := $(VENV)/.installed-stamp
 NPM_STAMP := static/node_modules/.installed-stamp
 BUNDLE := static/dist/terminal.js
 
-.PHONY: run test test-py test-js lint types bench setup system clean
+.PHONY: run test test-py test-js lint types bench setup system test-system clean
 
 run: setup
 	$(BIN)/gateway serve --demo
 
-test: setup
+test: setup test-system
 	$(BIN)/pytest $(PYTEST_ARGS)
 	cd static && npm test
 
@@ -33,6 +33,20 @@ system:
 	@command -v tmux >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tmux; \
 	  else echo "please install tmux (apt-get install tmux)"; exit 1; fi; }
+
+# What the tests add (Docker discovery, the deploy/ check, the browser tests):
+# a Docker Engine, busybox-static for its test image, docker-compose and
+# Chromium. Installed as root; otherwise said, and those tests skip.
+TEST_PACKAGES := dockerd:docker.io docker-compose:docker-compose /usr/bin/chromium:chromium
+test-system:
+	@missing=""; \
+	for pair in $(TEST_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "not installed:$$missing (apt-get install as root); the tests that need them will skip"; fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
