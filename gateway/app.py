@@ -18,7 +18,6 @@ On shutdown every open WebSocket is closed with 1001 (going away) first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import shutil
@@ -59,6 +58,7 @@ from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
 from .logs import LogHub
 from .shares import ShareStore
+from .tasks import running
 from .upstream import Target
 
 log = logging.getLogger(__name__)
@@ -217,13 +217,8 @@ async def _activity(app: web.Application) -> AsyncIterator[None]:
                     data = {"id": hub.agent_id, "bytes_out": hub.offset, "title": hub.title}
                     app[EVENTS].publish("activity", data, agent=hub.agent_id)
 
-    task = asyncio.create_task(watch(), name="activity")
-    try:
+    async with running(watch(), "activity"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _container_changed(app: web.Application, agent_id: str) -> None:

@@ -44,6 +44,7 @@ from requests.exceptions import RequestException
 from .config import AGENT_ID, DockerSettings
 from .errors import ConfigError
 from .hub import Fleet, Hub
+from .tasks import cancel
 from .upstream import Backoff, Target
 
 log = logging.getLogger(__name__)
@@ -294,9 +295,7 @@ class Discovery:
             with contextlib.suppress(Exception):
                 stream.close()
         if self._reconciler is not None:
-            self._reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconciler
+            await cancel(self._reconciler)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, API_TIMEOUT)
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from . import ttyd
 from .errors import AgentNotFound, UpstreamUnavailable
 from .screen import Screen
+from .tasks import cancel
 from .upstream import Backoff, Target, Upstream, UpstreamState, UpstreamStatistics
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ class Hub:
             viewer.close(code)
         await self._disconnect()
         if self._emulator is not None:
-            await _cancel(self._emulator)
+            await cancel(self._emulator)
             self._emulator = None
 
     async def set_target(
@@ -294,7 +295,7 @@ class Hub:
 
     async def _disconnect(self) -> None:
         if self._connection is not None:
-            await _cancel(self._connection)
+            await cancel(self._connection)
             self._connection = None
 
     # --- viewers -------------------------------------------------------------
@@ -531,9 +532,3 @@ class Fleet:
     def _notify(self, change: FleetChange, hub: Hub) -> None:
         for listener in self.listeners:
             listener(change, hub)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

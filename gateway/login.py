@@ -13,7 +13,6 @@ Ending a session (logout, timeout, the user gone) closes its WebSockets with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -24,6 +23,7 @@ from aiohttp import WSCloseCode, web
 from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES
 from .auth import Role, User
 from .errors import LoginFailed, LoginThrottled
+from .tasks import running
 
 log = logging.getLogger(__name__)
 
@@ -253,13 +253,8 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
                 if auth.sessions.get(session_id, touch=False) is None:
                     await end_session(app, session_id)
 
-    task = asyncio.create_task(sweep(), name="session-sweeper")
-    try:
+    async with running(sweep(), "session-sweeper"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def setup(app: web.Application) -> None:

@@ -15,7 +15,6 @@ open mode, where everyone is an operator on loopback anyway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -26,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .hub import Fleet
+from .tasks import running
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -145,10 +145,5 @@ async def watch_loop_lag(metrics: Metrics) -> AsyncIterator[None]:
             await asyncio.sleep(LAG_INTERVAL)
             metrics.loop_lag.observe(max(0.0, loop.time() - before - LAG_INTERVAL))
 
-    task = asyncio.create_task(sample(), name="loop-lag")
-    try:
+    async with running(sample(), "loop-lag"):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
