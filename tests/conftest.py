@@ -56,6 +56,15 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+async def equals(value: Awaitable[object], expected: object) -> bool:
+    """For ``eventually``: does this query (a tmux command, a page script) answer ``expected``?"""
+    return await value == expected
+
+
+async def contains(text: Awaitable[str], needle: str) -> bool:
+    return needle in await text
+
+
 # --- REQUIRE_ALL: in CI a skipped test is a failed test ----------------------
 
 _skipped: list[str] = []

@@ -11,14 +11,19 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Page, expect
 
-from gateway.appkeys import SOCKETS
 from gateway.auth import Role, User, hash_password
-from gateway.config import DockerSettings
 from gateway.local import LocalAgent
-from gateway.sse import EventStream
 
 from .browser import Browsers, screen_text
-from .conftest import AgentFactory, GatewayFactory, eventually, origin_of, timeout
+from .conftest import (
+    AgentFactory,
+    GatewayFactory,
+    contains,
+    equals,
+    eventually,
+    origin_of,
+    timeout,
+)
 
 
 async def ready_shell(make_agent: AgentFactory, name: str) -> LocalAgent:
@@ -87,7 +92,7 @@ async def test_wall_then_terminal_typing_reaches_tmux(
         "data-ok", "false"
     )
     await expect(page.locator("#command-summary")).to_have_text("sent to 1 of 2")
-    await eventually(lambda: _contains(alpha.capture(), "\nbroadcast-25\n"), message="alpha ran it")
+    await eventually(lambda: contains(alpha.capture(), "\nbroadcast-25\n"), message="alpha ran it")
     await beta.start_ttyd()
 
     phone = await browsers.page("phone", viewport={"width": 390, "height": 844})
@@ -105,7 +110,7 @@ async def test_wall_then_terminal_typing_reaches_tmux(
     await expect(page.locator("#mode")).to_be_hidden()
     # The page takes the agent's size; it does not impose the window's.
     await eventually(
-        lambda: _equals_async(page.evaluate("[gateway.term.cols, gateway.term.rows]"), [100, 30]),
+        lambda: equals(page.evaluate("[gateway.term.cols, gateway.term.rows]"), [100, 30]),
         message="xterm.js at the agent's size",
     )
     assert await alpha.pane_size() == (100, 30)
@@ -122,9 +127,11 @@ async def test_wall_then_terminal_typing_reaches_tmux(
 
     # An operator may fit the agent to the window: the agent, then the page, change size.
     await page.click("#fit")
-    await eventually(
-        lambda: _differs_async(alpha.pane_size(), (100, 30)), message="agent resized to window"
-    )
+
+    async def resized() -> bool:
+        return await alpha.pane_size() != (100, 30)
+
+    await eventually(resized, message="agent resized to window")
 
 
 async def test_an_upstream_outage_shows_and_the_screen_comes_back_exactly(
@@ -204,73 +211,3 @@ async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
     await expect(guest.locator("#status")).to_have_attribute("data-state", "error")
     await expect(guest.locator("#status-text")).to_contain_text("ended this session")
     await expect(olga.locator("#share-list li")).to_have_count(0)
-
-
-async def _contains(text: Any, needle: str) -> bool:
-    return needle in await _resolve(text)
-
-
-async def _equals_async(value: Any, expected: Any) -> bool:
-    return await _resolve(value) == await _resolve(expected)
-
-
-async def _differs_async(value: Any, other: Any) -> bool:
-    return await _resolve(value) != await _resolve(other)
-
-
-async def _resolve(value: Any) -> Any:
-    return await value if hasattr(value, "__await__") else value
-
-
-async def test_the_logs_panel_streams_and_resumes_without_duplicates(
-    gateway: GatewayFactory, docker_engine: Any, containers: Any, browsers: Browsers
-) -> None:
-    client = await gateway(docker=DockerSettings(url=docker_engine.url))
-    box = containers.run("logger")
-    page = await browsers.page("operator")
-    await page.goto(url(client, "/agents/logger/"))
-    await expect(page.locator("#status")).to_have_attribute(
-        "data-state", "connected", timeout=timeout(20) * 1000
-    )
-    containers.log(box, "\x1b[32mgreen line\x1b[0m", "ERROR something broke")
-    await page.click("#logs-toggle")
-    rows = page.locator(".logs-row")
-    await expect(rows.filter(has_text="something broke")).to_have_count(1)
-    green = rows.filter(has_text="green line").locator(".logs-text span")
-    await expect(green).to_have_css("color", "rgb(13, 188, 121)")
-    await expect(rows.filter(has_text="something broke")).to_have_attribute("data-level", "error")
-    containers.log(box, "to stderr", stream=2)
-    await expect(rows.filter(has_text="to stderr")).to_have_attribute("data-stream", "stderr")
-    await browsers.screenshot(page, "logs")
-
-    # The gateway drops every event stream; lines written meanwhile arrive once.
-    for connection in list(client.app[SOCKETS]):
-        if isinstance(connection, EventStream):
-            await connection.close()
-    containers.log(box, *(f"during-{n}" for n in range(5)))
-    await expect(rows.filter(has_text="during-4")).to_have_count(1, timeout=timeout(15) * 1000)
-    texts = await page.evaluate("gateway.logs.buffer.lines.map((l) => l.line)")
-    assert len(texts) == len(set(texts)), "a line showed twice"
-    assert [t for t in texts if t.startswith("during-")] == [f"during-{n}" for n in range(5)]
-
-    # Filter, then a flood: 100,000 lines, and the DOM holds only what is in view.
-    await page.fill(".logs-filter", "during-3")
-    await expect(rows).to_have_count(1)
-    await page.fill(".logs-filter", "")
-    await page.evaluate(
-        """() => {
-            const logs = gateway.logs;
-            for (let n = 0; n < 100000; n++) {
-                logs.pending.push([`ffff-${n}`, {ts: "", stream: "stdout", line: `flood ${n}`}]);
-            }
-            logs.flush();
-        }"""
-    )
-    await expect(rows.last).to_contain_text("flood 99999")
-    assert await rows.count() < 200
-    await page.click(".logs-follow")  # pause, then look at the middle
-    await page.evaluate(
-        "() => { const view = document.querySelector('.logs-view');"
-        " view.scrollTop = view.scrollHeight / 2; }"
-    )
-    await expect(rows.filter(has_text="flood 5")).not_to_have_count(0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import WSMsgType
@@ -19,6 +18,7 @@ from .conftest import (
     AgentFactory,
     GatewayFactory,
     Terminal,
+    equals,
     eventually,
     open_terminal,
     timeout,
@@ -101,7 +101,7 @@ async def test_unknown_agent_is_404_json(agent: LocalAgent, gateway: GatewayFact
         assert response.status == 404, path
         body = await response.json()
         assert body["error"] == "not_found", path
-    await eventually(lambda: _equals(agent.client_count(), 1), message="one upstream, no more")
+    await eventually(lambda: equals(agent.client_count(), 1), message="one upstream, no more")
 
 
 async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory) -> None:
@@ -152,15 +152,11 @@ async def test_operator_resize_reaches_tmux(agent: LocalAgent, gateway: GatewayF
     viewer = await open_terminal(client, agent.name, 100, 30)
     await viewer.wait_text("$")
 
-    await eventually(lambda: _equals(agent.pane_size(), (100, 30)), message="handshake size")
+    await eventually(lambda: equals(agent.pane_size(), (100, 30)), message="handshake size")
     await viewer.ws.send_bytes(b'1{"columns": 100000, "rows": -4}')
     clamped = (ttyd.MAX_COLUMNS, ttyd.MIN_ROWS)
-    await eventually(lambda: _equals(agent.pane_size(), clamped), message="clamped size")
+    await eventually(lambda: equals(agent.pane_size(), clamped), message="clamped size")
     await viewer.close()
-
-
-async def _equals(value: Awaitable[object], expected: object) -> bool:
-    return await value == expected
 
 
 async def test_fifty_viewers_receive_the_same_bytes_in_order(
@@ -256,7 +252,7 @@ async def test_bad_frames_get_clean_close_codes(agent: LocalAgent, gateway: Gate
         pass
     assert ws.close_code == 1009
     # Bad viewers cost nothing upstream: still the gateway's one tmux client.
-    await eventually(lambda: _equals(agent.client_count(), 1), message="one upstream")
+    await eventually(lambda: equals(agent.client_count(), 1), message="one upstream")
 
 
 async def test_shutdown_closes_viewers_with_1001(

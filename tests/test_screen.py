@@ -717,9 +717,11 @@ def test_endless_dcs_and_csi_are_bounded() -> None:
     assert screen.text() == "ok\n\n"
 
 
+# Huge counts are clamped to the grid: a loop per unit would run for hours,
+# so a hang guard (not a speed claim: speed is `make bench`'s) catches it.
+@pytest.mark.timeout(60)
 def test_huge_parameters() -> None:
     screen = Screen(20, 5)
-    started = time.monotonic()
     for sequence in [
         b"\x1b[99999999999A",
         b"\x1b[1;99999999H",
@@ -740,7 +742,6 @@ def test_huge_parameters() -> None:
     ]:
         screen.feed(sequence)
         assert_round_trip(screen)
-    assert time.monotonic() - started < 5
 
 
 def test_garbage_does_not_crash() -> None:
