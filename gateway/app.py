@@ -4,15 +4,18 @@
 nothing else (no environment, no files but the ones settings name). The
 lifecycles run in ``cleanup_ctx`` order and unwind in reverse:
 
+0. the audit log and the share store (first in, last out);
 1. local agents (``--demo``): spawn tmux + ttyd in a private folder;
 2. the fleet: one :class:`~gateway.hub.Hub` per agent, connected upstream;
 3. Docker discovery (with ``[docker]``): adds, parks and removes hubs as
-   labelled containers come and go; stops before the fleet does.
+   labelled containers come and go; stops before the fleet does;
+4. background loops: ``activity`` events, the event-loop lag sampler, the
+   session sweeper, and SIGHUP reloading of users (with a config file).
 
 Changes of the fleet and of Docker's status are published on the event bus
 that ``GET /api/events`` reads.
 
-On shutdown every open WebSocket is closed with 1001 (going away) first.
+On shutdown every open WebSocket and event stream is closed first (1001).
 """
 
 from __future__ import annotations
