@@ -11,8 +11,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Page, expect
 
+from gateway.appkeys import SOCKETS
 from gateway.auth import Role, User, hash_password
+from gateway.config import DockerSettings
 from gateway.local import LocalAgent
+from gateway.sse import EventStream
 
 from .browser import Browsers, screen_text
 from .conftest import (
@@ -211,3 +214,57 @@ async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
     await expect(guest.locator("#status")).to_have_attribute("data-state", "error")
     await expect(guest.locator("#status-text")).to_contain_text("ended this session")
     await expect(olga.locator("#share-list li")).to_have_count(0)
+
+
+async def test_the_logs_panel_streams_and_resumes_without_duplicates(
+    gateway: GatewayFactory, docker_engine: Any, containers: Any, browsers: Browsers
+) -> None:
+    client = await gateway(docker=DockerSettings(url=docker_engine.url))
+    box = containers.run("logger")
+    page = await browsers.page("operator")
+    await page.goto(url(client, "/agents/logger/"))
+    await expect(page.locator("#status")).to_have_attribute(
+        "data-state", "connected", timeout=timeout(20) * 1000
+    )
+    containers.log(box, "\x1b[32mgreen line\x1b[0m", "ERROR something broke")
+    await page.click("#logs-toggle")
+    rows = page.locator(".logs-row")
+    await expect(rows.filter(has_text="something broke")).to_have_count(1)
+    green = rows.filter(has_text="green line").locator(".logs-text span")
+    await expect(green).to_have_css("color", "rgb(13, 188, 121)")
+    await expect(rows.filter(has_text="something broke")).to_have_attribute("data-level", "error")
+    containers.log(box, "to stderr", stream=2)
+    await expect(rows.filter(has_text="to stderr")).to_have_attribute("data-stream", "stderr")
+    await browsers.screenshot(page, "logs")
+
+    # The gateway drops every event stream; lines written meanwhile arrive once.
+    for connection in list(client.app[SOCKETS]):
+        if isinstance(connection, EventStream):
+            await connection.close()
+    containers.log(box, *(f"during-{n}" for n in range(5)))
+    await expect(rows.filter(has_text="during-4")).to_have_count(1, timeout=timeout(15) * 1000)
+    texts = await page.evaluate("gateway.logs.buffer.lines.map((l) => l.line)")
+    assert len(texts) == len(set(texts)), "a line showed twice"
+    assert [t for t in texts if t.startswith("during-")] == [f"during-{n}" for n in range(5)]
+
+    # Filter, then a flood: 100,000 lines, and the DOM holds only what is in view.
+    await page.fill(".logs-filter", "during-3")
+    await expect(rows).to_have_count(1)
+    await page.fill(".logs-filter", "")
+    await page.evaluate(
+        """() => {
+            const logs = gateway.logs;
+            for (let n = 0; n < 100000; n++) {
+                logs.pending.push([`ffff-${n}`, {ts: "", stream: "stdout", line: `flood ${n}`}]);
+            }
+            logs.flush();
+        }"""
+    )
+    await expect(rows.last).to_contain_text("flood 99999")
+    assert await rows.count() < 200
+    await page.click(".logs-follow")  # pause, then look at the middle
+    await page.evaluate(
+        "() => { const view = document.querySelector('.logs-view');"
+        " view.scrollTop = view.scrollHeight / 2; }"
+    )
+    await expect(rows.filter(has_text="flood 5")).not_to_have_count(0)
