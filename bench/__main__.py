@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.ghostty import BACKENDS
+
 from .harness import Stack
 from .workloads import (
     Row,
@@ -50,8 +52,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def run(quick: bool, only: set[str]) -> list[Row]:
-    stack = Stack()
+async def run(quick: bool, only: set[str], screen: str) -> list[Row]:
+    stack = Stack(screen=screen)
     rows: list[Row] = []
     try:
         for name in ("b1", "b2", "flood", "b3"):
@@ -133,19 +135,29 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", default=[], metavar="B2", help="run only these workloads"
     )
+    parser.add_argument(
+        "--screen",
+        choices=BACKENDS,
+        default="auto",
+        help="the gateway's screen backend (server.screen)",
+    )
     args = parser.parse_args()
     started = time.monotonic()
-    rows = asyncio.run(run(args.quick, {name.upper() for name in args.only}))
+    rows = asyncio.run(run(args.quick, {name.upper() for name in args.only}, args.screen))
     report = {
         "machine": machine(),
         "quick": args.quick,
+        "screen": args.screen,
         "seconds": round(time.monotonic() - started, 1),
         "rows": [{**item, "ratio": ratio(item)} for item in rows],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(rows))
-    print(f"\n{report['machine']}; {report['seconds']}s; written to {args.out}")
+    print(
+        f"\n{report['machine']}; screen backend {args.screen}; "
+        f"{report['seconds']}s; written to {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -109,8 +109,9 @@ class Agent:
 class Stack:
     """The agents, the gateway process in front of them, and their folder."""
 
-    def __init__(self, columns: int = 120, rows: int = 40) -> None:
+    def __init__(self, columns: int = 120, rows: int = 40, screen: str = "auto") -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="gwb-"))
+        self.screen = screen
         self.columns, self.rows = columns, rows
         self.agents: dict[str, Agent] = {}
         self.gateway: subprocess.Popen[bytes] | None = None
@@ -148,6 +149,7 @@ class Stack:
             "[server]",
             f'listen = "127.0.0.1:{self.port}"',
             f'state_dir = "{self.folder / "state"}"',
+            f'screen = "{self.screen}"',
         ]
         for agent in self.agents.values():
             lines += [

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway import ghostty
 from gateway.screen import Screen
 
 from .harness import Agent, Client, CpuClock, Stack, many, percentile, rss_bytes
@@ -506,16 +507,18 @@ def b5_screen(columns: int, rows: int) -> bytes:
 
 
 def _backends() -> dict[str, Callable[[], Callable[[bytes], object]]]:
-    """Emulators to measure: ours (pyte grid + our parser), and native ones if installed.
+    """The gateway's screen backends, and asciinema's avt (a native candidate) if installed."""
 
-    The native ones are candidates (issue 6, item 3), measured on feeding
-    alone; they are not behind the gateway's screen interface yet.
-    """
-
-    def ours() -> Callable[[bytes], object]:
+    def reference() -> Callable[[bytes], object]:
         return Screen(120, 40).feed
 
-    backends = {"gateway Screen (pyte)": ours}
+    backends = {"gateway Screen (pyte)": reference}
+    if ghostty.UNAVAILABLE is None:
+
+        def native() -> Callable[[bytes], object]:
+            return ghostty.GhosttyScreen(120, 40).feed
+
+        backends["gateway GhosttyScreen (libghostty-vt)"] = native
     try:
         import avt
 
@@ -524,16 +527,7 @@ def _backends() -> dict[str, Callable[[], Callable[[bytes], object]]]:
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             return lambda data: vt.feed_str(decoder.decode(data))
 
-        backends["pyavt (asciinema avt)"] = asciinema_avt
-    except ImportError:
-        pass
-    try:
-        import pyghostty
-
-        def ghostty() -> Callable[[bytes], object]:
-            return pyghostty.Terminal(120, 40, scrollback=0).feed
-
-        backends["pyghostty (libghostty-vt)"] = ghostty
+        backends["pyavt (asciinema avt, feed only)"] = asciinema_avt
     except ImportError:
         pass
     return backends
@@ -554,4 +548,31 @@ def b7_emulator(size: int) -> list[Row]:
                 feed(data[start : start + 4096])
             used = max(time.process_time() - started, 1e-9)
             rows.append(row("B7", f"{backend}, {name}", len(data) / used / 1e6, None, "MB/s"))
+    rows += _snapshot_times(streams)
+    return rows
+
+
+def _snapshot_times(streams: dict[str, bytes]) -> list[Row]:
+    """What a joining viewer costs the gateway: one snapshot of a busy 200x60 screen."""
+    makers: dict[str, Callable[[int, int], Any]] = {"gateway Screen (pyte)": Screen}
+    if ghostty.UNAVAILABLE is None:
+        makers["gateway GhosttyScreen (libghostty-vt)"] = ghostty.GhosttyScreen
+    rows = []
+    for backend, make in makers.items():
+        screen = make(200, 60)
+        screen.feed(b5_screen(200, 60))
+        started = time.process_time()
+        for _ in range(20):
+            snapshot = screen.snapshot()
+        used = (time.process_time() - started) / 20
+        rows.append(
+            row(
+                "B7",
+                f"{backend}, snapshot 200x60",
+                used * 1e3,
+                None,
+                "ms",
+                f"{len(snapshot)} bytes",
+            )
+        )
     return rows

@@ -57,6 +57,7 @@ from .config import Settings
 from .discovery import Discovery
 from .errors import ConfigError
 from .events import EventBus
+from .ghostty import screen_backend
 from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
 from .logs import LogHub
@@ -194,6 +195,7 @@ def _hub(
         columns=columns,
         rows=rows,
         viewer_queue_bytes=settings.viewer_queue_bytes,
+        screen=screen_backend(settings.screen),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from . import ttyd
 from .auth import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 from .errors import ConfigError
+from .ghostty import BACKENDS, UNAVAILABLE
 from .hub import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import OriginPolicy, normalize_origin
 from .proxies import ProxyPolicy, parse_networks
@@ -135,6 +136,8 @@ class Settings:
     session_max_seconds: int = ABSOLUTE_TIMEOUT
     # How far one viewer may fall behind before it is resynced by snapshot.
     viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES
+    # The terminal emulator behind snapshots: auto (ghostty where it loads), ghostty, pyte.
+    screen: str = "auto"
     # Spawn the two local demo agents (``gateway serve --demo``).
     demo: bool = False
     # The file these settings came from: SIGHUP reloads its [[users]].
@@ -310,6 +313,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
             "state_dir": str,
             "audit_log": str,
             "viewer_queue_bytes": int,
+            "screen": str,
         },
     )
     queue = server.get("viewer_queue_bytes", DEFAULT_VIEWER_QUEUE_BYTES)
@@ -317,6 +321,11 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         raise ConfigError(
             f"server.viewer_queue_bytes must be {MIN_VIEWER_QUEUE_BYTES}..{MAX_VIEWER_QUEUE_BYTES}"
         )
+    screen = server.get("screen", "auto")
+    if screen not in BACKENDS:
+        raise ConfigError(f"server.screen must be one of {', '.join(BACKENDS)}, got {screen!r}")
+    if screen == "ghostty" and UNAVAILABLE is not None:
+        raise ConfigError(f"server.screen = 'ghostty', but {UNAVAILABLE}")
     host, port = parse_listen(server.get("listen", "127.0.0.1:8080"))
     default_origin = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     origin = _origin(server.get("public_origin", default_origin), "server.public_origin")
@@ -360,6 +369,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         users=users,
         docker=_docker(top["docker"], base) if "docker" in top else None,
         viewer_queue_bytes=queue,
+        screen=screen,
         demo=demo,
     )
     check_exposure(settings)

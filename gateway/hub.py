@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from . import ttyd
 from .errors import AgentNotFound, UpstreamUnavailable
-from .screen import Screen
+from .screen import Screen, TerminalScreen
 from .tasks import cancel
 from .upstream import Backoff, Target, Upstream, UpstreamState, UpstreamStatistics
 
@@ -49,10 +49,9 @@ MAX_PENDING_NOTICES = 16
 # Emulation may lag this much before the upstream read loop waits for it.
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
-# CPU time the emulator may take per event-loop tick, and the slice it feeds
-# at once: pyte parses ~0.5 MB/s, so 4 KiB is ~8 ms of work.
+# CPU time the emulator may take per event-loop tick; it feeds slices of its
+# backend's FEED_PIECE (about a millisecond of work each).
 EMULATION_BUDGET = 0.005
-FEED_PIECE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +225,11 @@ class Hub:
         rows: int = 40,
         viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES,
         backoff: Backoff | None = None,
+        screen: Callable[[int, int], TerminalScreen] = Screen,
     ) -> None:
         self.agent_id = agent_id
         self._size = ttyd.clamp_size(columns, rows)
-        self.screen = Screen(*self._size)
+        self.screen: TerminalScreen = screen(*self._size)
         self._backoff = backoff
         self.upstream = self._new_upstream(target)
         self.on_change: Callable[[Hub], None] | None = None
@@ -439,8 +439,9 @@ class Hub:
             self._backlog.popleft()
             self.screen.resize(item.columns, item.rows)
             return
-        if len(item) > FEED_PIECE:
-            piece, self._backlog[0] = item[:FEED_PIECE], item[FEED_PIECE:]
+        size = self.screen.FEED_PIECE
+        if len(item) > size:
+            piece, self._backlog[0] = item[:size], item[size:]
         else:
             piece = item
             self._backlog.popleft()

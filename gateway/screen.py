@@ -39,12 +39,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple, Protocol
 
 import pyte
 import pyte.screens
 
-__all__ = ["Cell", "SavedCursor", "Screen", "ScreenState"]
+__all__ = ["Cell", "SavedCursor", "Screen", "ScreenState", "TerminalScreen"]
 
 log = logging.getLogger(__name__)
 
@@ -824,6 +824,9 @@ class _Emulator(pyte.Screen):
                 self.save_cursor()
             else:
                 self.restore_cursor()
+        elif number == 66:
+            # DECNKM is the keypad mode ESC = and ESC > set (so xterm.js reads it).
+            self.keypad_application = on
         elif number != 3:  # DECCOLM would resize the screen: only the caller sizes it
             if on:
                 self.mode.add(_private(number))
@@ -1202,7 +1205,28 @@ class ScreenState:
     pending_bytes: bytes
 
 
-def _check_size(columns: int, rows: int) -> None:
+class TerminalScreen(Protocol):
+    """What the hub needs of a screen backend (this pyte one, or gateway.ghostty's)."""
+
+    #: How many bytes to feed at once: about a millisecond of this backend's work.
+    FEED_PIECE: ClassVar[int]
+    offset: int
+
+    @property
+    def columns(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    def feed(self, data: bytes) -> None: ...
+    def resize(self, columns: int, rows: int) -> None: ...
+    def snapshot(self) -> bytes: ...
+    def text(self) -> str: ...
+    def ansi(self) -> str: ...
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def check_size(columns: int, rows: int) -> None:
     if columns < 1 or rows < 1:
         raise ValueError(f"a screen needs at least one column and one row, not {columns}x{rows}")
 
@@ -1214,8 +1238,10 @@ class Screen:
     costs about a microsecond per byte.
     """
 
+    FEED_PIECE: ClassVar[int] = 4096
+
     def __init__(self, columns: int = 80, rows: int = 24) -> None:
-        _check_size(columns, rows)
+        check_size(columns, rows)
         self._screen = _Emulator(columns, rows)
         self._parser = _Parser(self._screen)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -1258,7 +1284,7 @@ class Screen:
 
     def resize(self, columns: int, rows: int) -> None:
         """Change the size as a terminal would (the caller bounds it)."""
-        _check_size(columns, rows)
+        check_size(columns, rows)
         self._screen.resize(lines=rows, columns=columns)
 
     def snapshot(self) -> bytes:

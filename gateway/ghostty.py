@@ -1,0 +1,308 @@
+"""The native screen backend: Ghostty's terminal core (libghostty-vt, via pyghostty).
+
+Same interface as :class:`gateway.screen.Screen`, the pyte reference, at
+30-100 times its speed: the parser and the grid are Zig, so a busy agent costs
+the event loop a few per cent of a core instead of all of it. libghostty-vt was
+built for what a gateway needs: its VT formatter writes the screen back as
+escape sequences (cells, pen, cursor, modes, scroll region, tab stops,
+charsets), and its *continuation* is the escape sequence or UTF-8 character
+the output stopped in the middle of, so a snapshot taken anywhere continues
+exactly with the raw bytes after :attr:`GhosttyScreen.offset`.
+
+What a snapshot of this backend does not carry, and the reference does
+(``tests/test_screen_backends.py`` pins each one): the main screen while the
+alternate one is shown (tmux, where agents run, keeps its own), the DECSC
+saved cursor, the icon name, and a sequence longer than
+:data:`MAX_CONTINUATION` that the output stopped inside (its end is then
+read as an unknown OSC, never printed).
+
+pyghostty is young (0.1.x); this module reaches past its small Pythonic layer
+to the generated C declarations, so its version is pinned below 0.2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any, ClassVar, Final
+
+from .screen import MAX_OSC, MAX_TITLE, Screen, TerminalScreen, check_size
+
+log = logging.getLogger(__name__)
+
+try:
+    from pyghostty._ffi import ffi, lib, union_fn
+except (ImportError, OSError) as error:  # no wheel for this platform, or no library
+    ffi = lib = None
+    UNAVAILABLE: str | None = f"pyghostty cannot be loaded: {error}"
+else:
+    UNAVAILABLE = None
+    # A C function taking a union by value, which cffi's ABI mode cannot call
+    # directly; pyghostty declares a layout-identical twin.
+    _grid_ref = union_fn(
+        "ghostty_terminal_grid_ref",
+        "GhosttyResult(*)(GhosttyTerminal, GhosttyPointS, GhosttyGridRef*)",
+    )
+
+__all__ = ["BACKENDS", "MAX_CONTINUATION", "UNAVAILABLE", "GhosttyScreen", "screen_backend"]
+
+#: The names ``server.screen`` accepts.
+BACKENDS: Final = ("auto", "ghostty", "pyte")
+
+#: The longest unfinished sequence a snapshot continues exactly.
+MAX_CONTINUATION: Final = MAX_OSC + 64
+
+# The modes /api/agents/{id}/screen?format=json reports: (number, is an ANSI mode).
+_JSON_MODES: Final = {
+    "application_cursor_keys": (1, False),
+    "reverse_video": (5, False),
+    "origin": (6, False),
+    "autowrap": (7, False),
+    "mouse_x10": (9, False),
+    "cursor_blink": (12, False),
+    "cursor_visible": (25, False),
+    "mouse_normal": (1000, False),
+    "mouse_button_event": (1002, False),
+    "mouse_any_event": (1003, False),
+    "focus_events": (1004, False),
+    "mouse_utf8": (1005, False),
+    "mouse_sgr": (1006, False),
+    "mouse_urxvt": (1015, False),
+    "bracketed_paste": (2004, False),
+    "synchronized_output": (2026, False),
+    "insert": (4, True),
+    "linefeed_newline": (20, True),
+}
+_DECNKM: Final = 66  # the keypad mode ESC = / ESC > set; ghostty keeps it as a mode
+
+
+def _data(name: str) -> int:
+    return int(getattr(lib, f"GHOSTTY_TERMINAL_DATA_{name}"))
+
+
+class GhosttyScreen:
+    """One agent's terminal in libghostty-vt: feed it output, read or repaint it."""
+
+    # libghostty-vt parses 50-150 MB/s: 64 KiB is about a millisecond.
+    FEED_PIECE: ClassVar[int] = 64 * 1024
+
+    def __init__(self, columns: int = 80, rows: int = 24) -> None:
+        if lib is None:
+            raise RuntimeError(UNAVAILABLE)
+        check_size(columns, rows)
+        handle = ffi.new("GhosttyTerminal*")
+        _check(lib.ghostty_terminal_new(ffi.NULL, handle, columns, rows), "terminal_new")
+        self._terminal = handle[0]
+        weakref.finalize(self, lib.ghostty_terminal_free, self._terminal)
+        # No scrollback: the gateway repaints the screen, never the history.
+        self._set("SCROLLBACK_MAX_LINES", ffi.new("size_t*", 0))
+        self._set("CONTINUATION_MAX_BYTES", ffi.new("size_t*", MAX_CONTINUATION))
+        # No WRITE_PTY callback is ever set: queries the agent sends get no answer.
+        self._columns = columns
+        self._rows = rows
+        #: Bytes fed so far: the stream position :meth:`snapshot` is exact for.
+        self.offset = 0
+
+    # --- the Screen interface ------------------------------------------------
+
+    @property
+    def columns(self) -> int:
+        return self._columns
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def title(self) -> str:
+        """The window title the agent set with OSC 0 or OSC 2 (cut to MAX_TITLE)."""
+        value = ffi.new("GhosttyString*")
+        if lib.ghostty_terminal_get(self._terminal, _data("TITLE"), value) or not value.len:
+            return ""
+        text = bytes(ffi.buffer(value.ptr, value.len)).decode("utf-8", "replace")
+        return text[:MAX_TITLE]
+
+    def feed(self, data: bytes) -> None:
+        """Emulate ``data``; split anywhere, never raises, never answers."""
+        self.offset += len(data)
+        lib.ghostty_terminal_vt_write(self._terminal, data, len(data))
+
+    def resize(self, columns: int, rows: int) -> None:
+        check_size(columns, rows)
+        _check(lib.ghostty_terminal_resize(self._terminal, columns, rows, 8, 16), "resize")
+        self._columns, self._rows = columns, rows
+
+    def snapshot(self) -> bytes:
+        """Bytes that repaint any terminal to this state (they start with RIS)."""
+        parts = [b"\x1bc", self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=True)]
+        title = self.title
+        if title:
+            parts.append(f"\x1b]2;{_printable(title)}\x07".encode())
+        parts.append(self._continuation())
+        return b"".join(parts)
+
+    def text(self) -> str:
+        """The screen as ``tmux capture-pane -p`` prints it: every row, trailing spaces cut."""
+        plain = self._format(lib.GHOSTTY_FORMATTER_FORMAT_PLAIN, extras=False)
+        return _rows_of(plain.decode("utf-8", "replace"), self._rows)
+
+    def ansi(self) -> str:
+        """The screen as text with SGR changes, a line per row (``capture-pane -p -e``)."""
+        vt = self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=False)
+        return _rows_of(vt.decode("utf-8", "replace").replace("\r\n", "\n"), self._rows)
+
+    def to_json(self) -> dict[str, Any]:
+        """The screen for the HTTP API: size, title, cursor, modes and text rows."""
+        modes = {name: self._mode(*mode) for name, mode in _JSON_MODES.items()}
+        modes["application_keypad"] = self._mode(_DECNKM)
+        visible = self._get("CURSOR_VISIBLE", "bool")
+        return {
+            "columns": self._columns,
+            "rows": self._rows,
+            "title": self.title,
+            "cursor": {
+                "x": min(self._get("CURSOR_X", "uint16_t"), self._columns - 1),
+                "y": self._get("CURSOR_Y", "uint16_t"),
+                "visible": bool(visible),
+            },
+            "modes": modes,
+            "alternate_screen": self._get("ACTIVE_SCREEN", "int")
+            == lib.GHOSTTY_TERMINAL_SCREEN_ALTERNATE,
+            "lines": self.text().splitlines(),
+        }
+
+    # --- libghostty-vt -------------------------------------------------------
+
+    def _set(self, option: str, value: Any) -> None:
+        option_id = getattr(lib, f"GHOSTTY_TERMINAL_OPT_{option}")
+        _check(lib.ghostty_terminal_set(self._terminal, option_id, value), option)
+
+    def _get(self, name: str, ctype: str) -> int:
+        out = ffi.new(f"{ctype}*")
+        _check(lib.ghostty_terminal_get(self._terminal, _data(name), out), name)
+        return int(out[0])
+
+    def _mode(self, number: int, ansi: bool = False) -> bool:
+        config = ffi.new("GhosttyTerminalModeConfig*")
+        config.mode = (number & 0x7FFF) | (ansi << 15)  # ghostty_mode_new, a C inline
+        _check(lib.ghostty_terminal_get(self._terminal, _data("MODE"), config), "mode")
+        return bool(config.value)
+
+    def _format(self, emit: int, *, extras: bool) -> bytes:
+        options = _new_sized("GhosttyFormatterTerminalOptions")
+        options.emit = emit
+        options.unwrap = False
+        options.trim = not extras
+        # The active area only: libghostty-vt keeps at least a page of
+        # history whatever the scrollback limit, and a repaint is the screen.
+        selection = _new_sized("GhosttySelection")
+        selection.start = self._cell(0, 0)
+        selection.end = self._cell(self._columns - 1, self._rows - 1)
+        options.selection = selection
+        if extras:
+            # Everything a repaint needs but the palette: a palette the agent
+            # never changed would overwrite the viewer's own theme.
+            extra = options.extra
+            extra.modes = extra.scrolling_region = extra.tabstops = True
+            extra.pwd = extra.keyboard = True
+            screen = extra.screen
+            screen.cursor = screen.style = screen.hyperlink = True
+            screen.protection = screen.kitty_keyboard = screen.charsets = True
+        formatter = ffi.new("GhosttyFormatter*")
+        _check(
+            lib.ghostty_formatter_terminal_new(ffi.NULL, formatter, self._terminal, options[0]),
+            "formatter",
+        )
+        try:
+            return _read(
+                lambda buf, size, n: lib.ghostty_formatter_format_buf(formatter[0], buf, size, n)
+            )
+        finally:
+            lib.ghostty_formatter_free(formatter[0])
+
+    def _cell(self, x: int, y: int) -> Any:
+        point = ffi.new("GhosttyPointS*")
+        point.tag = lib.GHOSTTY_POINT_TAG_ACTIVE
+        point.value.x, point.value.y = x, y
+        ref = _new_sized("GhosttyGridRef")
+        _check(_grid_ref(self._terminal, point[0], ref), "grid_ref")
+        return ref[0]
+
+    def _continuation(self) -> bytes:
+        """The unfinished sequence or character the output stopped in, as received."""
+        if self._get("VT_GROUND", "bool"):
+            return b""
+        try:
+            return _read(
+                lambda buf, size, n: lib.ghostty_terminal_continuation_buf(
+                    self._terminal, buf, size, n
+                )
+            )
+        except _Failed:
+            # Longer than MAX_CONTINUATION: start a string the viewer ignores,
+            # so the rest of it is swallowed there too rather than printed.
+            return b"\x1b]"
+
+
+class _Failed(Exception):
+    pass
+
+
+def _check(result: int, what: str) -> None:
+    if result:
+        raise _Failed(f"libghostty-vt: {what} failed ({result})")
+
+
+def _new_sized(ctype: str) -> Any:
+    """``ffi.new`` a struct whose ``size`` fields (nested ones too) say how big it is."""
+    pointer = ffi.new(f"{ctype}*")
+    _set_sizes(pointer)
+    return pointer
+
+
+def _set_sizes(pointer: Any) -> None:
+    kind = ffi.typeof(pointer).item
+    for name, field in kind.fields:
+        if name == "size":
+            pointer.size = ffi.sizeof(kind)
+        elif field.type.kind == "struct":
+            _set_sizes(ffi.addressof(pointer[0], name))
+
+
+def _read(call: Any) -> bytes:
+    """The size-query-then-fill dance of libghostty-vt's ``*_buf`` functions."""
+    needed = ffi.new("size_t*")
+    call(ffi.NULL, 0, needed)
+    buffer = ffi.new("uint8_t[]", max(needed[0], 1))
+    _check(call(buffer, len(buffer), needed), "format")
+    return bytes(ffi.buffer(buffer, needed[0]))
+
+
+def _rows_of(text: str, rows: int) -> str:
+    """Exactly ``rows`` lines, trailing spaces cut, each ending in a newline."""
+    lines = text.split("\n")[:rows]
+    lines += [""] * (rows - len(lines))
+    return "".join(line.rstrip(" ") + "\n" for line in lines)
+
+
+_CONTROLS: Final = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
+
+
+def _printable(text: str) -> str:
+    """``text`` without the control characters that would end an OSC string."""
+    return text.translate(_CONTROLS)
+
+
+@functools.cache
+def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
+    """The screen class ``server.screen`` names: ``auto`` is ghostty where it loads."""
+    if name == "pyte":
+        return Screen
+    if UNAVAILABLE is None:
+        return GhosttyScreen
+    if name == "ghostty":
+        raise RuntimeError(UNAVAILABLE)
+    log.warning("%s; emulating with pyte, the slower reference backend", UNAVAILABLE)
+    return Screen
