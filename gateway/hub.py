@@ -2,11 +2,15 @@
 
 The hot path (DESIGN §2)::
 
-    upstream frame ──► Hub.upstream_output ──► every Viewer.offer (sync, bounded)
+    upstream frame ──► Hub.upstream_output ──► (coalesce) ──► every Viewer.offer (sync, bounded)
                                           └──► emulation backlog ──► Screen.feed
                                                (own task, time budget per tick)
 
 * Relay first, emulate second: viewers get a chunk before the emulator sees it.
+* Under load, output is coalesced: what arrives within COALESCE_SECONDS of
+  the last frame sent waits for the window to end and goes out as one frame,
+  the same bytes object for every viewer. After a quiet spell output goes out
+  at once, so a keystroke's echo is never delayed.
 * The upstream read loop never awaits a viewer. :meth:`Viewer.offer` only
   appends to a bounded queue; a viewer whose queue would overflow drops its
   backlog and is *resynced*: its next batch is a fresh snapshot. So a slow or
@@ -49,6 +53,13 @@ MAX_PENDING_NOTICES = 16
 # Emulation may lag this much before the upstream read loop waits for it.
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
+# Output arriving within this long of the last frame sent to viewers waits
+# for the rest of the window and goes out as one frame: per-message cost
+# dominates under load. Output after a quiet spell (a keystroke's echo) goes
+# out at once.
+COALESCE_SECONDS = 0.004
+# ... or until this much is held: frames stay far below any viewer's bound.
+COALESCE_BYTES = 16 * 1024
 # CPU time the emulator may take per event-loop tick; it feeds slices of its
 # backend's FEED_PIECE (about a millisecond of work each).
 EMULATION_BUDGET = 0.005
@@ -246,6 +257,11 @@ class Hub:
         self._status = ttyd.Status(initial, *self._size)
         self._resyncs_of_departed = 0
         self.bytes_to_viewers = 0
+        # Output not yet offered to viewers (coalescing), and when it last was.
+        self._outgoing: list[bytes] = []
+        self._outgoing_bytes = 0
+        self._last_flush = -COALESCE_SECONDS
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._emulator: asyncio.Task[None] | None = None
         self._connection: asyncio.Task[None] | None = None
 
@@ -258,6 +274,9 @@ class Hub:
 
     async def aclose(self, code: int = 1001) -> None:
         """Stop the upstream and emulator, close every viewer with ``code``."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         for viewer in list(self._viewers):
             viewer.close(code)
         await self._disconnect()
@@ -328,6 +347,9 @@ class Hub:
         # for; resizes are rare, so emulate up to the last pending one now.
         while self._resize_pending():
             self._feed_one()
+        # Output held for coalescing goes to the others first: the snapshot
+        # below covers it, and this viewer takes frames from here on.
+        self._flush()
         tail = b"".join(item for item in self._backlog if isinstance(item, bytes))
         return [self._status.serialize(), b"0" + self.screen.snapshot() + tail]
 
@@ -403,9 +425,17 @@ class Hub:
 
     async def upstream_output(self, data: bytes) -> None:
         self._offset += len(data)
-        frame = b"0" + data
-        for viewer in self._viewers:
-            viewer.offer(frame)
+        self._outgoing.append(data)
+        self._outgoing_bytes += len(data)
+        if self._outgoing_bytes >= COALESCE_BYTES:
+            self._flush()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            due = self._last_flush + COALESCE_SECONDS
+            if loop.time() >= due:
+                self._flush()
+            else:
+                self._flush_timer = loop.call_at(due, self._flush)
         self._backlog.append(data)
         self._backlog_bytes += len(data)
         self._backlog_ready.set()
@@ -418,7 +448,22 @@ class Hub:
             return  # only ever on the way out of set_target/aclose, which say why
         self._set_status(state.value, retry_in, message)
 
+    def _flush(self) -> None:
+        """Offer the output held back to every viewer: one frame, shared by all."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._last_flush = asyncio.get_running_loop().time()
+        if not self._outgoing:
+            return
+        frame = b"".join([b"0", *self._outgoing])
+        self._outgoing.clear()
+        self._outgoing_bytes = 0
+        for viewer in self._viewers:
+            viewer.offer(frame)
+
     def _set_status(self, state: str, retry_in: float | None, message: str) -> None:
+        self._flush()  # output before the status reaches viewers before it
         previous = self._status
         self._status = ttyd.Status(state, *self._size, retry_in=retry_in, message=message)
         frame = self._status.serialize()

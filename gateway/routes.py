@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -65,6 +66,11 @@ log = logging.getLogger(__name__)
 MAX_INBOUND_MESSAGE = 64 * 1024
 HANDSHAKE_TIMEOUT = 10.0
 HEARTBEAT = 30.0
+# The kernel's send buffer for a viewer's socket (Linux doubles it). Left to
+# autotuning, a viewer that stops reading parks megabytes there, out of the
+# hub's sight; this small, what it does not take waits in the viewer's
+# bounded queue, where falling behind ends in a resync.
+VIEWER_SEND_BUFFER = 64 * 1024
 SCREEN_WAIT = 2.0
 MAX_INPUT_BODY = 256 * 1024
 MAX_BROADCAST = 100
@@ -411,9 +417,17 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         heartbeat=HEARTBEAT,
     )
     await ws.prepare(request)
+    _bound_send_buffer(request)
     with tracked(request, ws):
         await _serve_viewer(request, ws, hub)
     return ws
+
+
+def _bound_send_buffer(request: web.Request) -> None:
+    transport = request.transport
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SEND_BUFFER)
 
 
 async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hub) -> None:

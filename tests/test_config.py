@@ -8,6 +8,8 @@ import pytest
 
 from gateway import config
 from gateway.errors import ConfigError
+from gateway.ghostty import GhosttyScreen, screen_backend
+from gateway.screen import Screen
 
 GOOD = """
 [server]
@@ -98,6 +100,7 @@ def test_defaults(tmp_path: Path) -> None:
             "configured twice",
         ),
         ("[server]\nviewer_queue_bytes = 1\n", "viewer_queue_bytes must be 4096.."),
+        ("[server]\nscreen = 'vt100'\n", "server.screen must be one of auto, ghostty, pyte"),
         ("[server]\nextra_origins = ['https://a.example/x']\n", "extra_origins: an origin is"),
         ("[server]\nextra_origins = [1]\n", "extra_origins must be a list of strings"),
         ("[server]\nsession_idle_seconds = 0\n", "1 <= idle <= max"),
@@ -114,6 +117,15 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -
         config.load(path)
     assert "\n" not in str(info.value)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["auto", "ghostty", "pyte"])
+def test_screen_backend(tmp_path: Path, name: str) -> None:
+    settings = config.load(write(tmp_path, f"[server]\nscreen = '{name}'\n"))
+    assert settings.screen == name
+    backend = screen_backend(name)
+    assert backend is (Screen if name == "pyte" else GhosttyScreen)
+    assert config.load(write(tmp_path, "")).screen == "auto"
 
 
 def test_users(tmp_path: Path) -> None:

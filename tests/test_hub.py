@@ -9,7 +9,7 @@ import pytest
 
 from gateway import ttyd
 from gateway.errors import AgentNotFound, UpstreamUnavailable
-from gateway.hub import Fleet, Hub, Viewer
+from gateway.hub import COALESCE_BYTES, COALESCE_SECONDS, Fleet, Hub, Viewer
 from gateway.local import LocalAgent
 from gateway.screen import Screen
 from gateway.upstream import Backoff, Target, UpstreamState
@@ -127,6 +127,57 @@ async def test_slow_viewer_is_resynced_with_bounded_memory() -> None:
         assert hub.statistics().resyncs == slow.resyncs
     finally:
         await hub.aclose()
+
+
+async def test_output_after_a_quiet_spell_goes_out_at_once() -> None:
+    hub = offline_hub()
+    viewer = hub.join()
+    await drain(viewer)
+    await asyncio.sleep(COALESCE_SECONDS * 2)
+    await hub.upstream_output(b"echo")
+    # Offered synchronously: no timer stands between a keystroke and its echo.
+    assert viewer.queued_bytes == len(b"0echo")
+
+
+async def test_output_under_load_is_one_frame_shared_by_every_viewer() -> None:
+    hub = offline_hub()
+    a, b = hub.join(), hub.join()
+    await drain(a), await drain(b)
+    await asyncio.sleep(COALESCE_SECONDS * 2)
+    await hub.upstream_output(b"first")
+    for piece in (b"-two", b"-three", b"-four"):
+        await hub.upstream_output(piece)
+    assert a.queued_bytes == len(b"0first")  # the rest waits for the window
+    frames_a, frames_b = await asyncio.gather(drain(a), drain(b))
+    assert frames_a == frames_b == [b"0first", b"0-two-three-four"]
+    assert frames_b[1] is frames_a[1]  # encoded once, for all
+    await hub.aclose()
+
+
+async def test_a_big_burst_is_not_held_back() -> None:
+    hub = offline_hub()
+    viewer = hub.join()
+    await drain(viewer)
+    await hub.upstream_output(b"x")
+    burst = b"y" * (COALESCE_BYTES // 4)
+    for _ in range(4):
+        await hub.upstream_output(burst)
+    # The window is not over, but a full frame goes at once.
+    assert viewer.queued_bytes == len(b"0x") + 1 + 4 * len(burst)
+    await hub.aclose()
+
+
+async def test_held_output_reaches_viewers_before_a_status() -> None:
+    hub = offline_hub()
+    viewer = hub.join()
+    await drain(viewer)
+    await hub.upstream_output(b"a")
+    await hub.upstream_output(b"b")  # held
+    hub.upstream_state(UpstreamState.RECONNECTING, 1.0, "lost")
+    frames = await drain(viewer)
+    assert output_of(frames) == b"ab"
+    assert isinstance(ttyd.parse_server(frames[-1]), ttyd.Status)
+    await hub.aclose()
 
 
 async def test_pause_affects_only_that_viewer() -> None:

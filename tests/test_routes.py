@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 from aiohttp import WSMsgType
@@ -13,6 +14,7 @@ from gateway import ttyd
 from gateway.appkeys import FLEET
 from gateway.hub import DEFAULT_VIEWER_QUEUE_BYTES
 from gateway.local import LocalAgent
+from gateway.routes import VIEWER_SEND_BUFFER
 
 from .conftest import (
     AgentFactory,
@@ -198,6 +200,24 @@ async def test_stalled_viewer_does_not_delay_others(
     assert max(v.queued_bytes for v in hub.viewers) <= DEFAULT_VIEWER_QUEUE_BYTES
     await reader.close()
     await stalled.close()
+
+
+async def test_a_viewer_socket_buffers_little_in_the_kernel(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    # What a viewer does not take waits in its bounded queue, not in an
+    # autotuned kernel buffer of megabytes.
+    client = await gateway(agent)
+    viewer = await open_terminal(client, agent.name)
+    await viewer.wait_text("$")
+    sizes = [
+        handler.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        for handler in client.server.runner.server.connections
+        if handler.transport is not None
+    ]
+    # Linux doubles what it is asked for (its bookkeeping).
+    assert any(VIEWER_SEND_BUFFER <= size <= 2 * VIEWER_SEND_BUFFER for size in sizes), sizes
+    await viewer.close()
 
 
 async def test_paused_viewer_is_bounded_then_resynced(
