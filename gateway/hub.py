@@ -60,9 +60,40 @@ BACKLOG_LOW = 256 * 1024
 COALESCE_SECONDS = 0.004
 # ... or until this much is held: frames stay far below any viewer's bound.
 COALESCE_BYTES = 16 * 1024
-# CPU time the emulator may take per event-loop tick; it feeds slices of its
-# backend's FEED_PIECE (about a millisecond of work each).
+# Time all the hubs of a fleet together may spend emulating per turn of the
+# event loop; each feeds slices of its backend's FEED_PIECE (about a
+# millisecond of work each).
 EMULATION_BUDGET = 0.005
+
+
+class EmulationBudget:
+    """One emulation budget per turn of the event loop, shared by many hubs.
+
+    A budget per hub would let fifty busy agents hold the loop for fifty
+    budgets in one turn. The turn is told by a ``call_soon`` callback: it runs
+    at the start of the next turn, after every hub that ran in this one.
+    """
+
+    def __init__(self, seconds: float = EMULATION_BUDGET) -> None:
+        self.seconds = seconds
+        self._spent = 0.0
+        self._armed = False
+
+    def deadline(self) -> float | None:
+        """Until when the caller may emulate now, or None: wait for the next turn."""
+        loop = asyncio.get_running_loop()
+        if not self._armed:
+            self._armed = True
+            loop.call_soon(self._next_turn)
+        remaining = self.seconds - self._spent
+        return loop.time() + remaining if remaining > 0 else None
+
+    def spend(self, seconds: float) -> None:
+        self._spent += seconds
+
+    def _next_turn(self) -> None:
+        self._spent = 0.0
+        self._armed = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +294,8 @@ class Hub:
         self._last_flush = -COALESCE_SECONDS
         self._flush_timer: asyncio.TimerHandle | None = None
         self._emulator: asyncio.Task[None] | None = None
+        #: Shared with the other hubs of a fleet (Fleet.add).
+        self.emulation_budget = EmulationBudget()
         self._connection: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------
@@ -497,9 +530,12 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await self._backlog_ready.wait()
-            deadline = loop.time() + EMULATION_BUDGET
-            while self._backlog and loop.time() < deadline:
-                self._feed_one()
+            deadline = self.emulation_budget.deadline()
+            if deadline is not None:
+                started = loop.time()
+                while self._backlog and loop.time() < deadline:
+                    self._feed_one()
+                self.emulation_budget.spend(loop.time() - started)
             if not self._backlog:
                 self._backlog_ready.clear()
             if self._backlog_bytes <= BACKLOG_LOW:
@@ -530,6 +566,7 @@ class Fleet:
     def __init__(self) -> None:
         self._hubs: dict[str, Hub] = {}
         self._running = False
+        self.emulation_budget = EmulationBudget()
         self.listeners: list[FleetListener] = []
 
     async def add(self, hub: Hub) -> None:
@@ -537,6 +574,7 @@ class Fleet:
         if hub.agent_id in self._hubs:
             raise ValueError(f"duplicate agent id {hub.agent_id!r}")
         self._hubs[hub.agent_id] = hub
+        hub.emulation_budget = self.emulation_budget
         hub.on_change = lambda changed: self._notify(FleetChange.CHANGED, changed)
         if self._running:
             await hub.start()

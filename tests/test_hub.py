@@ -9,7 +9,14 @@ import pytest
 
 from gateway import ttyd
 from gateway.errors import AgentNotFound, UpstreamUnavailable
-from gateway.hub import COALESCE_BYTES, COALESCE_SECONDS, Fleet, Hub, Viewer
+from gateway.hub import (
+    COALESCE_BYTES,
+    COALESCE_SECONDS,
+    EmulationBudget,
+    Fleet,
+    Hub,
+    Viewer,
+)
 from gateway.local import LocalAgent
 from gateway.screen import Screen
 from gateway.upstream import Backoff, Target, UpstreamState
@@ -178,6 +185,43 @@ async def test_held_output_reaches_viewers_before_a_status() -> None:
     assert output_of(frames) == b"ab"
     assert isinstance(ttyd.parse_server(frames[-1]), ttyd.Status)
     await hub.aclose()
+
+
+async def test_one_emulation_budget_per_turn_of_the_loop() -> None:
+    budget = EmulationBudget(0.005)
+    first = budget.deadline()
+    assert first is not None
+    budget.spend(0.003)
+    second = budget.deadline()
+    assert second is not None
+    assert second - asyncio.get_running_loop().time() <= 0.002 + 1e-6
+    budget.spend(0.003)
+    assert budget.deadline() is None  # spent for this turn, whoever asks
+    await asyncio.sleep(0)
+    assert budget.deadline() is not None  # a new turn
+
+
+async def test_the_hubs_of_a_fleet_share_one_budget() -> None:
+    fleet = Fleet()
+    a, b = offline_hub(), Hub("u", None, columns=80, rows=24)
+    await fleet.add(a)
+    await fleet.add(b)
+    assert a.emulation_budget is b.emulation_budget is fleet.emulation_budget
+    await fleet.start()
+    try:
+        # Both hubs fed a backlog at once still reach the same screen as
+        # direct emulation, the shared budget only spreading the work.
+        chunks = stream(3, pieces=400)
+        for chunk in chunks:
+            await a.upstream_output(chunk)
+            await b.upstream_output(chunk)
+        await a.wait_emulated()
+        await b.wait_emulated()
+        reference = Screen(80, 24)
+        reference.feed(b"".join(chunks))
+        assert a.screen.text() == b.screen.text() == reference.text()
+    finally:
+        await fleet.aclose()
 
 
 async def test_pause_affects_only_that_viewer() -> None:
