@@ -46,6 +46,13 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent not idle (from /proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
 def rss_bytes(pid: int) -> int:
     with contextlib.suppress(OSError):
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE

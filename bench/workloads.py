@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import os
 import random
 import re
 import sys
@@ -21,7 +22,16 @@ from typing import Any
 from gateway import ghostty
 from gateway.screen import Screen
 
-from .harness import Agent, Client, CpuClock, Stack, many, percentile, rss_bytes
+from .harness import (
+    Agent,
+    Client,
+    CpuClock,
+    Stack,
+    machine_busy_seconds,
+    many,
+    percentile,
+    rss_bytes,
+)
 
 Row = dict[str, Any]
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "agent-tui"
@@ -393,14 +403,16 @@ async def b4_slow_viewer(stack: Stack, count: int, rate: int, seconds: float) ->
 # --- B6 many agents ----------------------------------------------------------------------------
 
 
-async def _loop_lag_buckets(stack: Stack) -> dict[float, float]:
+async def _loop_lag_buckets(
+    stack: Stack, metric: str = "gateway_event_loop_lag_seconds"
+) -> dict[float, float]:
     reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
     body = (await reader.read()).decode()
     writer.close()
     buckets = {}
     for line in body.splitlines():
-        if line.startswith("gateway_event_loop_lag_seconds_bucket"):
+        if line.startswith(f"{metric}_bucket"):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
     return buckets
@@ -416,17 +428,43 @@ def _bucket_quantile(before: dict[float, float], after: dict[float, float], q: f
     return float("nan")
 
 
+CPU_LAG = "gateway_event_loop_lag_cpu_seconds"
+CANARY = """\
+import sys, time
+lags, end = [], time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    started = time.monotonic()
+    time.sleep(0.1)
+    lags.append(time.monotonic() - started - 0.1)
+lags.sort()
+print(lags[min(len(lags) - 1, int(len(lags) * 0.99))])
+"""
+
+
 async def b6_many_agents(stack: Stack, names: list[str], rate: int, seconds: float) -> list[Row]:
     assert stack.gateway is not None
     clock = stack.gateway_cpu()
     before = await _loop_lag_buckets(stack)
+    before_cpu = await _loop_lag_buckets(stack, CPU_LAG)
+    # The same timer, in a process that does nothing: how late the machine
+    # itself wakes a sleeper while the agents and their writers run.
+    script = stack.folder / "canary.py"
+    script.write_text(CANARY)
+    canary = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(seconds + 1.0), stdout=asyncio.subprocess.PIPE
+    )
     clock.start()
+    busy = machine_busy_seconds()
     await asyncio.gather(
         *(stack.agents[name].run(_stamper(stack.folder, rate, seconds)) for name in names)
     )
-    await asyncio.sleep(seconds + 1.0)
+    await asyncio.sleep(seconds)
+    machine = (machine_busy_seconds() - busy) / seconds
+    await asyncio.sleep(1.0)
     used = clock.read()
     after = await _loop_lag_buckets(stack)
+    after_cpu = await _loop_lag_buckets(stack, CPU_LAG)
+    canary_lag = float((await canary.communicate())[0])
     for name in names:
         await stack.agents[name].run("clear")
     note = f"{len(names)} agents x {rate // 1000} KB/s, no viewers; histogram bucket bound"
@@ -434,7 +472,26 @@ async def b6_many_agents(stack: Stack, names: list[str], rate: int, seconds: flo
         row(
             "B6", "event-loop lag p99", _bucket_quantile(before, after, 99) * 1000, None, "ms", note
         ),
+        row(
+            "B6",
+            "event-loop lag p99, the gateway's own work",
+            _bucket_quantile(before_cpu, after_cpu, 99) * 1000,
+            None,
+            "ms",
+            "the part its loop thread was on a CPU",
+        ),
         row("B6", "gateway CPU", used / seconds, None, "cores", note),
+        row(
+            "B6",
+            "machine CPU, all processes",
+            machine,
+            None,
+            "cores",
+            f"of {os.cpu_count()} cores: agents, their writers, the gateway",
+        ),
+        row(
+            "B6", "an idle process's timer lag p99", canary_lag * 1000, None, "ms", "machine noise"
+        ),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -73,6 +74,33 @@ async def test_requests_by_route_pattern_and_loop_lag(
     assert samples[("gateway_http_requests_total", "method=GET,route=other,status=404")] == 1
     assert samples[("gateway_http_request_duration_seconds_count", route)] == 2
     assert samples[("gateway_event_loop_lag_seconds_count", "")] >= 2
+    assert samples[("gateway_event_loop_lag_cpu_seconds_count", "")] >= 2
+
+
+async def test_loop_lag_tells_busy_work_from_waiting(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+
+    async def late(metric: str) -> float:
+        samples = await scrape(client)
+        return samples[(f"{metric}_count", "")] - samples[(f"{metric}_bucket", "le=0.1")]
+
+    await asyncio.sleep(0.25)
+    lag, cpu = "gateway_event_loop_lag_seconds", "gateway_event_loop_lag_cpu_seconds"
+    before = await late(lag), await late(cpu)
+    time.sleep(0.4)  # the loop blocked, its thread off the CPU
+    await asyncio.sleep(0.25)
+    waited = await late(lag), await late(cpu)
+    assert waited[0] >= before[0] + 1
+    assert waited[1] == before[1]  # not the gateway's work
+    end = time.perf_counter() + 0.4
+    while time.perf_counter() < end:  # the loop blocked by busy work
+        pass
+    await asyncio.sleep(0.25)
+    busy = await late(lag), await late(cpu)
+    assert busy[0] >= waited[0] + 1
+    assert busy[1] >= waited[1] + 1
 
 
 async def test_only_admins_read_metrics(agent: LocalAgent, gateway: GatewayFactory) -> None:
