@@ -7,10 +7,11 @@ The hot path (DESIGN §2)::
                                                (own task, time budget per tick)
 
 * Relay first, emulate second: viewers get a chunk before the emulator sees it.
-* Under load, output is coalesced: what arrives within COALESCE_SECONDS of
-  the last frame sent waits for the window to end and goes out as one frame,
-  the same bytes object for every viewer. After a quiet spell output goes out
-  at once, so a keystroke's echo is never delayed.
+* Under load, output is coalesced: what arrives within a few milliseconds of
+  the last frame sent (more with more viewers: :attr:`Hub.coalescing`) waits
+  for the window to end and goes out as one frame, the same bytes object for
+  every viewer. After a quiet spell output goes out at once, so a keystroke's
+  echo is never delayed.
 * The upstream read loop never awaits a viewer. :meth:`Viewer.offer` only
   appends to a bounded queue; a viewer whose queue would overflow drops its
   backlog and is *resynced*: its next batch is a fresh snapshot. So a slow or
@@ -60,6 +61,12 @@ BACKLOG_LOW = 256 * 1024
 COALESCE_SECONDS = 0.004
 # ... or until this much is held: frames stay far below any viewer's bound.
 COALESCE_BYTES = 16 * 1024
+# Sending a frame costs about the same per viewer whatever its size, so the
+# window grows with the audience: one step per this many viewers, up to
+# MAX_COALESCE_STEPS times (32 ms, a frame at 30 Hz) and 64 KiB.
+VIEWERS_PER_COALESCE_STEP = 8
+MAX_COALESCE_STEPS = 8
+MAX_COALESCE_BYTES = 64 * 1024
 # Time all the hubs of a fleet together may spend emulating per turn of the
 # event loop; each feeds slices of its backend's FEED_PIECE (about a
 # millisecond of work each).
@@ -460,11 +467,12 @@ class Hub:
         self._offset += len(data)
         self._outgoing.append(data)
         self._outgoing_bytes += len(data)
-        if self._outgoing_bytes >= COALESCE_BYTES:
+        window, limit = self.coalescing
+        if self._outgoing_bytes >= limit:
             self._flush()
         elif self._flush_timer is None:
             loop = asyncio.get_running_loop()
-            due = self._last_flush + COALESCE_SECONDS
+            due = self._last_flush + window
             if loop.time() >= due:
                 self._flush()
             else:
@@ -480,6 +488,12 @@ class Hub:
         if state is UpstreamState.STOPPED:
             return  # only ever on the way out of set_target/aclose, which say why
         self._set_status(state.value, retry_in, message)
+
+    @property
+    def coalescing(self) -> tuple[float, int]:
+        """How long and how much output may be held back now, for this many viewers."""
+        steps = min(MAX_COALESCE_STEPS, 1 + len(self._viewers) // VIEWERS_PER_COALESCE_STEP)
+        return COALESCE_SECONDS * steps, min(MAX_COALESCE_BYTES, COALESCE_BYTES * steps)
 
     def _flush(self) -> None:
         """Offer the output held back to every viewer: one frame, shared by all."""

@@ -12,6 +12,8 @@ from gateway.errors import AgentNotFound, UpstreamUnavailable
 from gateway.hub import (
     COALESCE_BYTES,
     COALESCE_SECONDS,
+    MAX_COALESCE_BYTES,
+    MAX_COALESCE_STEPS,
     EmulationBudget,
     Fleet,
     Hub,
@@ -171,6 +173,24 @@ async def test_a_big_burst_is_not_held_back() -> None:
         await hub.upstream_output(burst)
     # The window is not over, but a full frame goes at once.
     assert viewer.queued_bytes == len(b"0x") + 1 + 4 * len(burst)
+    await hub.aclose()
+
+
+async def test_the_window_grows_with_the_audience() -> None:
+    hub = offline_hub()
+    assert hub.coalescing == (COALESCE_SECONDS, COALESCE_BYTES)
+    viewers = [hub.join() for _ in range(20)]
+    window, limit = hub.coalescing
+    assert window == 3 * COALESCE_SECONDS
+    assert limit == 3 * COALESCE_BYTES
+    viewers += [hub.join() for _ in range(500)]
+    assert hub.coalescing == (MAX_COALESCE_STEPS * COALESCE_SECONDS, MAX_COALESCE_BYTES)
+    # Held output goes at the limit, however long the window.
+    await drain(viewers[0])  # joins: a frame was just sent, the window is open
+    burst = b"y" * (MAX_COALESCE_BYTES // 2)
+    await hub.upstream_output(burst)
+    await hub.upstream_output(burst)
+    assert viewers[0].queued_bytes >= 1 + len(burst)
     await hub.aclose()
 
 
