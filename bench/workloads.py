@@ -274,15 +274,18 @@ async def b3_fanout(
                 await asyncio.sleep(0.5)
                 rss_before = rss_bytes(stack.gateway.pid) if stack.gateway else 0
                 clock.start()
+                clients_cpu = time.process_time()
                 await agent.run(_stamper(stack.folder, rate, seconds))
                 await asyncio.sleep(seconds + 1.0)
                 used = clock.read()
+                clients_cpu = time.process_time() - clients_cpu
                 rss_after = rss_bytes(stack.gateway.pid) if stack.gateway else 0
             p99s = [percentile(d, 99) for d in delays if d]
             result[side] = {
                 "p99": percentile(p99s, 99) * 1000 if p99s else float("nan"),
                 "cpu": used / count,
                 "rss": (rss_after - rss_before) / count,
+                "clients": clients_cpu / (seconds + 1.0),
             }
             await agent.run("clear")
             await asyncio.sleep(0.3)
@@ -316,6 +319,16 @@ async def b3_fanout(
                 None,
                 "KiB",
                 "gateway RSS growth",
+            )
+        )
+        rows.append(
+            row(
+                "B3",
+                f"{count} viewers: the measuring clients' CPU",
+                result["gateway"]["clients"],
+                direct and direct["clients"],
+                "cores",
+                "one process reads every viewer: near 1, it is what lags",
             )
         )
     return rows
