@@ -206,17 +206,24 @@ async def test_a_viewer_socket_buffers_little_in_the_kernel(
     agent: LocalAgent, gateway: GatewayFactory
 ) -> None:
     # What a viewer does not take waits in its bounded queue, not in an
-    # autotuned kernel buffer of megabytes.
+    # autotuned kernel buffer of megabytes; and small frames leave at once.
     client = await gateway(agent)
     viewer = await open_terminal(client, agent.name)
     await viewer.wait_text("$")
-    sizes = [
-        handler.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    sockets = [
+        handler.transport.get_extra_info("socket")
         for handler in client.server.runner.server.connections
         if handler.transport is not None
     ]
     # Linux doubles what it is asked for (its bookkeeping).
-    assert any(VIEWER_SEND_BUFFER <= size <= 2 * VIEWER_SEND_BUFFER for size in sizes), sizes
+    (ws,) = [
+        sock
+        for sock in sockets
+        if VIEWER_SEND_BUFFER
+        <= sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        <= 2 * VIEWER_SEND_BUFFER
+    ]
+    assert ws.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     await viewer.close()
 
 
