@@ -3,19 +3,22 @@
 The hot path (DESIGN §2)::
 
     upstream frame ──► Hub.upstream_output ──► (coalesce) ──► every Viewer.offer (sync, bounded)
-                                          └──► emulation backlog ──► Screen.feed
-                                               (own task, time budget per tick)
+                                          └──► emulation backlog ──► screen.feed
+                                               (a task per hub, one budget per turn)
 
 * Relay first, emulate second: viewers get a chunk before the emulator sees it.
 * Under load, output is coalesced: what arrives within a few milliseconds of
   the last frame sent (more with more viewers: :attr:`Hub.coalescing`) waits
-  for the window to end and goes out as one frame, the same bytes object for
-  every viewer. After a quiet spell output goes out at once, so a keystroke's
-  echo is never delayed.
-* The upstream read loop never awaits a viewer. :meth:`Viewer.offer` only
-  appends to a bounded queue; a viewer whose queue would overflow drops its
-  backlog and is *resynced*: its next batch is a fresh snapshot. So a slow or
-  paused viewer costs at most its bound in memory and never slows the agent.
+  for the window to end and goes out as one frame, encoded once as a
+  WebSocket frame for every viewer. After a quiet spell output goes out at
+  once, so a keystroke's echo is never delayed.
+* The upstream read loop never awaits a viewer. :meth:`Viewer.offer` writes
+  the encoded frame straight to the viewer's socket when nothing waits for
+  it and the socket keeps up (:meth:`Viewer.attach`), and otherwise appends
+  to a bounded queue that the viewer's sender drains; a viewer whose queue
+  would overflow drops its backlog and is *resynced*: its next batch is a
+  fresh snapshot. So a slow or paused viewer costs at most its bound in
+  memory and never slows the agent.
 * The read loop awaits only the emulator, and only when its backlog passes a
   high-water mark: that bounds memory when an agent outruns the emulator
   (tmux then skips output for its slow client, which the screen tolerates).
@@ -159,15 +162,43 @@ class Viewer:
         # Writes refused because this viewer is read-only (counted by the handler).
         self.refused = 0
         self.close_code: int | None = None
+        # Writes a whole WebSocket frame to the socket now, or says it cannot.
+        self._write: Callable[[bytes], bool] | None = None
+        # A batch is out with the sender: frames offered now must queue behind it.
+        self._sending = False
 
     @property
     def queued_bytes(self) -> int:
         return self._queued_bytes
 
-    def offer(self, frame: bytes) -> None:
-        """Queue one encoded frame; never blocks, never grows past the bound."""
+    def attach(self, write: Callable[[bytes], bool]) -> None:
+        """Let :meth:`offer` write straight to the socket while nothing waits.
+
+        ``write`` takes a whole WebSocket frame and returns False when the
+        socket cannot take it now (closing, or its buffer is full): the frame
+        then queues as usual and the sender takes over, in order.
+        """
+        self._write = write
+
+    def offer(self, frame: bytes, wire: bytes | None = None) -> None:
+        """Send or queue one frame (``wire``: it as a WebSocket frame); never blocks.
+
+        The queue never grows past the bound.
+        """
         if self.close_code is not None or self._resync:
             # Closed, or a snapshot taken later will already contain this frame.
+            return
+        if (
+            wire is not None
+            and self._write is not None
+            and not self._queue
+            and not self._sending
+            and not self._notices
+            and not self.paused
+            and self._write(wire)
+        ):
+            # The fast path: no task wake-up, no copy, the same bytes for all.
+            self._hub.bytes_to_viewers += len(frame)
             return
         if self._queued_bytes + len(frame) > self._max_queue_bytes:
             self._queue.clear()
@@ -218,10 +249,12 @@ class Viewer:
                 continue
             batch: list[bytes] = []
             if self._resync:
+                # Still resyncing while the hub flushes output it held back:
+                # the snapshot covers it, so this viewer must not get it again.
+                batch = self._hub.join_frames()
                 self._resync = False
                 self._queue.clear()
                 self._queued_bytes = 0
-                batch = self._hub.join_frames()
             elif self._queue:
                 frames = self._queue
                 self._queue = deque()
@@ -232,7 +265,11 @@ class Viewer:
                 self._notices.clear()
             if batch:
                 self._hub.bytes_to_viewers += sum(map(len, batch))
-                yield batch
+                self._sending = True
+                try:
+                    yield batch
+                finally:
+                    self._sending = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,8 +543,9 @@ class Hub:
         frame = b"".join([b"0", *self._outgoing])
         self._outgoing.clear()
         self._outgoing_bytes = 0
+        wire = ttyd.websocket_frame(frame) if self._viewers else None
         for viewer in self._viewers:
-            viewer.offer(frame)
+            viewer.offer(frame, wire)
 
     def _set_status(self, state: str, retry_in: float | None, message: str) -> None:
         self._flush()  # output before the status reaches viewers before it

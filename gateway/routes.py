@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 MAX_INBOUND_MESSAGE = 64 * 1024
 HANDSHAKE_TIMEOUT = 10.0
 HEARTBEAT = 30.0
+# A frame is written straight to a viewer's socket only while the socket's
+# own (user-space) buffer holds less than this; beyond, the viewer's sender
+# takes over and waits for the socket to drain.
+DIRECT_WRITE_LIMIT = 64 * 1024
 # The kernel's send buffer for a viewer's socket (Linux doubles it). Left to
 # autotuning, a viewer that stops reading parks megabytes there, out of the
 # hub's sight; this small, what it does not take waits in the viewer's
@@ -456,6 +460,8 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hu
     await ws.send_bytes(ttyd.SetPreferences({}).serialize())
     audit, user = request.app[AUDIT], user_of(request)
     viewer = hub.join(user.name)
+    if request.transport is not None:
+        viewer.attach(_direct_writer(ws, request.transport))
     who = {"user": user.name, "role": user.role.value, "agent": hub.agent_id}
     audit.record("viewer_joined", **who, address=client_address(request))
     pump = asyncio.create_task(_pump(viewer, ws), name=f"pump:{hub.agent_id}")
@@ -470,6 +476,29 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hu
         with contextlib.suppress(asyncio.CancelledError):
             await pump
         audit.record("viewer_left", **who, refused_writes=viewer.refused)
+
+
+def _direct_writer(
+    ws: web.WebSocketResponse, transport: asyncio.Transport
+) -> Callable[[bytes], bool]:
+    """Write whole WebSocket frames to the socket, while it keeps up.
+
+    Frames the hub encoded once for every viewer (compression is off, server
+    frames are unmasked). aiohttp's own writer shares the transport: whole
+    frames from either interleave safely on the one event-loop thread, and
+    ``ws.closed`` turns true before aiohttp writes its close frame, after
+    which nothing more is written here.
+    """
+
+    def write(frame: bytes) -> bool:
+        if ws.closed or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT:
+            return False
+        transport.write(frame)
+        return True
+
+    return write
 
 
 async def _pump(viewer: Viewer, ws: web.WebSocketResponse) -> None:

@@ -54,6 +54,7 @@ __all__ = [
     "clamp_size",
     "parse_client",
     "parse_server",
+    "websocket_frame",
 ]
 
 # Resize policy: whatever a peer asks for is clamped into these bounds before
@@ -351,3 +352,20 @@ def parse_server(message: bytes | str) -> ServerMessage:
     if command == ServerCommand.NOTICE:
         return Notice.parse(payload)
     raise PeerProtocolError(f"unknown server command byte 0x{command:02x}")
+
+
+def websocket_frame(message: bytes) -> bytes:
+    """The whole WebSocket frame a server sends ``message`` in (binary, final).
+
+    Server frames are not masked (RFC 6455, section 5.1), so one encoding is
+    the same bytes for every viewer: the hub encodes a frame once and writes
+    it to each viewer's socket as it is.
+    """
+    size = len(message)
+    if size < 126:
+        header = bytes((0x82, size))
+    elif size < 1 << 16:
+        header = bytes((0x82, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x82, 127)) + size.to_bytes(8, "big")
+    return header + message

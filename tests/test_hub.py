@@ -194,6 +194,57 @@ async def test_the_window_grows_with_the_audience() -> None:
     await hub.aclose()
 
 
+async def test_joining_while_output_is_held_gets_it_once() -> None:
+    hub = offline_hub(10, 2)
+    watcher = hub.join()
+    await drain(watcher)
+    await hub.upstream_output(b"a")  # goes at once
+    await hub.upstream_output(b"b")  # held for the window
+    joiner = hub.join()
+    frames = await drain(joiner)  # the snapshot flushes "b" to the watcher
+    await hub.upstream_output(b"c")
+    frames += await drain(joiner)
+    screen = Screen(10, 2)
+    screen.feed(output_of(frames))
+    assert screen.text() == "abc\n\n"
+    assert output_of(await drain(watcher)).endswith(b"abc")
+    await hub.aclose()
+
+
+async def test_frames_go_straight_to_an_idle_socket_and_queue_behind_a_busy_one() -> None:
+    hub = offline_hub()
+    viewer = hub.join()
+    await drain(viewer)
+    written: list[bytes] = []
+    accepting = True
+
+    def write(frame: bytes) -> bool:
+        if accepting:
+            written.append(frame)
+        return accepting
+
+    viewer.attach(write)
+    await asyncio.sleep(COALESCE_SECONDS * 2)
+    await hub.upstream_output(b"one")
+    # Written at once as a WebSocket frame, nothing queued, nothing to wake.
+    assert written == [ttyd.websocket_frame(b"0one")]
+    assert viewer.queued_bytes == 0
+    accepting = False  # the socket's buffer is full
+    await asyncio.sleep(COALESCE_SECONDS * 2)
+    await hub.upstream_output(b"two")
+    assert viewer.queued_bytes == len(b"0two")
+    accepting = True
+    await asyncio.sleep(COALESCE_SECONDS * 2)
+    await hub.upstream_output(b"three")
+    # Not past what waits in the queue: the sender keeps the order.
+    assert len(written) == 1
+    assert output_of(await drain(viewer)) == b"twothree"
+    await asyncio.sleep(COALESCE_SECONDS * 2)
+    await hub.upstream_output(b"four")
+    assert written[-1] == ttyd.websocket_frame(b"0four")
+    await hub.aclose()
+
+
 async def test_held_output_reaches_viewers_before_a_status() -> None:
     hub = offline_hub()
     viewer = hub.join()

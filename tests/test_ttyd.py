@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from websockets.frames import Frame, Opcode
 
 from gateway import ttyd
 from gateway.errors import GatewayError, LocalProtocolError, PeerProtocolError, ProtocolError
@@ -192,3 +193,10 @@ def test_status_and_notice_are_json() -> None:
         "code": "input_refused",
         "message": "agent is down",
     }
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_websocket_frame_is_what_a_websocket_server_sends(size: int) -> None:
+    message = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = Frame(Opcode.BINARY, message).serialize(mask=False, extensions=[])
+    assert ttyd.websocket_frame(message) == expected
