@@ -1,7 +1,7 @@
 """The native screen backend: Ghostty's terminal core (libghostty-vt, via pyghostty).
 
 Same interface as :class:`gateway.screen.Screen`, the pyte reference, at
-30-100 times its speed: the parser and the grid are Zig, so a busy agent costs
+30-90 times its speed: the parser and the grid are Zig, so a busy agent costs
 the event loop a few per cent of a core instead of all of it. libghostty-vt was
 built for what a gateway needs: its VT formatter writes the screen back as
 escape sequences (cells, pen, cursor, modes, scroll region, tab stops,
