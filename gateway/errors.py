@@ -17,7 +17,8 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     ├── AuthError              who the caller is, or whether they may act
     │   ├── LoginFailed          unknown user or wrong password (one answer for both)
     │   └── LoginThrottled       too many failures for this account: wait ``retry_after``
-    └── LocalAgentError        spawning a local ttyd + tmux agent failed
+    ├── LocalAgentError        spawning a local ttyd + tmux agent failed
+    └── EmulatorError          the native terminal emulator refused a call (out of memory)
 
 Like h11, protocol errors say whose fault they are: a peer's malformed frame
 closes that peer's connection with 1002/1003; a local one is a bug of ours.
@@ -91,3 +92,7 @@ class LoginThrottled(AuthError):
 
 class LocalAgentError(GatewayError):
     """Starting or stopping a locally spawned ttyd + tmux agent failed."""
+
+
+class EmulatorError(GatewayError):
+    """libghostty-vt returned an error: out of memory, or a call this code got wrong."""

@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
+from .errors import EmulatorError
 from .screen import MAX_OSC, MAX_TITLE, Screen, TerminalScreen, check_size
 
 log = logging.getLogger(__name__)
@@ -240,19 +241,15 @@ class GhosttyScreen:
                     self._terminal, buf, size, n
                 )
             )
-        except _Failed:
+        except EmulatorError:
             # Longer than MAX_CONTINUATION: start a string the viewer ignores,
             # so the rest of it is swallowed there too rather than printed.
             return b"\x1b]"
 
 
-class _Failed(Exception):
-    pass
-
-
 def _check(result: int, what: str) -> None:
     if result:
-        raise _Failed(f"libghostty-vt: {what} failed ({result})")
+        raise EmulatorError(f"libghostty-vt: {what} failed ({result})")
 
 
 def _new_sized(ctype: str) -> Any:
