@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 
-from bench.harness import cpu_seconds, percentile
-from bench.workloads import Marker, colour_text, plain_text
+from bench.harness import cpu_seconds, machine_busy_seconds, percentile
+from bench.workloads import Marker, _bucket_quantile, colour_text, plain_text
 
 
 def test_percentiles_pick_from_the_sorted_values() -> None:
@@ -40,3 +41,20 @@ def test_cpu_seconds_grow_with_work() -> None:
     before = cpu_seconds(os.getpid())
     sum(i * i for i in range(2_000_000))
     assert cpu_seconds(os.getpid()) > before
+
+
+def test_the_machine_is_seen_busy_while_we_work() -> None:
+    before = machine_busy_seconds()
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        pass
+    assert machine_busy_seconds() - before >= 0.2
+
+
+def test_a_quantile_is_the_bound_of_its_bucket_over_what_happened_in_between() -> None:
+    # Cumulative counts, as Prometheus keeps them: 10 samples before, 100 after.
+    before = {0.01: 10.0, 0.1: 10.0, 1.0: 10.0, float("inf"): 10.0}
+    after = {0.01: 60.0, 0.1: 108.0, 1.0: 110.0, float("inf"): 110.0}
+    assert _bucket_quantile(before, after, 50) == 0.01
+    assert _bucket_quantile(before, after, 98) == 0.1
+    assert _bucket_quantile(before, after, 99) == 1.0
