@@ -15,6 +15,7 @@ between the two is what the gateway costs (or saves).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
@@ -271,6 +272,9 @@ http {{
     def direct(self, agent: str) -> Client:
         return Client(direct=self.agents[agent], agent=agent)
 
+    def drainer(self, agent: str) -> Drainer:
+        return Drainer(self, agent)
+
     async def aclose(self) -> None:
         if self.nginx is not None:
             self.nginx.terminate()
@@ -422,7 +426,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 @contextlib.asynccontextmanager
-async def many(clients: Sequence[Client]) -> AsyncIterator[Sequence[Client]]:
+async def many(clients: Sequence[Client | Drainer]) -> AsyncIterator[Sequence[Client | Drainer]]:
     """Open clients a few at a time (ttyd spawns a process per direct one)."""
     opened: list[Client] = []
     try:
@@ -433,3 +437,82 @@ async def many(clients: Sequence[Client]) -> AsyncIterator[Sequence[Client]]:
         yield clients
     finally:
         await asyncio.gather(*(client.__aexit__() for client in opened))
+
+
+class _DrainProtocol(asyncio.Protocol):
+    def __init__(self, upgrade: bytes, handshake: bytes) -> None:
+        self.upgrade, self.handshake = upgrade, handshake
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.received = 0
+        self.open = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.upgrade)
+
+    def data_received(self, data: bytes) -> None:
+        if self.open.done():
+            self.received += len(data)
+            return
+        self.head += data
+        if b"\r\n\r\n" in self.head:
+            head, _, rest = self.head.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.open.set_exception(ConnectionError(head.split(b"\r\n", 1)[0].decode()))
+                return
+            assert self.transport is not None
+            self.transport.write(self.handshake)
+            self.received += len(rest)
+            self.open.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.open.done():
+            self.open.set_exception(exc or ConnectionError("closed during the upgrade"))
+
+
+def _masked_frame(message: bytes) -> bytes:
+    """A client's WebSocket frame (binary, final, masked), for a message under 126 bytes."""
+    key = os.urandom(4)
+    payload = bytes(byte ^ key[i % 4] for i, byte in enumerate(message))
+    return bytes((0x82, 0x80 | len(message))) + key + payload
+
+
+@dataclass
+class Drainer:
+    """A gateway viewer that only reads and counts: a browser tab nobody measures.
+
+    500 viewers parsed by one Python process measure that process; most of a
+    big audience is drainers, so the clients that measure are not starved.
+    """
+
+    stack: Stack
+    agent: str
+    _protocol: _DrainProtocol | None = None
+
+    @property
+    def received(self) -> int:
+        return 0 if self._protocol is None else self._protocol.received
+
+    async def __aenter__(self) -> Drainer:
+        key = base64.b64encode(os.urandom(16)).decode()
+        upgrade = (
+            f"GET /agents/{self.agent}/ws HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{self.stack.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: tty\r\nOrigin: {self.stack.origin}\r\n\r\n"
+        ).encode()
+        handshake = _masked_frame(ttyd.Handshake("").serialize())
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(
+            lambda: _DrainProtocol(upgrade, handshake), "127.0.0.1", self.stack.port
+        )
+        self._protocol = protocol
+        await asyncio.wait_for(protocol.open, 20)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
