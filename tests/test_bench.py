@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
 
-from bench.harness import cpu_seconds, machine_busy_seconds, percentile
+from bench.harness import Drainer, cpu_seconds, machine_busy_seconds, percentile
 from bench.workloads import Marker, _bucket_quantile, colour_text, plain_text
+from gateway.appkeys import FLEET
+from gateway.local import LocalAgent
+
+from .conftest import GatewayFactory, eventually, origin_of
 
 
 def test_percentiles_pick_from_the_sorted_values() -> None:
@@ -58,3 +63,19 @@ def test_a_quantile_is_the_bound_of_its_bucket_over_what_happened_in_between() -
     assert _bucket_quantile(before, after, 50) == 0.01
     assert _bucket_quantile(before, after, 98) == 0.1
     assert _bucket_quantile(before, after, 99) == 1.0
+
+
+async def test_a_drainer_watches_through_the_gateway_and_counts_what_arrives(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    where = SimpleNamespace(port=client.port, origin=origin_of(client))
+    async with Drainer(where, agent.name) as drainer:  # type: ignore[arg-type]
+        hub = client.app[FLEET].get(agent.name)
+        await eventually(lambda: len(hub.viewers) == 1, message="a viewer joined")
+        # Its first frame is the snapshot: the whole screen arrives.
+        await eventually(lambda: drainer.received > 100, message="the snapshot arrived")
+        before = drainer.received
+        await agent.tmux("send-keys", "-t", agent.name, "echo drained", "Enter")
+        await eventually(lambda: drainer.received > before, message="live output arrived")
+    await eventually(lambda: len(hub.viewers) == 0, message="the viewer left")
