@@ -153,7 +153,8 @@ async def watch_loop_lag(metrics: Metrics) -> AsyncIterator[None]:
             await asyncio.sleep(LAG_INTERVAL)
             lag = max(0.0, loop.time() - before - LAG_INTERVAL)
             metrics.loop_lag.observe(lag)
-            # Told apart from lateness because the machine did not run us.
+            # What of the lateness the thread could have spent running: a
+            # machine too busy to schedule it adds to the lag, not to this.
             metrics.loop_lag_cpu.observe(min(lag, time.thread_time() - cpu_before))
 
     async with running(sample(), "loop-lag"):
