@@ -348,14 +348,19 @@ async def b3_fanout(
 # --- B4 slow viewer --------------------------------------------------------------------------
 
 
-async def _metric(stack: Stack, name: str, agent: str) -> float:
-    """One sample of the gateway's /metrics (open mode: no login needed)."""
+async def _scrape(stack: Stack) -> list[str]:
+    """The lines of one scrape of the gateway's /metrics (open mode: no login needed)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
     body = (await reader.read()).decode()
     writer.close()
+    return body.splitlines()
+
+
+async def _metric(stack: Stack, name: str, agent: str) -> float:
+    """One agent's sample of a metric."""
     needle = f'{name}{{agent="{agent}"}} '
-    for line in body.splitlines():
+    for line in await _scrape(stack):
         if line.startswith(needle):
             return float(line[len(needle) :])
     return float("nan")
@@ -363,13 +368,8 @@ async def _metric(stack: Stack, name: str, agent: str) -> float:
 
 async def _metric_total(stack: Stack, name: str) -> float:
     """The sum of a metric over every agent, from one scrape."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
-    writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-    body = (await reader.read()).decode()
-    writer.close()
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + "{")
-    )
+    lines = await _scrape(stack)
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + "{"))
 
 
 async def b4_slow_viewer(stack: Stack, count: int, rate: int, seconds: float) -> list[Row]:
@@ -429,7 +429,7 @@ async def b4_slow_viewer(stack: Stack, count: int, rate: int, seconds: float) ->
             slow_queue / 1024,
             None,
             "KiB",
-            "bounded by server.viewer_queue_bytes (512 KiB); loopback TCP buffers MBs first",
+            "bounded by server.viewer_queue_bytes (512 KiB), past which it is resynced",
         ),
         row("B4", "the slow viewer's resyncs", resyncs, None, "", "backlog dropped, snapshot sent"),
     ]
@@ -441,12 +441,8 @@ async def b4_slow_viewer(stack: Stack, count: int, rate: int, seconds: float) ->
 async def _loop_lag_buckets(
     stack: Stack, metric: str = "gateway_event_loop_lag_seconds"
 ) -> dict[float, float]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
-    writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-    body = (await reader.read()).decode()
-    writer.close()
     buckets = {}
-    for line in body.splitlines():
+    for line in await _scrape(stack):
         if line.startswith(f"{metric}_bucket"):
             bound = line.split('le="', 1)[1].split('"', 1)[0]
             buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
