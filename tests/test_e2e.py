@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Page, expect
+from playwright.async_api import Dialog, Page, Route, expect
 
 from gateway.appkeys import SOCKETS
 from gateway.auth import Role, User, hash_password
@@ -214,6 +215,91 @@ async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
     await expect(guest.locator("#status")).to_have_attribute("data-state", "error")
     await expect(guest.locator("#status-text")).to_contain_text("ended this session")
     await expect(olga.locator("#share-list li")).to_have_count(0)
+
+
+# Crafted login links: the query exactly as a link carries it, and where the
+# browser must land after logging in (always a path on the gateway itself).
+HOSTILE_NEXT = (
+    ("next=/%09/evil.example/", "/"),  # tab: the URL parser drops it, "//evil.example/"
+    ("next=/%0a/evil.example/", "/"),  # newline
+    ("next=/%0D/evil.example/", "/"),  # carriage return
+    ("next=/%0d%0a/evil.example/", "/"),
+    ("next=%2F%09%2Fevil.example%2F", "/"),
+    ("next=%09//evil.example/", "/"),
+    ("next=/%09%5Cevil.example/", "/"),  # tab, then a backslash (a slash in http URLs)
+    ("next=/%5Cevil.example/", "/"),  # the backslash itself
+    ("next=%5C%5Cevil.example/", "/"),
+    ("next=//evil.example/", "/"),  # scheme-relative
+    ("next=///evil.example/", "/"),
+    ("next=%2F%2Fevil.example%2F", "/"),
+    ("next=%20%20//evil.example/", "/"),  # leading spaces are trimmed
+    ("next=https%3A%2F%2Fevil.example%2F", "/"),
+    ("next=HTTPS://evil.example/", "/"),
+    ("next=javascript:alert(1)", "/"),
+    ("next=/.//evil.example/", "/"),  # normalizes to the path "//evil.example/"
+    # Look-alikes that are really paths here: they stay on the gateway.
+    ("next=/%2509/evil.example/", "/%09/evil.example/"),
+    ("next=/@evil.example/", "/@evil.example/"),
+)
+
+
+async def test_a_crafted_login_link_never_leaves_the_gateway(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    agent = await ready_shell(make_agent, "door")
+    client = await gateway(agent, users=(User("olga", hash_password("pw-olga"), Role.OPERATOR),))
+    own = f"127.0.0.1:{client.port}"
+    page = await browsers.page("login")
+    # Nothing may leave loopback: any other host is refused and noted, and so
+    # is a dialog (a javascript: URL that ran).
+    strays: list[str] = []
+    dialogs: list[str] = []
+
+    async def loopback_only(route: Route) -> None:
+        if urlsplit(route.request.url).netloc == own:
+            await route.continue_()
+        else:
+            strays.append(route.request.url)
+            await route.abort()
+
+    async def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        await dialog.dismiss()
+
+    await page.context.route("**/*", loopback_only)
+    page.on("dialog", dismiss)
+
+    async def log_in(query: str) -> str:
+        """Where the browser is once the login form, opened with ``query``, is submitted."""
+        strays.clear()
+        dialogs.clear()
+        await page.goto(url(client, f"/login?{query}"))
+        await page.fill("input[name=username]", "olga")
+        await page.fill("input[name=password]", "pw-olga")
+        await page.click("button[type=submit]")
+        # A refused request still ends in a committed (error) page: wait for it.
+        await eventually(
+            lambda: bool(dialogs) or urlsplit(page.url).path != "/login",
+            message=f"leaving /login?{query}",
+        )
+        await page.wait_for_load_state()
+        return page.url
+
+    escaped = []
+    for query, landing in HOSTILE_NEXT:
+        final = await log_in(query)
+        parts = urlsplit(final)
+        if strays or dialogs or (parts.scheme, parts.netloc) != ("http", own):
+            escaped.append(f"/login?{query} -> {final}, requested {strays}, dialogs {dialogs}")
+        elif final != url(client, landing):
+            escaped.append(f"/login?{query} -> {final}, not {landing}")
+    assert escaped == [], "crafted login links went astray:\n" + "\n".join(escaped)
+
+    # An honest link still goes where the user was headed.
+    assert await log_in("next=/agents/door/") == url(client, "/agents/door/")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    assert strays == []
+    assert dialogs == []
 
 
 async def test_the_logs_panel_streams_and_resumes_without_duplicates(

@@ -21,7 +21,7 @@ form.addEventListener("submit", async (event) => {
       body: JSON.stringify({ username: form.username.value, password: form.password.value }),
     });
     if (response.ok) {
-      location.assign(safeNext(location.search));
+      location.assign(safeNext(location.search, location.origin));
       return;
     }
     const body = await response.json().catch(() => ({}));

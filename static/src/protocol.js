@@ -194,11 +194,33 @@ export function agentIdFromPath(pathname) {
 }
 
 /**
- * Where to go after logging in: the `next` query parameter if it is a path
- * on this site, else the home page. "//evil.net" and "https://..." are
- * refused, so a crafted login link cannot send the user elsewhere.
+ * Where to go after logging in: a path on this site, never another one.
+ *
+ * `search` is the login page's query string, `origin` its own origin
+ * (`location.origin`). The `next` parameter is resolved the way the browser
+ * would resolve it, `new URL(next, origin)`, so whatever the URL parser
+ * strips or rewrites (tabs, newlines, backslashes, leading spaces, an
+ * uppercase scheme) is judged after the fact, not guessed at: only an
+ * http(s) URL with exactly this origin is kept. The answer is that URL's
+ * path, query and fragment, re-serialized (never the raw `next`), and only
+ * if that path resolves to itself on this origin again: "/.//evil.net"
+ * normalizes to the path "//evil.net", which as a link names another host.
+ * Anything else, or no `next` at all, is the home page "/".
  */
-export function safeNext(search) {
-  const next = new URLSearchParams(search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+export function safeNext(search, origin) {
+  const next = new URLSearchParams(search).get("next");
+  if (!next) return "/";
+  try {
+    const base = new URL(origin);
+    if (base.protocol !== "http:" && base.protocol !== "https:") return "/";
+    const target = new URL(next, base.origin);
+    // The scheme too: a "blob:http://this-origin/..." URL has this origin.
+    if (target.protocol !== base.protocol || target.origin !== base.origin) return "/";
+    const path = target.pathname + target.search + target.hash;
+    const again = new URL(path, base.origin);
+    const same = again.origin === base.origin && again.pathname + again.search + again.hash === path;
+    return same ? path : "/";
+  } catch {
+    return "/"; // not a URL at all (a bad origin, or a next the parser refuses)
+  }
 }

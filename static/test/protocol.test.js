@@ -185,13 +185,149 @@ describe("URLs", () => {
 });
 
 describe("safeNext", () => {
-  it("keeps paths on this site", () => {
-    assert.equal(safeNext("?next=/agents/shell/"), "/agents/shell/");
-    assert.equal(safeNext(""), "/");
+  const ORIGIN = "http://127.0.0.1:8080";
+  /** The login page's query with `next` exactly this string (as a link would carry it). */
+  const query = (next) => `?next=${encodeURIComponent(next)}`;
+  /** Where the browser would go: location.assign(answer) on /login. */
+  const landing = (answer) => new URL(answer, `${ORIGIN}/login?next=x`);
+  const assertSameOrigin = (answer, what) => {
+    assert.equal(typeof answer, "string", what);
+    const shown = `${what}: ${JSON.stringify(answer)}`;
+    assert.ok(answer.startsWith("/") && !answer.startsWith("//"), shown);
+    assert.equal(landing(answer).origin, ORIGIN, shown);
+  };
+
+  it("keeps paths on this site, with their query and fragment", () => {
+    assert.equal(safeNext(query("/agents/x/?a=1#h"), ORIGIN), "/agents/x/?a=1#h");
+    assert.equal(safeNext("?next=/agents/shell/", ORIGIN), "/agents/shell/");
+    assert.equal(safeNext("?next=%2Fagents%2Fa%2520b%2F", ORIGIN), "/agents/a%20b/");
+    assert.equal(safeNext(query("/"), ORIGIN), "/");
   });
-  it("refuses other sites", () => {
-    for (const bad of ["//evil.net", "https://evil.net", "/\\evil.net", "javascript:alert(1)"]) {
-      assert.equal(safeNext(`?next=${encodeURIComponent(bad)}`), "/");
+
+  it("goes home without a next", () => {
+    for (const search of ["", "?", "?next=", "?next", "?other=/agents/x/"]) {
+      assert.equal(safeNext(search, ORIGIN), "/", JSON.stringify(search));
+    }
+  });
+
+  it("refuses other sites, however the URL parser is tricked into them", () => {
+    const hostile = [
+      // Tab, newline and carriage return are stripped by the URL parser: "//evil.example/".
+      "/\t/evil.example/",
+      "/\n/evil.example/",
+      "/\r/evil.example/",
+      "/\r\n/evil.example/",
+      "\t//evil.example/",
+      "/\t\\evil.example/",
+      // Backslashes are slashes in http(s) URLs.
+      "/\\evil.example",
+      "\\\\evil.example",
+      "\\/evil.example",
+      // Scheme-relative, with any number of slashes.
+      "//evil.example",
+      "///evil.example",
+      "////evil.example/agents/",
+      // Leading spaces and control characters are trimmed.
+      "  //evil.example",
+      " \\\\evil.example",
+      "\x00//evil.example",
+      // Other schemes and hosts, any case.
+      "https://evil.example",
+      "http://evil.example/agents/x/",
+      "HTTPS://evil.example",
+      "Http://evil.example",
+      "https:evil.example",
+      "http://127.0.0.1:8080@evil.example/",
+      "http://127.0.0.1:8081/",
+      "https://127.0.0.1:8080/",
+      "javascript:alert(1)",
+      "JavaScript:alert(1)",
+      " javascript:alert(1)",
+      "data:text/html,<script>alert(1)</script>",
+      "DATA:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+      "vbscript:msgbox(1)",
+      "blob:http://127.0.0.1:8080/0b9c7f2a",
+      "blob:https://evil.example/0b9c7f2a",
+      "file:///etc/passwd",
+      // Paths that normalize to "//evil.example": as a link that names another host.
+      "/.//evil.example",
+      "/a/..//evil.example",
+      "/%2e%2e//evil.example",
+      "http://127.0.0.1:8080//evil.example",
+      "http://127.0.0.1:8080/.//evil.example",
+    ];
+    for (const next of hostile) {
+      assert.equal(safeNext(query(next), ORIGIN), "/", JSON.stringify(next));
+    }
+  });
+
+  it("refuses other sites written percent-encoded in the link", () => {
+    // The query exactly as it appears in a crafted /login link.
+    const links = [
+      "?next=/%09/evil.example/",
+      "?next=/%0a/evil.example/",
+      "?next=/%0A/evil.example/",
+      "?next=/%0d/evil.example/",
+      "?next=/%0D%0A/evil.example/",
+      "?next=%09//evil.example",
+      "?next=%2F%09%2Fevil.example%2F",
+      "?next=/%5Cevil.example",
+      "?next=/%5cevil.example",
+      "?next=%5C%5Cevil.example",
+      "?next=%2F%2Fevil.example",
+      "?next=%2F%2F%2Fevil.example",
+      "?next=%20%20//evil.example",
+      "?next=++//evil.example",
+      "?next=%00//evil.example",
+      "?next=https%3A%2F%2Fevil.example",
+      "?next=HTTPS%3A%2F%2Fevil.example",
+      "?next=javascript%3Aalert(1)",
+      "?next=data%3Atext%2Fhtml%2C%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+      "?a=1&next=//evil.example",
+    ];
+    for (const search of links) {
+      assert.equal(safeNext(search, ORIGIN), "/", search);
+    }
+  });
+
+  it("keeps look-alikes that are really paths on this site", () => {
+    // An encoded backslash stays in the path ("/%5Cevil.example"), an @ is no userinfo here.
+    assert.equal(safeNext(query("/%5Cevil.example"), ORIGIN), "/%5Cevil.example");
+    assert.equal(safeNext("?next=/%255Cevil.example", ORIGIN), "/%5Cevil.example");
+    assert.equal(safeNext(query("/@evil.example"), ORIGIN), "/@evil.example");
+    assert.equal(safeNext(query("/%09/evil.example/"), ORIGIN), "/%09/evil.example/");
+    assert.equal(safeNext("?next=/%2509/evil.example/", ORIGIN), "/%09/evil.example/");
+    assert.equal(safeNext(query("HTTP://127.0.0.1:8080/agents/x/"), ORIGIN), "/agents/x/");
+    assert.equal(safeNext(query("http://user:pw@127.0.0.1:8080/agents/x/"), ORIGIN), "/agents/x/");
+    assert.equal(safeNext(query("  /agents/x/"), ORIGIN), "/agents/x/");
+    assert.equal(safeNext(query("agents/x/"), ORIGIN), "/agents/x/");
+    assert.equal(safeNext(query("/agents/../admin"), ORIGIN), "/admin");
+  });
+
+  it("answers a same-origin path for anything at all", () => {
+    const pieces = ["/", "\\", "\t", "\n", "\r", " ", ".", "..", "@", ":", "%", "%2F", "%5C"];
+    pieces.push("evil.example", "http:", "https:", "?", "#");
+    for (const a of pieces) {
+      for (const b of pieces) {
+        for (const c of pieces) {
+          const next = a + b + c + "evil.example/";
+          const answer = safeNext(query(next), ORIGIN);
+          assertSameOrigin(answer, JSON.stringify(next));
+          assert.notEqual(landing(answer).hostname, "evil.example", JSON.stringify(next));
+        }
+      }
+    }
+  });
+
+  it("is judged against the page's own origin", () => {
+    assert.equal(safeNext(query("/x"), "https://gw.example"), "/x");
+    assert.equal(safeNext(query("https://gw.example/x"), "https://gw.example"), "/x");
+    assert.equal(safeNext(query("http://gw.example/x"), "https://gw.example"), "/");
+    assert.equal(safeNext(query("https://gw.example:8443/x"), "https://gw.example"), "/");
+    assert.equal(safeNext(query("/x"), "https://gw.example/some/page?q#h"), "/x");
+    // No usable origin (opaque, missing, not http): home, never a guess.
+    for (const origin of [undefined, "", "null", "file:///tmp/login.html", "about:blank"]) {
+      assert.equal(safeNext(query("/x"), origin), "/", String(origin));
     }
   });
 });
