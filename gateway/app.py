@@ -37,10 +37,12 @@ from . import config, login, metrics, routes, streams
 from .appkeys import (
     AUDIT,
     AUTH,
+    BUNDLE,
     CONNECTIONS,
     DISCOVERY,
     EVENTS,
     FLEET,
+    HOSTS,
     LOCAL_AGENTS,
     LOGS,
     METRICS,
@@ -53,6 +55,7 @@ from .appkeys import (
 )
 from .audit import AuditLog
 from .auth import Authenticator, Role, SessionStore, User, hash_password
+from .bundle import Bundle
 from .config import Settings
 from .discovery import Discovery
 from .errors import ConfigError
@@ -74,10 +77,12 @@ ACTIVITY_INTERVAL = 1.0
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application for ``settings``."""
     fleet = Fleet()
-    app_metrics = metrics.Metrics(fleet)
+    audit = AuditLog(settings.audit_log)
+    app_metrics = metrics.Metrics(fleet, audit)
     app = web.Application(
         middlewares=[
             metrics.middleware(app_metrics),
+            routes.host_middleware,
             routes.origin_middleware,
             login.auth_middleware,
             routes.error_middleware,
@@ -86,6 +91,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = app_metrics
     app[SETTINGS] = settings
     app[ORIGINS] = settings.origin_policy()
+    app[HOSTS] = settings.host_policy()
     app[PROXIES] = settings.proxy_policy()
     users = settings.users
     if settings.demo:
@@ -99,14 +105,14 @@ def create_app(settings: Settings) -> web.Application:
     app[AUTH] = Authenticator(users, sessions)
     if settings.demo_login_token is not None:
         app[AUTH].add_one_time_login(settings.demo_login_token.reveal(), "demo")
-    app[AUDIT] = AuditLog(settings.audit_log)
+    app[AUDIT] = audit
     app[SHARES] = ShareStore(settings.state_dir / "shares.json")
     app[SESSION_SOCKETS] = {}
     app[CONNECTIONS] = Counter()
     app.cleanup_ctx.append(_state)
     app[FLEET] = fleet
     app[LOCAL_AGENTS] = []
-    app[SOCKETS] = set()
+    app[SOCKETS] = {}
     app[EVENTS] = EventBus()
     app[FLEET].listeners.append(lambda change, hub: _publish_agent(app, change.value, hub))
     if settings.docker is not None:
@@ -150,9 +156,12 @@ async def _state(app: web.Application) -> AsyncIterator[None]:
     # First in, last out: every other lifecycle may still record on the way down.
     await app[AUDIT].start()
     await app[SHARES].load()
+    app[BUNDLE] = await asyncio.to_thread(Bundle.load, app[SETTINGS].static_dir / "dist")
     try:
         yield
     finally:
+        app[AUTH].close()
+        app[SHARES].close()
         await app[AUDIT].aclose()
 
 
@@ -249,8 +258,10 @@ async def _docker(app: web.Application) -> AsyncIterator[None]:
 async def reload_users(app: web.Application) -> None:
     """Re-read ``[[users]]`` from the config file (what SIGHUP does).
 
-    A removed user's sessions end and their sockets close with 1008; a
-    changed role or glob applies from the next message. Agents and server
+    A removed user's sessions end and their sockets close with 1008, and so
+    do every socket and stream whose caller lost access (a narrowed glob, a
+    removed token, a link whose creator lost the agent); a changed role
+    applies from the next message. Agents and server
     settings are read at start only. A bad file changes nothing.
     """
     settings, auth = app[SETTINGS], app[AUTH]
@@ -265,6 +276,8 @@ async def reload_users(app: web.Application) -> None:
     auth.replace_users([*fresh.users, *demo])
     for session in auth.sessions.expire(auth.users):
         await login.end_session(app, session.id)
+    await login.end_lapsed_links(app)
+    await login.revalidate(app)
     app[AUDIT].record("config_reloaded", users=sorted(auth.users))
     log.info("config reloaded: %d users", len(auth.users))
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import web
 
 from .audit import AuditLog
 from .auth import Authenticator
+from .bundle import Bundle
 from .config import Settings
 from .discovery import Discovery
 from .events import EventBus
@@ -16,7 +18,7 @@ from .hub import Fleet
 from .local import LocalAgent
 from .logs import LogHub
 from .metrics import Metrics
-from .origins import OriginPolicy
+from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
 from .shares import ShareStore
 
@@ -30,6 +32,7 @@ class Closable(Protocol):
 SETTINGS = web.AppKey("settings", Settings)
 FLEET = web.AppKey("fleet", Fleet)
 ORIGINS = web.AppKey("origins", OriginPolicy)
+HOSTS = web.AppKey("hosts", HostPolicy)
 PROXIES = web.AppKey("proxies", ProxyPolicy)
 # Spawned by `--demo`: tmux + ttyd pairs that live and die with the app.
 LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
@@ -40,8 +43,11 @@ SHARES = web.AppKey("shares", ShareStore)
 SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[Closable]])
 # Open WebSockets per user name, for the per-user connection limit.
 CONNECTIONS = web.AppKey("connections", Counter[str])
-# Open browser WebSockets and event streams, closed (1001) at shutdown.
-SOCKETS = web.AppKey("sockets", set[Closable])
+# Open WebSockets and event streams, each with the check of whether its
+# caller may still have it open; closed (1001) at shutdown.
+SOCKETS = web.AppKey("sockets", dict[Closable, Callable[[], bool]])
+# The front-end bundle, read at start (GET /static/dist/{name}).
+BUNDLE = web.AppKey("bundle", Bundle)
 # The dashboard's event feed (GET /api/events).
 EVENTS = web.AppKey("events", EventBus)
 # Docker discovery and container logs: present only with a [docker] config table.

@@ -7,23 +7,40 @@ is CPU-heavy by design (argon2id, RFC 9106's low-memory profile: 64 MiB,
 Timing: an unknown user is verified against a dummy hash with the same
 parameters, so "no such user" and "wrong password" take the same time and
 raise the same :class:`~gateway.errors.LoginFailed`.
+
+Guessing is bounded three ways, all decided before a hash is computed:
+
+- the lock (:class:`LoginThrottle`) is per name *and* client address (an
+  IPv6 client by its /64), so nobody can hold another address's login shut;
+  an attempt is counted when it starts, so a burst of concurrent guesses
+  meets the lock as a sequence would;
+- hashing has a small pool of its own (:data:`HASH_THREADS`), and a
+  :class:`LoginGate` admits at most :data:`LOGINS_IN_FLIGHT` attempts at
+  once, :data:`LOGINS_IN_FLIGHT_PER_CLIENT` per address: a flood is refused
+  at once instead of queueing behind itself and everything else;
+- names are cut to :data:`MAX_NAME_CHARS` before anything keeps them, and
+  the throttle's table is bounded in time and size.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import enum
 import hashlib
+import hmac
+import ipaddress
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .errors import LoginFailed, LoginThrottled
+from .errors import LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
+from .tasks import Workers
 
 # Longer "passwords" are refused before hashing: argon2 would hash them, but
 # a megabyte per attempt is a cheap way to burn our CPU.
@@ -35,6 +52,17 @@ ABSOLUTE_TIMEOUT = 12 * 60 * 60
 # 2, 4, 8, ... seconds, up to LOCK_CAP; a success clears it.
 FREE_FAILURES = 3
 LOCK_CAP = 15 * 60
+# A name and address with no failure for this long start afresh; the table
+# of failures holds at most THROTTLE_ENTRIES (the oldest go first).
+FORGET_AFTER = LOCK_CAP
+THROTTLE_ENTRIES = 10_000
+# User names are 1-64 characters (config.USER_NAME): a longer one is no
+# user, and is cut before it is kept anywhere.
+MAX_NAME_CHARS = 64
+# argon2id takes 64 MiB and a good part of a core per attempt.
+HASH_THREADS = 2
+LOGINS_IN_FLIGHT = 8
+LOGINS_IN_FLIGHT_PER_CLIENT = 2
 
 _HASHER = argon2.PasswordHasher.from_parameters(argon2.profiles.RFC_9106_LOW_MEMORY)
 
@@ -165,32 +193,112 @@ class SessionStore:
         return len(self._sessions)
 
 
+def client_key(address: str | None) -> str:
+    """Whom a login attempt is counted against: the address, an IPv6 one by its /64.
+
+    One IPv6 host commonly holds a whole /64, so a per-address lock on
+    single v6 addresses would not lock anyone.
+    """
+    if not address:
+        return ""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 @dataclass(slots=True)
 class _Failures:
     count: int = 0
     locked_until: float = 0.0
+    last: float = 0.0
 
 
 class LoginThrottle:
-    """Per-account exponential lock after repeated failures (sans I/O)."""
+    """Exponential lock after repeated failures, per key (sans I/O).
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    Keys are whatever the caller counts by (:class:`Authenticator`: the name
+    and the client). Bounded: an entry is forgotten :data:`FORGET_AFTER`
+    its last failure once unlocked, and beyond ``capacity`` entries the
+    least recently failed go first.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, capacity: int = THROTTLE_ENTRIES
+    ) -> None:
         self._clock = clock
-        self._failures: dict[str, _Failures] = {}
+        self._capacity = capacity
+        # Oldest failure first: what expires or is evicted is at the front.
+        self._failures: OrderedDict[Hashable, _Failures] = OrderedDict()
 
-    def retry_after(self, name: str) -> float:
-        entry = self._failures.get(name)
+    def retry_after(self, key: Hashable) -> float:
+        entry = self._failures.get(key)
         return 0.0 if entry is None else max(0.0, entry.locked_until - self._clock())
 
-    def failed(self, name: str) -> None:
-        entry = self._failures.setdefault(name, _Failures())
+    def failed(self, key: Hashable) -> None:
+        now = self._clock()
+        self._forget_stale(now)
+        entry = self._failures.pop(key, None) or _Failures()
+        self._failures[key] = entry
         entry.count += 1
+        entry.last = now
         if entry.count >= FREE_FAILURES:
             lock = min(LOCK_CAP, 2.0 ** (entry.count - FREE_FAILURES + 1))
-            entry.locked_until = self._clock() + lock
+            entry.locked_until = now + lock
+        while len(self._failures) > self._capacity:
+            self._failures.popitem(last=False)
 
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
+    def succeeded(self, key: Hashable) -> None:
+        self._failures.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def counted(self) -> list[Hashable]:
+        """What is counted now, oldest failure first."""
+        return list(self._failures)
+
+    def _forget_stale(self, now: float) -> None:
+        while self._failures:
+            entry = next(iter(self._failures.values()))
+            if now - entry.last <= FORGET_AFTER or now < entry.locked_until:
+                return
+            self._failures.popitem(last=False)
+
+
+class LoginGate:
+    """How many login attempts may be hashed or waiting at once, in all and per client."""
+
+    def __init__(
+        self, total: int = LOGINS_IN_FLIGHT, per_client: int = LOGINS_IN_FLIGHT_PER_CLIENT
+    ) -> None:
+        self._total = total
+        self._per_client = per_client
+        self._in_flight: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def admit(self, client: str) -> Iterator[None]:
+        """Hold a place for one attempt; LoginBusy if there is none."""
+        if self._in_flight[client] >= self._per_client:
+            raise LoginBusy("client")
+        if self._in_flight.total() >= self._total:
+            raise LoginBusy("gateway")
+        self._in_flight[client] += 1
+        try:
+            yield
+        finally:
+            self._in_flight[client] -= 1
+            if self._in_flight[client] <= 0:
+                del self._in_flight[client]
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight.total()
 
 
 class Authenticator:
@@ -200,6 +308,10 @@ class Authenticator:
         # Not `sessions or ...`: an empty store has len() 0 and is falsy.
         self.sessions = sessions if sessions is not None else SessionStore()
         self.throttle = LoginThrottle()
+        self.gate = LoginGate()
+        # Keys the digests of unknown names in the audit log (see recorded_name).
+        self._name_key = secrets.token_bytes(32)
+        self._hashing = Workers("argon2", HASH_THREADS)
         self._once: dict[str, str] = {}
         self._dummy_hash = ""
         self.replace_users(users)
@@ -227,23 +339,46 @@ class Authenticator:
         """Without users configured at start the gateway runs open (loopback only)."""
         return self._enabled
 
-    async def login(self, name: str, password: str) -> Session:
-        """A new session for valid credentials; LoginFailed or LoginThrottled otherwise."""
+    def close(self) -> None:
+        self._hashing.close()
+
+    def recorded_name(self, name: str) -> str:
+        """``name`` as the audit log may keep it: a user's name, or a short digest.
+
+        What is typed into the name field of a failed login is often a
+        password. A digest still shows that attempts repeat a name; keyed
+        with a secret of this run, it cannot be checked against guesses.
+        """
+        if name in self.users:
+            return name
+        digest = hmac.new(self._name_key, name.encode(errors="surrogatepass"), "sha256")
+        return f"unknown:{digest.hexdigest()[:12]}"
+
+    async def login(self, name: str, password: str, client: str | None = None) -> Session:
+        """A new session for valid credentials from ``client`` (an address).
+
+        Raises PasswordTooLong (before anything is counted: no user has such
+        a password, and it must not lock anyone), LoginThrottled, LoginBusy,
+        or LoginFailed.
+        """
+        if len(password.encode(errors="surrogatepass")) > MAX_PASSWORD_BYTES:
+            raise PasswordTooLong(MAX_PASSWORD_BYTES)
+        who = client_key(client)
         # Throttle by the name asked for, known or not, so the lock itself
         # does not reveal which accounts exist.
-        wait = self.throttle.retry_after(name)
+        key = (name[:MAX_NAME_CHARS], who)
+        wait = self.throttle.retry_after(key)
         if wait > 0:
             raise LoginThrottled(wait)
-        if len(password.encode()) > MAX_PASSWORD_BYTES:
-            self.throttle.failed(name)
-            raise LoginFailed()
         user = self.users.get(name)
         stored = user.password_hash if user is not None else self._dummy_hash
-        ok = await asyncio.to_thread(_verify, stored, password)
+        with self.gate.admit(who):
+            # Counted now, undone on success: concurrent guesses meet the lock.
+            self.throttle.failed(key)
+            ok = await self._hashing.run(_verify, stored, password)
         if user is None or not ok:
-            self.throttle.failed(name)
             raise LoginFailed()
-        self.throttle.succeeded(name)
+        self.throttle.succeeded(key)
         return self.sessions.create(user.name)
 
     def user_of_token(self, token: str) -> User | None:

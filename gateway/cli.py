@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
-import logging
 import os
 import secrets
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, config
+from . import __version__, config, logsafe
 from .accesslog import AccessLogger
 from .app import create_app
 from .auth import hash_password, new_api_token
@@ -108,9 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"token (give it to the script, it is not stored): {token}")
         print(f'config line for the user: api_token_sha256 = "{digest}"')
         return 0
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logsafe.configure(args.log_level)
     try:
         settings = _settings(args)
         app = create_app(settings)

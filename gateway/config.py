@@ -22,7 +22,7 @@ from .auth import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 from .errors import ConfigError
 from .ghostty import BACKENDS, UNAVAILABLE
 from .hub import DEFAULT_VIEWER_QUEUE_BYTES
-from .origins import OriginPolicy, normalize_origin
+from .origins import HostPolicy, OriginPolicy, normalize_origin
 from .proxies import ProxyPolicy, parse_networks
 from .upstream import Target
 
@@ -153,6 +153,9 @@ class Settings:
 
     def origin_policy(self) -> OriginPolicy:
         return OriginPolicy.of(self.public_origin, *self.extra_origins)
+
+    def host_policy(self) -> HostPolicy:
+        return HostPolicy.of(self.public_origin, *self.extra_origins)
 
     @property
     def listen(self) -> str:

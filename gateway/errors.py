@@ -16,7 +16,9 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     ├── BadRequest             a request body the API cannot use (the message is for the client)
     ├── AuthError              who the caller is, or whether they may act
     │   ├── LoginFailed          unknown user or wrong password (one answer for both)
-    │   └── LoginThrottled       too many failures for this account: wait ``retry_after``
+    │   ├── LoginThrottled       too many failures for this name from this client: wait
+    │   ├── LoginBusy            too many login attempts in flight (this client's, or all)
+    │   └── PasswordTooLong      refused before hashing, and not counted as a failure
     ├── LocalAgentError        spawning a local ttyd + tmux agent failed
     └── EmulatorError          the native terminal emulator refused a call (out of memory)
 
@@ -83,11 +85,28 @@ class LoginFailed(AuthError):
 
 
 class LoginThrottled(AuthError):
-    """Too many recent failures for this account."""
+    """Too many recent failures for this name from this client."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"too many failed logins; retry in {retry_after:.0f}s")
         self.retry_after = retry_after
+
+
+class LoginBusy(AuthError):
+    """Too many login attempts are being checked: ``scope`` is "client" or "gateway"."""
+
+    def __init__(self, scope: str) -> None:
+        whose = "from your address" if scope == "client" else "at the moment"
+        super().__init__(f"too many login attempts {whose}; retry in a moment")
+        self.scope = scope
+
+
+class PasswordTooLong(AuthError):
+    """A password longer than any a user can have; refused before hashing."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"passwords are limited to {limit} bytes")
+        self.limit = limit
 
 
 class LocalAgentError(GatewayError):

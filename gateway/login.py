@@ -7,7 +7,9 @@ bundle needs a live session; an API call without one gets 401, a page a
 redirect to ``/login``.
 
 Ending a session (logout, timeout, the user gone) closes its WebSockets with
-1008 within :data:`SWEEP_INTERVAL` seconds.
+1008 within :data:`SWEEP_INTERVAL` seconds; so does losing access to what a
+socket or stream shows (a narrowed glob, a removed token, a link whose
+creator lost the agent), at once after a reload.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 
-from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES
+from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS
 from .auth import Role, User
-from .errors import LoginFailed, LoginThrottled
+from .errors import BadRequest, LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
+from .jsonbody import json_error, read_object, text
+from .shares import Share
 from .tasks import running
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,13 @@ ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
 SWEEP_INTERVAL = 2.0
 _PUBLIC = ("/healthz", "/login", "/api/login")
 _PUBLIC_PREFIXES = ("/static/dist/", "/s/", "/login/")
+# A name and a password of at most 1 KiB each, even \u-escaped, fit easily.
+LOGIN_BODY_LIMIT = 8 * 1024
+# The answers that carry a session cookie: never kept by a cache.
+_NO_STORE = {"Cache-Control": "no-store"}
 _USER = web.RequestKey("user", User)
+# The resolved client address ("" for none), once per request.
+_CLIENT = web.RequestKey("client", str)
 _SESSION = web.RequestKey("session", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -76,7 +86,20 @@ def bearer_token(request: web.Request) -> str | None:
 
 def client_address(request: web.Request) -> str | None:
     """The client's address: the TCP peer, or what a trusted proxy says it is."""
-    return request.app[PROXIES].client(request.remote, request.headers.get("X-Forwarded-For"))
+    if _CLIENT not in request:
+        forwarded = request.headers.get("X-Forwarded-For")
+        request[_CLIENT] = request.app[PROXIES].client(request.remote, forwarded) or ""
+    return request[_CLIENT] or None
+
+
+def logged_address(request: web.BaseRequest) -> str | None:
+    """For the access log: the client as resolved, or the TCP peer of a request never routed.
+
+    aiohttp logs requests its parser refused too (an unknown method, a huge
+    header); those have no app to ask about proxies.
+    """
+    resolved = request.get(_CLIENT)
+    return resolved if isinstance(resolved, str) else request.remote
 
 
 def current_user(request: web.Request) -> User | None:
@@ -105,9 +128,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if bearer is not None:
         token_user = auth.user_of_token(bearer)
         if token_user is None:
-            return web.json_response(
-                {"error": "unauthorized", "message": "unknown API token"}, status=401
-            )
+            return json_error(401, "unauthorized", "unknown API token")
         request[_USER] = token_user
         return await handler(request)
     for kind in ("session", "spectate"):
@@ -122,7 +143,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     # Machines (scripts, sockets, scrapers) get a status, people the login page.
     if path.startswith("/api/") or path.endswith("/ws") or path == "/metrics":
-        return web.json_response({"error": "unauthorized", "message": "log in first"}, status=401)
+        return json_error(401, "unauthorized", "log in first")
     raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
 
 
@@ -132,33 +153,27 @@ async def login_page(request: web.Request) -> web.FileResponse:
 
 async def login(request: web.Request) -> web.Response:
     """``POST /api/login {"username", "password"}`` → a session cookie."""
-    try:
-        body: Any = await request.json()
-    except ValueError:
-        body = None
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("username"), str)
-        or not isinstance(body.get("password"), str)
-    ):
-        return web.json_response(
-            {"error": "bad_request", "message": 'send {"username": ..., "password": ...}'},
-            status=400,
-        )
+    body = await read_object(request, LOGIN_BODY_LIMIT)
+    if not isinstance(body.get("username"), str) or not isinstance(body.get("password"), str):
+        raise BadRequest('send {"username": ..., "password": ...}')
+    name, password = text(body, "username"), text(body, "password")
     auth, audit = request.app[AUTH], request.app[AUDIT]
-    name = body["username"][:64]
+    address = client_address(request)
     try:
-        session = await auth.login(body["username"], body["password"])
+        session = await auth.login(name, password, address)
+    except PasswordTooLong as exc:
+        raise BadRequest(str(exc)) from None
+    except LoginBusy as exc:
+        # Not audited: nothing was checked, and a flood must not fill the trail.
+        status = 429 if exc.scope == "client" else 503
+        return json_error(status, "busy", str(exc), headers={"Retry-After": "1"})
     except LoginThrottled as exc:
-        audit.record("login_throttled", user=name, address=client_address(request))
-        return web.json_response(
-            {"error": "throttled", "message": str(exc)},
-            status=429,
-            headers={"Retry-After": str(max(1, round(exc.retry_after)))},
-        )
+        audit.record("login_throttled", user=auth.recorded_name(name), address=address)
+        retry = str(max(1, round(exc.retry_after)))
+        return json_error(429, "throttled", str(exc), headers={"Retry-After": retry})
     except LoginFailed as exc:
-        audit.record("login_failed", user=name, address=client_address(request))
-        return web.json_response({"error": "login_failed", "message": str(exc)}, status=401)
+        audit.record("login_failed", user=auth.recorded_name(name), address=address)
+        return json_error(401, "login_failed", str(exc))
     # A session id from before the login is never reused (no fixation).
     old = request.cookies.get(cookie_name(request.app))
     if old:
@@ -187,26 +202,22 @@ async def one_time_login(request: web.Request) -> web.StreamResponse:
     """``GET /login/{token}``: a login link that works once (the demo's)."""
     session = request.app[AUTH].redeem_one_time_login(request.match_info["token"])
     if session is None:
-        return web.json_response(
-            {"error": "link_invalid", "message": "this login link was used or is invalid"},
-            status=404,
-        )
+        return json_error(404, "link_invalid", "this login link was used or is invalid")
     request.app[AUDIT].record("login", user=session.user, via="one-time link",
                               address=client_address(request))  # fmt: skip
-    response = web.Response(status=303, headers={"Location": "/"})
+    response = web.Response(status=303, headers={"Location": "/", **_NO_STORE})
     _set_cookie(request, response, "session", session.id)
     return response
 
 
 async def spectate(request: web.Request) -> web.StreamResponse:
     """``GET /s/{token}``: trade a share link for a read-only cookie on its agent."""
-    share = await request.app[SHARES].redeem(request.match_info["token"])
+    app = request.app
+    share = await app[SHARES].redeem(request.match_info["token"], lambda s: link_backed(app, s))
     if share is None:
-        # Unknown, tampered, expired, revoked or used up: one answer for all.
-        return web.json_response(
-            {"error": "link_invalid", "message": "this link is invalid or has expired"},
-            status=404,
-        )
+        # Unknown, tampered, expired, revoked, used up, or its creator may no
+        # longer share that agent: one answer for all.
+        return json_error(404, "link_invalid", "this link is invalid or has expired")
     session = request.app[AUTH].sessions.create(
         f"spectator:{share.id}", share_id=share.id, agent=share.agent
     )
@@ -218,9 +229,19 @@ async def spectate(request: web.Request) -> web.StreamResponse:
         address=client_address(request),
     )
     # To the clean URL, so the token leaves the address bar and the history.
-    response = web.Response(status=303, headers={"Location": f"/agents/{share.agent}/"})
+    location = f"/agents/{share.agent}/"
+    response = web.Response(status=303, headers={"Location": location, **_NO_STORE})
     _set_cookie(request, response, "spectate", session.id)
     return response
+
+
+def link_backed(app: web.Application, share: Share) -> bool:
+    """Whether the link's creator may still share its agent (a link is only as good as they are)."""
+    auth = app[AUTH]
+    if not auth.enabled:
+        return True
+    creator = auth.users.get(share.creator)
+    return creator is not None and creator.can_write and creator.sees(share.agent)
 
 
 async def end_share(app: web.Application, share_id: str) -> None:
@@ -235,6 +256,27 @@ async def end_session(app: web.Application, session_id: str) -> None:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
 
 
+async def end_lapsed_links(app: web.Application) -> None:
+    """Disconnect the spectators of links revoked, expired or no longer backed."""
+    shares = app[SHARES]
+    for share in shares.all():
+        if not shares.active(share.id) or not link_backed(app, share):
+            await end_share(app, share.id)
+
+
+async def revalidate(app: web.Application) -> None:
+    """Close (1008) every open socket and stream whose caller lost access to it.
+
+    Run after a reload and by the sweeper: a removed user or token, a glob
+    that no longer matches, a link whose creator lost the agent. Viewers
+    never send a byte, so waiting for their next message is no check.
+    """
+    lapsed = [connection for connection, allowed in app[SOCKETS].items() if not allowed()]
+    await asyncio.gather(
+        *(c.close(code=WSCloseCode.POLICY_VIOLATION, message=b"access revoked") for c in lapsed)
+    )
+
+
 async def sweeper(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: end expired sessions and close their sockets, periodically."""
 
@@ -244,14 +286,13 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(SWEEP_INTERVAL)
             for session in auth.sessions.expire(auth.users):
                 await end_session(app, session.id)
-            for share in app[SHARES].all():
-                if not app[SHARES].active(share.id):
-                    await end_share(app, share.id)
+            await end_lapsed_links(app)
             # Sockets of sessions that ended some other way.
             open_sessions: dict[str, Any] = app[SESSION_SOCKETS]
             for session_id in [*open_sessions]:
                 if auth.sessions.get(session_id, touch=False) is None:
                     await end_session(app, session_id)
+            await revalidate(app)
 
     async with running(sweep(), "session-sweeper"):
         yield
@@ -261,5 +302,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/login", login_page)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
-    app.router.add_get("/s/{token}", spectate)
-    app.router.add_get("/login/{token}", one_time_login)
+    # GET only: a HEAD (a chat tool's link preview) must not use up a link.
+    app.router.add_get("/s/{token}", spectate, allow_head=False)
+    app.router.add_get("/login/{token}", one_time_login, allow_head=False)

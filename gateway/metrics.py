@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .audit import AuditLog
 from .hub import Fleet
 from .tasks import running
 
@@ -74,12 +75,29 @@ class FleetCollector(Collector):
         yield from (bytes_in, published, to_viewers, connects, resyncs, viewers, lag, queued, up)
 
 
+class AuditCollector(Collector):
+    """The audit trail's health: entries it could not write, and whether it writes."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+
+    def collect(self) -> Iterator[Metric]:
+        dropped = CounterMetricFamily(
+            "gateway_audit_dropped", "Audit entries lost: queue overflow, write errors, bad entries"
+        )
+        dropped.add_metric([], self._audit.dropped_total)
+        writing = GaugeMetricFamily("gateway_audit_writer_up", "1 while the audit log is written")
+        writing.add_metric([], 1 if self._audit.status == "ok" else 0)
+        yield from (dropped, writing)
+
+
 class Metrics:
     """The application's registry and the instruments fed outside the hubs."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, audit: AuditLog) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(FleetCollector(fleet))
+        self.registry.register(AuditCollector(audit))
         self.requests = Counter(
             "gateway_http_requests",
             "HTTP requests answered",

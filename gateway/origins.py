@@ -7,6 +7,12 @@ header must equal one configured origin, byte for byte, after the config
 values were normalised the way browsers serialise origins (lower-case scheme
 and host, default port omitted). No substring, suffix or pattern matching;
 ``null`` and a missing header are refused.
+
+:class:`HostPolicy` is the same rule for the ``Host`` header, against DNS
+rebinding: a page on ``evil.example`` whose name is made to resolve to the
+gateway's address is same-origin with the gateway as far as the browser is
+concerned, and sends no ``Origin`` on a GET. Only the ``Host`` it sends,
+``evil.example``, gives it away.
 """
 
 from __future__ import annotations
@@ -57,3 +63,27 @@ class OriginPolicy:
     def allows(self, header: str | None) -> bool:
         """True only for an ``Origin`` header equal to an allowed origin."""
         return header is not None and header in self.allowed
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """The ``Host`` headers that name this gateway: those of the allowed origins."""
+
+    allowed: frozenset[str]
+
+    @classmethod
+    def of(cls, *origins: str) -> HostPolicy:
+        hosts: set[str] = set()
+        for origin in origins:
+            normal = normalize_origin(origin)
+            authority = normal.partition("://")[2]
+            hosts.add(authority)
+            parts = urlsplit(normal)
+            if parts.port is None:
+                # A default port may be spelt out in Host: "gw.example:443".
+                hosts.add(f"{authority}:{_DEFAULT_PORTS[parts.scheme]}")
+        return cls(frozenset(hosts))
+
+    def allows(self, header: str | None) -> bool:
+        """True for a ``Host`` equal (ignoring case) to an allowed origin's host[:port]."""
+        return header is not None and header.lower() in self.allowed

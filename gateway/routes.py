@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -33,9 +34,11 @@ from . import metrics, ttyd
 from .appkeys import (
     AUDIT,
     AUTH,
+    BUNDLE,
     CONNECTIONS,
     DISCOVERY,
     FLEET,
+    HOSTS,
     METRICS,
     ORIGINS,
     SESSION_SOCKETS,
@@ -47,6 +50,7 @@ from .appkeys import (
 from .auth import Role
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
+from .jsonbody import json_error, read_object, text
 from .limits import CONNECTIONS_PER_USER, InputLimit
 from .login import (
     ANONYMOUS,
@@ -59,6 +63,7 @@ from .login import (
     user_of,
 )
 from .shares import MAX_TTL, MAX_USES, MIN_TTL, Share
+from .wsmask import MaskedWebSocketResponse
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +87,33 @@ MAX_BROADCAST = 100
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
-
-
 # Requests a cross-site page could make with the user's cookies and that
 # change state; no GET or HEAD route changes anything.
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+# Health checks from the gateway's own host (Docker's HEALTHCHECK, a local
+# probe) name it by whatever address they use; they may skip the Host rule.
+LOOPBACK_HEALTH_PATHS = frozenset({"/healthz"})
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse (421) requests whose Host is not this gateway's: DNS rebinding."""
+    client_address(request)  # resolved once per request, for the access log too
+    if not request.app[HOSTS].allows(request.headers.get("Host")) and not (
+        request.path in LOOPBACK_HEALTH_PATHS and is_loopback_peer(request)
+    ):
+        return json_error(421, "misdirected_request", "this gateway does not serve that host")
+    return await handler(request)
+
+
+def is_loopback_peer(request: web.Request) -> bool:
+    """The TCP peer (never a forwarded header) is this machine."""
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
 
 
 @web.middleware
@@ -124,6 +149,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def _fleet(request: web.Request) -> Fleet:
     return request.app[FLEET]
+
+
+def may_see(request: web.Request, agent_id: str | None = None) -> bool:
+    """Whether the caller, as of now, is still someone (and sees ``agent_id``)."""
+    user = current_user(request)
+    return user is not None and (agent_id is None or user.sees(agent_id))
 
 
 def hub_of(request: web.Request) -> Hub:
@@ -173,9 +204,15 @@ async def prometheus(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness; 503 while the audit trail is not being written (it is a control)."""
     discovery = request.app.get(DISCOVERY)
     docker = "disabled" if discovery is None else discovery.status
-    return web.json_response({"status": "ok", "docker": docker})
+    audit = request.app[AUDIT].status
+    healthy = audit == "ok"
+    return web.json_response(
+        {"status": "ok" if healthy else "degraded", "docker": docker, "audit": audit},
+        status=200 if healthy else 503,
+    )
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -223,22 +260,11 @@ async def screen(request: web.Request) -> web.Response:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_INPUT_BODY:
-        raise web.HTTPRequestEntityTooLarge(MAX_INPUT_BODY, request.content_length)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
+    return await read_object(request, MAX_INPUT_BODY)
 
 
 def _input_data(body: dict[str, Any]) -> bytes:
-    data = body.get("data")
-    if not isinstance(data, str) or not data:
-        raise BadRequest("'data' must be a non-empty string")
-    encoded = data.encode()
+    encoded = text(body, "data", empty=False).encode()
     if len(encoded) > MAX_INBOUND_MESSAGE:
         raise BadRequest(f"'data' is limited to {MAX_INBOUND_MESSAGE} bytes")
     return encoded
@@ -391,18 +417,24 @@ def over_connection_limit(request: web.Request) -> web.Response | None:
 
 
 @contextlib.contextmanager
-def tracked(request: web.Request, connection: Closable) -> Iterator[None]:
-    """Count a long-lived connection and make it closable by logout and shutdown."""
+def tracked(
+    request: web.Request, connection: Closable, agent_id: str | None = None
+) -> Iterator[None]:
+    """Count a long-lived connection and make it closable by logout and shutdown.
+
+    It is closed too once its caller may no longer see ``agent_id`` (or is
+    gone): :func:`~gateway.login.revalidate` checks every open one.
+    """
     user, connections = user_of(request), request.app[CONNECTIONS]
     session = session_of(request)
     by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
-    request.app[SOCKETS].add(connection)
+    request.app[SOCKETS][connection] = lambda: may_see(request, agent_id)
     by_session.add(connection)
     connections[user.name] += 1
     try:
         yield
     finally:
-        request.app[SOCKETS].discard(connection)
+        request.app[SOCKETS].pop(connection, None)
         by_session.discard(connection)
         connections[user.name] -= 1
         if connections[user.name] <= 0:
@@ -414,15 +446,16 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     refused = over_connection_limit(request)
     if refused is not None:
         return refused
-    ws = web.WebSocketResponse(
+    ws = MaskedWebSocketResponse(
         protocols=("tty",),
         compress=False,
-        max_msg_size=MAX_INBOUND_MESSAGE,
+        # aiohttp refuses a message of max_msg_size bytes: exactly 64 KiB is fine.
+        max_msg_size=MAX_INBOUND_MESSAGE + 1,
         heartbeat=HEARTBEAT,
     )
     await ws.prepare(request)
     _bound_send_buffer(request)
-    with tracked(request, ws):
+    with tracked(request, ws, hub.agent_id):
         await _serve_viewer(request, ws, hub)
     return ws
 
@@ -558,13 +591,16 @@ async def _read(
     return None
 
 
-async def bundle_file(request: web.Request) -> web.FileResponse:
-    """A file of the esbuild bundle; only plain names inside static/dist/."""
-    name = request.match_info["name"]
-    path = request.app[SETTINGS].static_dir / "dist" / name
-    if name.startswith(".") or not path.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(path)
+async def bundle_file(request: web.Request) -> web.Response:
+    """A file of the esbuild bundle, by its exact built name (see gateway/bundle.py)."""
+    asset = request.app[BUNDLE].get(request.match_info["name"])
+    if asset is None:
+        return json_error(404, "not_found", "no such file in the bundle")
+    # The names are not content-hashed: revalidate, cheaply.
+    headers = {"ETag": asset.etag, "Cache-Control": "no-cache"}
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
 
 # The pages load only their own bundle and talk only to this origin. xterm.js
@@ -584,6 +620,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+HSTS = "max-age=31536000"
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: headers every answer carries."""
     headers = response.headers
@@ -594,6 +633,9 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if request.path.startswith("/api/"):
         headers.setdefault("Cache-Control", "no-store")
+    if request.app[SETTINGS].public_origin.startswith("https://"):
+        # Behind a TLS proxy too: the browser should never try plain http again.
+        headers.setdefault("Strict-Transport-Security", HSTS)
 
 
 def setup(app: web.Application) -> None:

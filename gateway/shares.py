@@ -5,6 +5,10 @@ kept (a leaked state file opens nothing), with the agent, creator, expiry,
 use count and revocation, in ``shares.json`` in the state folder: a restart
 neither loses a link nor brings a revoked one back. Every way a token can be
 wrong (unknown, tampered, expired, revoked, used up) gives the same ``None``.
+
+Retention: a link stays listed (and in the file) until :data:`RETENTION`
+after its expiry, revoked or used up or not; then it is forgotten, at load
+and at every save, so the file does not grow for ever.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from .auth import token_digest
+from .tasks import Workers
 
 MIN_TTL, MAX_TTL = 60, 7 * 24 * 3600
 MAX_USES = 10_000
+# How long an expired link is kept for the record (the audit log keeps it for good).
+RETENTION = 7 * 24 * 3600
 
 
 @dataclass(slots=True)
@@ -63,13 +70,23 @@ class ShareStore:
         self._shares: dict[str, Share] = {}
         self._by_digest: dict[str, Share] = {}
         self._lock = asyncio.Lock()
+        # A thread of its own, so a login flood cannot delay link creation.
+        self._workers = Workers("shares")
 
     async def load(self) -> None:
-        data = await asyncio.to_thread(self._read)
+        data = await self._workers.run(self._read)
+        now = self._clock()
         for raw in data:
             share = Share(**raw)
-            self._shares[share.id] = share
-            self._by_digest[share.token_sha256] = share
+            if not self._forgotten(share, now):
+                self._shares[share.id] = share
+                self._by_digest[share.token_sha256] = share
+
+    def close(self) -> None:
+        self._workers.close()
+
+    def _forgotten(self, share: Share, now: float) -> bool:
+        return now > share.expires_at + RETENTION
 
     async def create(
         self, agent: str, creator: str, ttl_seconds: int, max_uses: int | None
@@ -91,10 +108,12 @@ class ShareStore:
         await self._save()
         return share, token
 
-    async def redeem(self, token: str) -> Share | None:
-        """Use a link once: the share if it is valid now, else None."""
+    async def redeem(
+        self, token: str, backed: Callable[[Share], bool] = lambda share: True
+    ) -> Share | None:
+        """Use a link once: the share if it is valid now and ``backed``, else None."""
         share = self._by_digest.get(token_digest(token))
-        if share is None or not share.usable(self._clock()):
+        if share is None or not share.usable(self._clock()) or not backed(share):
             return None
         share.uses += 1
         await self._save()
@@ -120,9 +139,13 @@ class ShareStore:
         return sorted(self._shares.values(), key=lambda share: share.created_at)
 
     async def _save(self) -> None:
+        now = self._clock()
+        for share in [s for s in self._shares.values() if self._forgotten(s, now)]:
+            del self._shares[share.id]
+            del self._by_digest[share.token_sha256]
         snapshot = [dataclasses.asdict(share) for share in self._shares.values()]
         async with self._lock:
-            await asyncio.to_thread(self._write, snapshot)
+            await self._workers.run(self._write, snapshot)
 
     def _read(self) -> list[dict[str, Any]]:
         try:

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .appkeys import DISCOVERY, EVENTS, FLEET, LOGS
+from .auth import Role, User
 from .errors import BadRequest
 from .events import Event
-from .login import current_user, user_of
-from .routes import agent_json, hub_of, json_error, over_connection_limit, tracked
+from .jsonbody import json_error
+from .login import current_user
+from .routes import agent_json, hub_of, may_see, over_connection_limit, tracked
 from .sse import EventStream, Ring, Signal, format_event
 
 T = TypeVar("T")
@@ -33,6 +35,8 @@ T = TypeVar("T")
 # Events written per wake-up at most, so one stream cannot hog the loop.
 BATCH = 500
 DEFAULT_TAIL = 100
+# Sees nothing: the snapshot of a caller who is gone (their stream is ending).
+NOBODY = User("", "", Role.VIEWER, ())
 
 
 def _last_event_id(request: web.Request) -> str | None:
@@ -74,12 +78,14 @@ async def _pump(
             await stream.keepalive()
 
 
-async def _serve(request: web.Request, run: Callable[[EventStream], Any]) -> web.StreamResponse:
+async def _serve(
+    request: web.Request, run: Callable[[EventStream], Any], agent_id: str | None = None
+) -> web.StreamResponse:
     refused = over_connection_limit(request)
     if refused is not None:
         return refused
     stream = EventStream(request)
-    with tracked(request, stream):
+    with tracked(request, stream, agent_id):
         await stream.open()
         try:
             await run(stream)
@@ -95,7 +101,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     ring = bus.ring
 
     def snapshot() -> tuple[list[bytes], int]:
-        user = user_of(request)
+        user = current_user(request) or NOBODY
         discovery = app.get(DISCOVERY)
         data = {
             "agents": [agent_json(app, hub) for hub in app[FLEET] if user.sees(hub.agent_id)],
@@ -108,7 +114,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         )
 
     def render(seq: int, event: Event) -> bytes | None:
-        if event.agent is not None and not user_of(request).sees(event.agent):
+        # The caller as of now: a reload may have narrowed what they see.
+        if event.agent is not None and not may_see(request, event.agent):
             return None
         return format_event(json.dumps(event.data), event=event.kind, event_id=ring.event_id(seq))
 
@@ -122,7 +129,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         if start is None:
             first, start = gap() if last else snapshot()
             await stream.send(first)
-        await _pump(stream, ring, bus.signal, start, render, lambda: _allowed(request), gap)
+        await _pump(stream, ring, bus.signal, start, render, lambda: may_see(request), gap)
 
     return await _serve(request, run)
 
@@ -151,7 +158,7 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
     def allowed() -> bool:
         # A recreated container is another log: the client reconnects and gets a reset.
         now = discovery.container_of(agent_id)
-        return now is not None and now.id == container.id and _allowed(request, agent_id)
+        return now is not None and now.id == container.id and may_see(request, agent_id)
 
     async def run(stream: EventStream) -> None:
         async with logs.listening():
@@ -169,12 +176,7 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
                 start = ring.tail(tail)
             await _pump(stream, ring, logs.signal, start, render, allowed, gap)
 
-    return await _serve(request, run)
-
-
-def _allowed(request: web.Request, agent_id: str | None = None) -> bool:
-    user = current_user(request)
-    return user is not None and (agent_id is None or user.sees(agent_id))
+    return await _serve(request, run, agent_id)
 
 
 def _tail(value: str | None, *, ring_size: int) -> int:
@@ -182,7 +184,8 @@ def _tail(value: str | None, *, ring_size: int) -> int:
         return DEFAULT_TAIL
     if value == "all":
         return ring_size
-    if not value.isdigit() or int(value) > ring_size:
+    # Not str.isdigit(): it is true for "²", which int() refuses.
+    if not value.isascii() or not value.isdigit() or int(value) > ring_size:
         raise BadRequest(f"tail must be 0..{ring_size} or 'all'")
     return int(value)
 

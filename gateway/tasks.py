@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel(task: asyncio.Task[Any]) -> None:
@@ -28,3 +31,25 @@ async def running(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncItera
         yield
     finally:
         await cancel(task)
+
+
+class Workers:
+    """Threads of their own for one kind of blocking work.
+
+    ``asyncio.to_thread`` shares the loop's default executor with everything
+    else, so a flood of one kind of work (password hashes) would delay all
+    the others (the audit log, the share store). Each of those gets a pool
+    of its own instead; one thread keeps its writes in order.
+    """
+
+    def __init__(self, name: str, threads: int = 1) -> None:
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in one of these threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, function, *args)
+
+    def close(self) -> None:
+        """Let queued work finish in the background; accept no more."""
+        self._executor.shutdown(wait=False)

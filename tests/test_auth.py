@@ -5,16 +5,19 @@ from __future__ import annotations
 import pytest
 
 from gateway.auth import (
+    FORGET_AFTER,
     FREE_FAILURES,
     MAX_PASSWORD_BYTES,
     Authenticator,
+    LoginGate,
     LoginThrottle,
     Role,
     SessionStore,
     User,
+    client_key,
     hash_password,
 )
-from gateway.errors import LoginFailed, LoginThrottled
+from gateway.errors import LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
 
 
 class Clock:
@@ -117,3 +120,61 @@ def test_globs_decide_visibility() -> None:
     assert not user.sees("codex-claude-1")
     assert not user.can_write
     assert User("o", "", Role.OPERATOR).can_write
+
+
+def test_the_throttle_forgets_and_is_bounded() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(clock, capacity=100)
+    throttle.failed("once")
+    clock.now += FORGET_AFTER / 2
+    for _ in range(FREE_FAILURES):
+        throttle.failed("locked")
+    clock.now += FORGET_AFTER / 2 + 1
+    throttle.failed("fresh")  # each failure first forgets what went stale
+    assert throttle.counted() == ["locked", "fresh"]
+    clock.now += FORGET_AFTER
+    throttle.failed("fresh")
+    assert throttle.counted() == ["fresh"]
+    for i in range(1000):
+        throttle.failed(f"spray-{i}")
+    assert len(throttle) == 100
+    assert throttle.counted()[0] == "spray-900"  # the oldest went first
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        (None, ""),
+        ("not an address", "not an address"),
+    ],
+)
+def test_who_a_failure_is_counted_against(address: str | None, key: str) -> None:
+    assert client_key(address) == key
+
+
+def test_the_gate_admits_so_many_in_all_and_per_client() -> None:
+    gate = LoginGate(total=3, per_client=2)
+    with gate.admit("a"), gate.admit("a"):
+        with pytest.raises(LoginBusy) as mine, gate.admit("a"):
+            pass
+        assert mine.value.scope == "client"
+        with gate.admit("b"):
+            assert gate.in_flight == 3
+            with pytest.raises(LoginBusy) as everyone, gate.admit("c"):
+                pass
+            assert everyone.value.scope == "gateway"
+    assert gate.in_flight == 0
+
+
+async def test_an_oversized_password_is_refused_and_not_counted(alice: User) -> None:
+    auth = Authenticator([alice])
+    for _ in range(FREE_FAILURES * 3):
+        with pytest.raises(PasswordTooLong):
+            await auth.login("alice", "x" * (MAX_PASSWORD_BYTES + 1), "203.0.113.7")
+    assert len(auth.throttle) == 0
+    assert (await auth.login("alice", "correct horse", "203.0.113.7")).user == "alice"
+    auth.close()

@@ -14,10 +14,18 @@ from aiohttp.test_utils import TestClient
 
 from gateway import config, ttyd
 from gateway.app import reload_users
-from gateway.auth import Role, User, hash_password
+from gateway.auth import Role, User, hash_password, new_api_token
 from gateway.local import LocalAgent
 
-from .conftest import AgentFactory, GatewayFactory, Terminal, browser, eventually, origin_of
+from .conftest import (
+    AgentFactory,
+    EventReader,
+    GatewayFactory,
+    Terminal,
+    browser,
+    eventually,
+    origin_of,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -320,4 +328,86 @@ async def test_me_tells_the_pages_what_to_offer(agent: LocalAgent, gateway: Gate
         assert (me["spectator_of"], me["can_write"], me["can_share"]) == (agent.name, False, False)
     finally:
         for http in (olga, vic, guest):
+            await http.close()
+
+
+async def test_a_reload_closes_every_socket_and_stream_that_lost_access(
+    make_agent: AgentFactory, gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Bearer sockets, narrowed globs, the event feed and links of a narrowed creator.
+
+    None of these callers sends a byte after the reload: the gateway must
+    notice by itself.
+    """
+    watched, hidden = await make_agent("watched"), await make_agent("hidden")
+    hashed = hash_password(PASSWORD)
+    token, digest = new_api_token()
+
+    def config_text(olga_token: bool, narrowed: bool) -> str:
+        globs = "['watched']" if narrowed else "['*']"
+        token_line = f"api_token_sha256 = '{digest}'\n" if olga_token else ""
+        return (
+            f"[[users]]\nname = 'olga'\npassword_hash = '{hashed}'\nrole = 'operator'\n"
+            + token_line
+            + f"[[users]]\nname = 'vic'\npassword_hash = '{hashed}'\nrole = 'viewer'\n"
+            + f"agents = {globs}\n"
+            + f"[[users]]\nname = 'otto'\npassword_hash = '{hashed}'\nrole = 'operator'\n"
+            + f"agents = {globs}\n"
+        )
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(config_text(olga_token=True, narrowed=False))
+    loaded = config.load(path)
+    client = await gateway(watched, hidden, users=loaded.users, config_path=loaded.config_path)
+    vic_http, otto_http = (
+        await browser(client, "vic", PASSWORD),
+        await browser(client, "otto", PASSWORD),
+    )
+    guest = await browser(client)
+    script = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+    try:
+        # A script's bearer socket (no cookie, no Origin), vic on the hidden
+        # agent and on the event feed, a spectator through otto's link.
+        ws = await script.ws_connect(client.make_url("/agents/watched/ws"), protocols=("tty",))
+        await ws.send_bytes(ttyd.Handshake().serialize())
+        by_token = Terminal(ws, 80, 24)
+        vic_term = await terminal(vic_http, "hidden")
+        feed = await vic_http.get("/api/events")
+        reader = EventReader(feed)
+        assert {a["id"] for a in (await reader.next())["data"]["agents"]} == {"watched", "hidden"}
+        link = await otto_http.post("/api/agents/hidden/shares", json={"ttl_seconds": 600})
+        url = "/" + (await link.json())["url"].split("/", 3)[3]
+        unused = await otto_http.post("/api/agents/hidden/shares", json={"ttl_seconds": 600})
+        unused_url = "/" + (await unused.json())["url"].split("/", 3)[3]
+        assert (await guest.get(url, allow_redirects=False)).status == 303
+        spectator = await terminal(guest, "hidden")
+        for term in (by_token, vic_term, spectator):
+            await term.wait_text("$")
+        # Everything sent so far is read: vic and the spectator on the hidden agent.
+        await reader.until(
+            lambda e: (
+                e["event"] == "agent"
+                and e["data"]["agent"]["id"] == "hidden"
+                and e["data"]["agent"]["viewers"] == 2
+            )
+        )
+
+        path.write_text(config_text(olga_token=False, narrowed=True))
+        await reload_users(client.app)
+        assert await by_token.wait_closed(within=5) == 1008
+        assert await vic_term.wait_closed(within=5) == 1008
+        assert await spectator.wait_closed(within=5) == 1008
+        # The other link of otto's no longer opens; the removed token opens nothing.
+        assert (await guest.get(unused_url, allow_redirects=False)).status == 404
+        refused = await script.get(client.make_url("/api/agents"))
+        assert refused.status == 401
+        # vic still sees the watched agent, and hears nothing more of the hidden one.
+        await hidden.tmux("send-keys", "-t", "hidden", "echo hidden-output", "Enter")
+        await watched.tmux("send-keys", "-t", "watched", "echo watched-output", "Enter")
+        heard = await reader.until(
+            lambda e: e["event"] == "activity" and e["data"]["id"] == "watched", within=10
+        )
+        assert not [e for e in heard if "hidden" in json.dumps(e["data"])]
+    finally:
+        for http in (vic_http, otto_http, guest, script):
             await http.close()

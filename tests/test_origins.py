@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -11,9 +13,9 @@ from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
 from gateway.local import LocalAgent
-from gateway.origins import OriginPolicy, normalize_origin
+from gateway.origins import HostPolicy, OriginPolicy, normalize_origin
 
-from .conftest import GatewayFactory, eventually, ws_connect
+from .conftest import GatewayFactory, eventually, timeout, ws_connect
 
 POLICY = OriginPolicy.of("https://gw.example.com", "http://127.0.0.1:8080")
 
@@ -132,3 +134,75 @@ async def test_extra_origin_is_allowed(agent: LocalAgent, gateway: GatewayFactor
     client = await gateway(agent, extra_origins=("http://localhost:1234",))
     ws = await ws_connect(client, f"/agents/{agent.name}/ws", origin="http://localhost:1234")
     await ws.close()
+
+
+# --- Host: DNS rebinding ------------------------------------------------------------
+
+HOSTS = HostPolicy.of("https://gw.example.com", "http://127.0.0.1:8080", "http://[::1]:8080")
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["gw.example.com", "GW.Example.COM", "gw.example.com:443", "127.0.0.1:8080", "[::1]:8080"],
+)
+def test_the_gateway_s_own_hosts(host: str) -> None:
+    assert HOSTS.allows(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        None,
+        "",
+        "evil.example",
+        "gw.example.com.",
+        "gw.example.com:8443",
+        "gw.example.com:80",
+        "gw.example.com.evil.example",
+        "evil-gw.example.com",
+        "127.0.0.1",
+        "127.0.0.1:80",
+        "127.0.0.1:8080 ",
+        "localhost:8080",
+        "[::1]",
+        "gw.example.com@evil.example",
+        "gw.example.com\r\nX: y",
+    ],
+)
+def test_any_other_host_is_refused(host: str | None) -> None:
+    assert not HOSTS.allows(host)
+
+
+async def raw_request(port: int, head: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head.encode() + b"Connection: close\r\n\r\n")
+    raw = await asyncio.wait_for(reader.read(), timeout(10))
+    writer.close()
+    status = int(raw.split(b" ", 2)[1])
+    return status, raw.partition(b"\r\n\r\n")[2]
+
+
+async def test_a_rebound_name_reads_nothing(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    """Open mode, where a same-origin page on a rebound name would otherwise read everything."""
+    client = await gateway(agent, extra_origins=("http://localhost:1",))
+    port = client.port
+    for host in ("evil.example", f"evil.example:{port}", f"localhost:{port}", "127.0.0.1"):
+        for path in ("/api/agents", f"/api/agents/{agent.name}/screen", "/metrics", "/"):
+            status, body = await raw_request(port, f"GET {path} HTTP/1.1\r\nHost: {host}\r\n")
+            assert status == 421, (host, path)
+            assert json.loads(body)["error"] == "misdirected_request"
+    # No Host at all (HTTP/1.0) is no better.
+    assert (await raw_request(port, "GET /api/agents HTTP/1.0\r\n"))[0] == 421
+    # The WebSocket upgrade too, even with the right Origin.
+    upgrade = (
+        f"GET /agents/{agent.name}/ws HTTP/1.1\r\nHost: evil.example:{port}\r\n"
+        f"Origin: http://127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: tty\r\n"
+    )
+    assert (await raw_request(port, upgrade))[0] == 421
+    # The gateway's own names work; a health check from this machine may use any.
+    assert (await raw_request(port, f"GET /api/agents HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"))[
+        0
+    ] == 200
+    assert (await raw_request(port, "GET /healthz HTTP/1.1\r\nHost: gateway:8080\r\n"))[0] == 200

@@ -108,7 +108,8 @@ async def test_unknown_agent_is_404_json(agent: LocalAgent, gateway: GatewayFact
 
 async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory) -> None:
     client = await gateway(agent)
-    assert await (await client.get("/healthz")).json() == {"status": "ok", "docker": "disabled"}
+    health = {"status": "ok", "docker": "disabled", "audit": "ok"}
+    assert await (await client.get("/healthz")).json() == health
     assert await (await client.get(f"/agents/{agent.name}/token")).json() == {"token": ""}
     page = await client.get(f"/agents/{agent.name}/")
     assert page.status == 200

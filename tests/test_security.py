@@ -7,8 +7,10 @@ with a raw WebSocket client, throttling over HTTP, and secrets in logs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,19 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import ttyd
-from gateway.appkeys import AUDIT, FLEET
-from gateway.auth import FREE_FAILURES, Role, User, hash_password
+from gateway import streams, ttyd
+from gateway.appkeys import AUDIT, AUTH, FLEET
+from gateway.auth import (
+    FREE_FAILURES,
+    LOGINS_IN_FLIGHT,
+    MAX_NAME_CHARS,
+    LoginThrottle,
+    Role,
+    User,
+    hash_password,
+)
+from gateway.config import Secret
+from gateway.errors import BadRequest
 from gateway.proxies import ProxyPolicy, parse_networks
 
 from .conftest import (
@@ -148,10 +160,15 @@ async def test_throttled_logins_get_429(secured: Any) -> None:
     )
     assert throttled.status == 429
     assert int(throttled.headers["Retry-After"]) >= 1
+    # Past the login's body limit; then a password no user can have (not counted).
     oversized = await client.post(
         "/api/login", json={"username": "view", "password": "x" * 100_000}, headers=headers
     )
-    assert oversized.status == 401
+    assert oversized.status == 413
+    too_long = await client.post(
+        "/api/login", json={"username": "view", "password": "x" * 2000}, headers=headers
+    )
+    assert too_long.status == 400
 
 
 async def test_no_secret_in_logs_or_errors(secured: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -234,3 +251,276 @@ async def test_handshake_timeout_heartbeat_and_no_deflate(
         lambda: client.app[FLEET].get("quiet").statistics().viewers == 0,
         message="the dead viewer is gone",
     )
+
+
+# --- round 2: logins -------------------------------------------------------------
+
+
+def post_login(
+    client: TestClient[Any, Any], body: Any, address: str = "203.0.113.1", **kwargs: Any
+) -> Any:
+    """A login from ``address`` (the test client is a trusted proxy naming it)."""
+    headers = {"Origin": origin_of(client), "X-Forwarded-For": address}
+    if not isinstance(body, dict):
+        return client.post("/api/login", data=body, headers=headers, **kwargs)
+    return client.post("/api/login", json=body, headers=headers, **kwargs)
+
+
+def frozen_clock(client: TestClient[Any, Any]) -> None:
+    """A lock never runs out during the test, however slow the machine."""
+    client.app[AUTH].throttle = LoginThrottle(clock=lambda: 1000.0)
+
+
+async def audit_entries(client: TestClient[Any, Any], path: Path) -> list[dict[str, Any]]:
+    await client.app[AUDIT].flush()
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"username": "\\ud800", "password": "x"}',
+        b'{"username": "op\\udfff", "password": "x"}',
+        b'{"username": "op", "password": "\\ud800"}',
+        b'{"username": "\\udc00\\ud800", "password": "\\udbff"}',
+    ],
+)
+async def test_a_name_or_password_that_is_not_text_is_400_and_the_audit_goes_on(
+    secured: Any, body: bytes
+) -> None:
+    client, _, audit_path = secured
+    response = await client.post(
+        "/api/login",
+        data=body,
+        headers={"Origin": origin_of(client), "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert (await response.json())["error"] == "bad_request"
+    # The writer is alive: a later failure is written, and /healthz says so.
+    assert (await post_login(client, {"username": "op", "password": "wrong"})).status == 401
+    entries = await audit_entries(client, audit_path)
+    assert entries[-1]["event"] == "login_failed"
+    health = await (await client.get("/healthz")).json()
+    assert health["audit"] == "ok"
+    metrics = client.app[AUDIT].dropped_total
+    assert metrics == 0
+
+
+async def test_concurrent_guesses_meet_the_lock(secured: Any) -> None:
+    """Bursts of 40 guesses at once: no more are checked than one by one would be."""
+    client, _, _ = secured
+    frozen_clock(client)
+    checked = 0
+    for burst in range(3):
+        bodies = [{"username": "op", "password": f"wrong-{burst}-{i}"} for i in range(40)]
+        answers = await asyncio.gather(*(post_login(client, body) for body in bodies))
+        statuses = [answer.status for answer in answers]
+        assert set(statuses) <= {401, 429}
+        checked += statuses.count(401)
+    assert checked <= FREE_FAILURES
+    # And now the lock holds even for the right password, from this address.
+    locked = await post_login(client, {"username": "op", "password": PASSWORD})
+    assert locked.status == 429
+
+
+async def test_the_lock_is_per_address_and_oversized_passwords_do_not_count(
+    secured: Any,
+) -> None:
+    client, _, _ = secured
+    frozen_clock(client)
+    attacker, owner = "198.51.100.66", "192.0.2.10"
+    # Oversized passwords, many times: refused before hashing, never counted.
+    for _ in range(10):
+        answer = await post_login(client, {"username": "op", "password": "x" * 1025}, attacker)
+        assert answer.status == 400
+    assert (
+        await post_login(client, {"username": "op", "password": PASSWORD}, attacker)
+    ).status == 200
+    for _ in range(FREE_FAILURES):
+        assert (
+            await post_login(client, {"username": "op", "password": "no"}, attacker)
+        ).status == 401
+    assert (await post_login(client, {"username": "op", "password": "no"}, attacker)).status == 429
+    # The account's owner, elsewhere, still gets in; so does another /64 of IPv6.
+    assert (await post_login(client, {"username": "op", "password": PASSWORD}, owner)).status == 200
+    v6 = "2001:db8:1:2::"
+    for host in range(FREE_FAILURES):
+        answer = await post_login(client, {"username": "op", "password": "no"}, f"{v6}{host + 1}")
+        assert answer.status == 401
+    # One /64 is one client: its next address is locked out too.
+    assert (await post_login(client, {"username": "op", "password": "no"}, f"{v6}ff")).status == 429
+    other_v6 = "2001:db8:1:3::1"
+    assert (
+        await post_login(client, {"username": "op", "password": PASSWORD}, other_v6)
+    ).status == 200
+
+
+async def test_no_login_grows_memory_for_good(secured: Any) -> None:
+    client, _, _ = secured
+    auth = client.app[AUTH]
+    # A megabyte of name is refused by the body limit, with or without a length.
+    huge = {"username": "n" * 1_000_000, "password": "x"}
+    assert (await post_login(client, huge)).status == 413
+
+    async def chunked() -> Any:
+        yield b'{"username": "'
+        for _ in range(100):
+            yield b"n" * 10_000
+        yield b'", "password": "x"}'
+
+    assert (await post_login(client, chunked())).status == 413
+    # Long names that fit are cut before the throttle keeps them.
+    for i in range(20):
+        name = f"{i}-" + "n" * 3000
+        assert (await post_login(client, {"username": name, "password": "x"})).status == 401
+    counted = auth.throttle.counted()
+    assert max(len(name) for name, _ in counted) <= MAX_NAME_CHARS
+
+
+async def test_unknown_names_are_audited_as_a_digest(secured: Any) -> None:
+    client, _, audit_path = secured
+    typed = "my-password-typed-in-the-wrong-field"
+    for _ in range(2):
+        await post_login(client, {"username": typed, "password": "x"})
+    await post_login(client, {"username": "op", "password": "wrong"})
+    entries = [e for e in await audit_entries(client, audit_path) if e["event"] == "login_failed"]
+    assert typed not in audit_path.read_text()
+    assert entries[0]["user"] == entries[1]["user"]  # still recognisably the same name
+    assert entries[0]["user"].startswith("unknown:")
+    assert entries[2]["user"] == "op"
+
+
+async def test_a_saturated_default_executor_stalls_no_login_link_or_audit(secured: Any) -> None:
+    """What a login flood did to everything else: it all shared one thread pool."""
+    client, _, _ = secured
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    # Every thread of the loop's default executor is taken.
+    blockers = [loop.run_in_executor(None, release.wait) for _ in range(64)]
+    op = await login(client, "op")
+    try:
+        async with asyncio.timeout(timeout(10)):
+            link = await op.post("/api/agents/target/shares", json={"ttl_seconds": 600})
+            assert link.status == 201
+            url = (await link.json())["url"]
+            guest = await browser(client)
+            used = await guest.get("/" + url.split("/", 3)[3], allow_redirects=False)
+            await guest.close()
+            assert used.status == 303
+            admin = await login(client, "op")
+            assert (await admin.get("/api/shares")).status == 200
+            await admin.close()
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
+        await op.close()
+
+
+async def test_a_login_flood_is_refused_at_once_not_queued(secured: Any) -> None:
+    client, _, _ = secured
+    auth = client.app[AUTH]
+    seen_in_flight = []
+
+    async def watch() -> None:
+        while True:
+            seen_in_flight.append(auth.gate.in_flight)
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    flood = [
+        post_login(
+            client, {"username": "op", "password": f"guess-{i}"}, f"198.18.{i // 250}.{i % 250}"
+        )
+        for i in range(150)
+    ]
+    statuses = [answer.status for answer in await asyncio.gather(*flood)]
+    watcher.cancel()
+    assert set(statuses) <= {401, 503}
+    assert statuses.count(503) > 0
+    assert max(seen_in_flight) <= LOGINS_IN_FLIGHT
+    # One client may not take all the places either.
+    same = [
+        post_login(client, {"username": "op", "password": f"g{i}"}, "198.51.100.9")
+        for i in range(6)
+    ]
+    assert 429 in [answer.status for answer in await asyncio.gather(*same)]
+    # When the flood is over, the owner logs in.
+    assert (
+        await post_login(client, {"username": "op", "password": PASSWORD}, "192.0.2.1")
+    ).status == 200
+
+
+# --- round 2: what used to be a 500, links, headers -------------------------------
+
+
+async def test_bodies_that_used_to_be_500s_are_400s(secured: Any) -> None:
+    client, agent, _ = secured
+    deep_login = b'{"username": ' + b"[" * 4000 + b"]" * 4000 + b', "password": "x"}'
+    assert (await post_login(client, deep_login)).status == 400
+    view, op = await login(client, "view"), await login(client, "op")
+    try:
+        deep = b"[" * 50_000 + b"]" * 50_000
+        for http in (view, op):
+            for path in ("/api/agents/target/input", "/api/input"):
+                answer = await http.post(path, data=deep)
+                assert answer.status == 400, path
+            for data in ('"\\ud800"', '"echo \\udfff\\r"', '"a\\ud83d"'):
+                body = f'{{"data": {data}, "agents": ["target"]}}'.encode()
+                for path in ("/api/agents/target/input", "/api/input"):
+                    answer = await http.post(path, data=body)
+                    assert answer.status == 400, (path, data)
+                    assert (await answer.json())["error"] == "bad_request"
+        assert "\ud800" not in await agent.capture()
+    finally:
+        await view.close()
+        await op.close()
+
+
+def test_a_tail_of_unicode_digits_is_refused() -> None:
+    for value in ("²", "٣", "1²", "-1", "+1", " 1", "1e3"):
+        with pytest.raises(BadRequest):
+            streams._tail(value, ring_size=100)
+    assert streams._tail("7", ring_size=100) == 7
+
+
+async def test_only_get_redeems_a_link_and_odd_paths_do_not_log_its_token(
+    secured: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    client, _, _ = secured
+    op = await login(client, "op")
+    made = await op.post("/api/agents/target/shares", json={"ttl_seconds": 600, "max_uses": 1})
+    token = (await made.json())["url"].rsplit("/", 1)[1]
+    await op.close()
+    guest = await browser(client)
+    try:
+        # A link preview's HEAD does not use it up.
+        for _ in range(3):
+            assert (await guest.head(f"/s/{token}", allow_redirects=False)).status == 405
+        for odd in (f"////s/{token}", f"/s//{token}", f"/s%2F{token}", f"/S/{token}"):
+            await guest.get(odd, allow_redirects=False)
+        used = await guest.get(f"/s/{token}", allow_redirects=False)
+        assert used.status == 303
+        assert used.headers["Cache-Control"] == "no-store"
+        assert (await guest.get(f"/s/{token}", allow_redirects=False)).status == 404
+    finally:
+        await guest.close()
+    assert token not in caplog.text
+
+
+async def test_https_deployments_get_hsts_and_redirects_are_not_cached(
+    make_agent: AgentFactory, gateway: GatewayFactory
+) -> None:
+    agent = await make_agent("target")
+    client = await gateway(
+        agent, public_origin="https://gw.example", demo_login_token=Secret("once-only-token")
+    )
+    host = {"Host": "gw.example"}
+    for path in ("/", "/api/agents", "/healthz", "/static/dist/login.js"):
+        answer = await client.get(path, headers=host, allow_redirects=False)
+        assert answer.headers["Strict-Transport-Security"] == "max-age=31536000", path
+    once = await client.get("/login/once-only-token", headers=host, allow_redirects=False)
+    assert once.status == 303
+    assert once.headers["Cache-Control"] == "no-store"
+    plain = await gateway(agent)
+    assert "Strict-Transport-Security" not in (await plain.get("/")).headers

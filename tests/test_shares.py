@@ -16,7 +16,7 @@ from gateway import ttyd
 from gateway.accesslog import redact
 from gateway.auth import Role, User, hash_password
 from gateway.local import LocalAgent
-from gateway.shares import ShareStore
+from gateway.shares import MAX_TTL, RETENTION, ShareStore
 
 from .conftest import AgentFactory, GatewayFactory, Terminal, browser, origin_of, timeout
 
@@ -63,6 +63,32 @@ async def test_restart_neither_loses_nor_resurrects(tmp_path: Path) -> None:
     assert reloaded.get(kept.id) is not None
     assert reloaded.get(kept.id).uses == 2  # type: ignore[union-attr]
     assert await reloaded.redeem(gone_token) is None
+
+
+async def test_ended_links_are_forgotten_after_the_retention(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "shares.json"
+    store = ShareStore(path, clock)
+    old, _ = await store.create("a", "olga", 60, None)
+    revoked, _ = await store.create("a", "olga", 3600, None)
+    await store.revoke(revoked.id)
+    clock.now += 60 + RETENTION - 1
+    live, _ = await store.create("a", "olga", MAX_TTL, None)
+    # Both ended links are still listed (and in the file) for the record.
+    assert {share.id for share in store.all()} == {old.id, revoked.id, live.id}
+    clock.now += 2
+    await store.revoke(live.id)  # any save applies the rule
+    assert {share.id for share in store.all()} == {revoked.id, live.id}
+    assert old.id not in path.read_text()
+    # A revoked link is kept as long as it would have been had it run out.
+    clock.now += 3600 - 60
+    await store.create("a", "olga", 60, None)
+    assert revoked.id not in {share.id for share in store.all()}
+    # A restart long after applies it at load too.
+    clock.now += MAX_TTL + RETENTION + 1
+    reloaded = ShareStore(path, clock)
+    await reloaded.load()
+    assert reloaded.all() == []
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,0 +1,73 @@
+"""JSON request bodies in, JSON errors out: the one way every handler does both.
+
+A body is read up to a limit of the route's own (a login needs a few
+hundred bytes; input up to 256 KiB), and everything a client can put in
+one becomes a :class:`~gateway.errors.BadRequest` (400) rather than a 500:
+bytes that are not JSON or not UTF-8, nesting deep enough to exhaust the
+parser's recursion, and strings that are not valid Unicode (a lone
+surrogate such as ``"\\ud800"`` is legal JSON but cannot be encoded, typed
+into a terminal or written to the audit log).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .errors import BadRequest
+
+# aiohttp's own default, for routes that do not say.
+DEFAULT_LIMIT = 1024 * 1024
+
+
+def json_error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """``{"error": code, "message": message}`` with ``status``."""
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+async def read_object(request: web.Request, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """The body as a JSON object; BadRequest, or 413 past ``limit`` bytes."""
+    raw = await read_body(request, limit)
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """At most ``limit`` bytes of body, whatever Content-Length says (or does not)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
+    body = bytearray()
+    while chunk := await request.content.read(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, len(body))
+    return bytes(body)
+
+
+def text(body: Mapping[str, Any], key: str, *, empty: bool = True) -> str:
+    """``body[key]`` if it is a string of valid Unicode, else BadRequest naming the key."""
+    value = body.get(key)
+    if not isinstance(value, str) or (not empty and not value):
+        raise BadRequest(f"{key!r} must be a {'' if empty else 'non-empty '}string")
+    if not is_text(value):
+        raise BadRequest(f"{key!r} is not valid Unicode text")
+    return value
+
+
+def is_text(value: str) -> bool:
+    """False for a string holding a lone surrogate (it has no UTF-8 form)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

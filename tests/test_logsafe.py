@@ -1,0 +1,117 @@
+"""Log lines nobody outside can forge: controls escaped, parser noise made one line."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+import websockets
+from websockets.asyncio.server import ServerConnection, serve
+
+from gateway.logsafe import escape_controls, handler
+from gateway.upstream import Target, Upstream
+
+from .conftest import GatewayFactory, eventually, timeout
+from .test_upstream import RecordingSink, running
+
+FORGED = "bye\n2026-12-01 10:00:00,000 INFO gateway.login: login ok user=admin\r\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain text, café, 漢字, 😀", "plain text, café, 漢字, 😀"),
+        ("a\nb", "a\\x0ab"),
+        ("a\r\nb", "a\\x0d\\x0ab"),
+        ("\x1b[31mred", "\\x1b[31mred"),
+        ("tab\there", "tab\\x09here"),
+        ("nul\x00 del\x7f c1\x85\x9b", "nul\\x00 del\\x7f c1\\x85\\x9b"),
+        ("line\u2028para\u2029", "line\\u2028para\\u2029"),
+    ],
+)
+def test_controls_are_escaped(text: str, expected: str) -> None:
+    assert escape_controls(text) == expected
+
+
+@pytest.fixture
+def gateway_log() -> Iterator[io.StringIO]:
+    """The handler `gateway serve` installs, on the root logger, into a buffer."""
+    stream = io.StringIO()
+    out = handler(stream)
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(out)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(out)
+    root.setLevel(level)
+
+
+async def test_a_hostile_ttyd_cannot_forge_log_lines(gateway_log: io.StringIO) -> None:
+    """A ttyd (a fake: real ttyd never sends such a reason) closes with newlines."""
+
+    async def hostile(connection: ServerConnection) -> None:
+        await connection.recv()  # the handshake
+        await connection.close(1011, FORGED)
+
+    async with serve(
+        hostile, "127.0.0.1", 0, subprotocols=[websockets.Subprotocol("tty")]
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        upstream = Upstream(Target(f"ws://127.0.0.1:{port}/ws"), RecordingSink(), lambda: (80, 24))
+        async with running(upstream):
+            await eventually(lambda: "retrying" in gateway_log.getvalue(), message="a log line")
+            await asyncio.sleep(0)
+    lines = gateway_log.getvalue().splitlines()
+    assert lines
+    assert all(" gateway." in line or " websockets" in line for line in lines)
+    assert not any(line.startswith("2026-12-01 10:00:00,000") for line in lines)
+    assert "\x1b" not in gateway_log.getvalue()
+    assert "login ok user=admin" in gateway_log.getvalue()  # still there, escaped
+
+
+def test_a_traceback_keeps_its_lines(gateway_log: io.StringIO) -> None:
+    try:
+        raise RuntimeError("from\noutside")
+    except RuntimeError:
+        logging.getLogger("gateway.test").exception("failed: %s", "x\ny")
+    text = gateway_log.getvalue()
+    assert "failed: x\\x0ay" in text
+    assert "Traceback (most recent call last):" in text.splitlines()[1]
+
+
+async def send_raw(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    answer = await asyncio.wait_for(reader.read(), timeout(10))
+    writer.close()
+    return answer
+
+
+async def test_requests_the_parser_refuses_are_logged_in_one_line(
+    gateway: GatewayFactory, gateway_log: io.StringIO
+) -> None:
+    client = await gateway()
+    host = f"Host: 127.0.0.1:{client.port}\r\n".encode()
+    malformed = [
+        b"FOO / HTTP/1.1\r\n" + host + b"\r\n",
+        b"GET / HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + host + b"Bad Header\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\n" + host + b"\r\n",
+    ]
+    for request in malformed:
+        answer = await send_raw(client.port, request)
+        assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:80]
+    await eventually(
+        lambda: gateway_log.getvalue().count("aiohttp.access") >= len(malformed),
+        message="an access log line per request",
+    )
+    text = gateway_log.getvalue()
+    assert "Traceback" not in text
+    assert "Unhandled exception" not in text
+    for line in text.splitlines():
+        if "aiohttp.access" in line:
+            assert "127.0.0.1" in line
