@@ -385,11 +385,11 @@ class Authenticator:
         """The user whose bearer token this is, or None."""
         return self._by_token.get(token_digest(token))
 
-    def user_of(self, session_id: str | None) -> User | None:
+    def user_of(self, session_id: str | None, *, touch: bool = True) -> User | None:
         """The user behind a live session cookie, or None."""
         if not session_id:
             return None
-        session = self.sessions.get(session_id)
+        session = self.sessions.get(session_id, touch=touch)
         if session is None:
             return None
         if session.share_id is not None and session.agent is not None:

@@ -15,6 +15,7 @@ creator lost the agent), at once after a reload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -22,7 +23,7 @@ from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 
-from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS
+from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS, Closable
 from .auth import Role, User
 from .errors import BadRequest, LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
 from .jsonbody import json_error, read_object, text
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
 SWEEP_INTERVAL = 2.0
+REVOKE_TIMEOUT = 5.0
 _PUBLIC = ("/healthz", "/login", "/api/login")
 _PUBLIC_PREFIXES = ("/static/dist/", "/s/", "/login/")
 # A name and a password of at most 1 KiB each, even \u-escaped, fit easily.
@@ -102,19 +104,21 @@ def logged_address(request: web.BaseRequest) -> str | None:
     return resolved if isinstance(resolved, str) else request.remote
 
 
-def current_user(request: web.Request) -> User | None:
+def current_user(request: web.Request, *, touch: bool = True) -> User | None:
     """The caller as of now, or None if their session or token is gone.
 
     WebSocket handlers call this for every message, so a logout, a timeout,
     a revoked link or a user removed or downgraded by a config reload takes
-    effect on the next frame, not at the next connect.
+    effect on the next frame, not at the next connect. ``touch=False`` for
+    checks the gateway makes by itself: they are no activity of the user's
+    and must not keep an idle session alive.
     """
     auth = request.app[AUTH]
     if not auth.enabled:
         return ANONYMOUS
     session = session_of(request)
     if session is not None:
-        return auth.user_of(session)
+        return auth.user_of(session, touch=touch)
     token = bearer_token(request)
     return None if token is None else auth.user_of_token(token)
 
@@ -272,9 +276,15 @@ async def revalidate(app: web.Application) -> None:
     never send a byte, so waiting for their next message is no check.
     """
     lapsed = [connection for connection, allowed in app[SOCKETS].items() if not allowed()]
-    await asyncio.gather(
-        *(c.close(code=WSCloseCode.POLICY_VIOLATION, message=b"access revoked") for c in lapsed)
-    )
+    await asyncio.gather(*(_revoke(connection) for connection in lapsed))
+
+
+async def _revoke(connection: Closable) -> None:
+    # A peer that stopped reading can hold a close for ever; the sweeper
+    # that called this must go on (it also ends expired sessions).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(REVOKE_TIMEOUT):
+            await connection.close(code=WSCloseCode.POLICY_VIOLATION, message=b"access revoked")
 
 
 async def sweeper(app: web.Application) -> AsyncIterator[None]:

@@ -151,9 +151,9 @@ def _fleet(request: web.Request) -> Fleet:
     return request.app[FLEET]
 
 
-def may_see(request: web.Request, agent_id: str | None = None) -> bool:
+def may_see(request: web.Request, agent_id: str | None = None, *, touch: bool = True) -> bool:
     """Whether the caller, as of now, is still someone (and sees ``agent_id``)."""
-    user = current_user(request)
+    user = current_user(request, touch=touch)
     return user is not None and (agent_id is None or user.sees(agent_id))
 
 
@@ -428,7 +428,7 @@ def tracked(
     user, connections = user_of(request), request.app[CONNECTIONS]
     session = session_of(request)
     by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
-    request.app[SOCKETS][connection] = lambda: may_see(request, agent_id)
+    request.app[SOCKETS][connection] = lambda: may_see(request, agent_id, touch=False)
     by_session.add(connection)
     connections[user.name] += 1
     try:

@@ -101,7 +101,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     ring = bus.ring
 
     def snapshot() -> tuple[list[bytes], int]:
-        user = current_user(request) or NOBODY
+        user = current_user(request, touch=False) or NOBODY
         discovery = app.get(DISCOVERY)
         data = {
             "agents": [agent_json(app, hub) for hub in app[FLEET] if user.sees(hub.agent_id)],
@@ -115,7 +115,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     def render(seq: int, event: Event) -> bytes | None:
         # The caller as of now: a reload may have narrowed what they see.
-        if event.agent is not None and not may_see(request, event.agent):
+        if event.agent is not None and not may_see(request, event.agent, touch=False):
             return None
         return format_event(json.dumps(event.data), event=event.kind, event_id=ring.event_id(seq))
 

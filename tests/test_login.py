@@ -411,3 +411,22 @@ async def test_a_reload_closes_every_socket_and_stream_that_lost_access(
     finally:
         for http in (vic_http, otto_http, guest, script):
             await http.close()
+
+
+async def test_the_gateway_s_own_checks_keep_no_session_alive(
+    make_agent: AgentFactory,
+    gateway: GatewayFactory,
+    users: tuple[User, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweeper rechecks every open socket: that is no activity of the user's."""
+    monkeypatch.setattr("gateway.login.SWEEP_INTERVAL", 0.1)
+    agent = await make_agent("watched")
+    client = await gateway(agent, users=users, session_idle_seconds=2, session_max_seconds=60)
+    http = await browser(client, "vic", PASSWORD)
+    try:
+        term = await terminal(http, "watched")
+        await term.wait_text("$")
+        assert await term.wait_closed(within=10) == 1008
+    finally:
+        await http.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,18 @@ async def test_who_may_create_list_and_revoke(
         mine["id"]
     ]
     assert (await ada.delete(f"/api/shares/{mine['id']}")).status == 204
+
+
+async def test_max_uses_holds_under_concurrent_opens(
+    setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
+    browsers: dict[str, aiohttp.ClientSession],
+) -> None:
+    client = setup[0]
+    link = await make_link(browsers["olga"], "shared", max_uses=3)
+    guests = [await browser(client) for _ in range(20)]
+    try:
+        answers = await asyncio.gather(*(spectate(guest, link["url"]) for guest in guests))
+        assert sorted(answer.status for answer in answers) == [303] * 3 + [404] * 17
+    finally:
+        for guest in guests:
+            await guest.close()
