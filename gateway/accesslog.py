@@ -2,8 +2,10 @@
 
 Spectator-link and one-time login tokens travel in the URL (``/s/<token>``,
 ``/login/<token>``): they are cut out before a line is written, however the
-path spells its slashes (``////s/<token>``, ``/s%2F<token>``). Cookies and
-Authorization headers are never logged.
+path spells them (``////s/<token>``, ``/s%2F<token>``, ``/%73/<token>``,
+``/x/../s/<token>``, or quoted in a ``?next=``): the path is decoded, twice,
+and any segment after an ``s`` or ``login`` one is redacted, wherever it
+stands. Cookies and Authorization headers are never logged.
 
 A request aiohttp's parser refused (an unknown method, a huge header) never
 reached the application: it is logged with the TCP peer's address, since
@@ -13,19 +15,22 @@ no trusted-proxy rule applies to what was never routed.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
 from .login import logged_address
 
-# A path segment "s" or "login", then the next one; "%2F" is a slash too.
-_TOKEN_PATH = re.compile(r"(?i)^((?:/|%2f)+(?:s|login)(?:/|%2f)+)[^/?#]+")
+# A segment "s" or "login", then the next one; "%2F" and "\" are slashes too.
+# Case-insensitive: some servers and proxies in front fold case.
+_TOKEN_PATH = re.compile(r"(?i)((?:^|[/\\=]|%2f)(?:s|login)(?:[/\\]|%2f)+)[^/\\?#&%\s]+")
 
 
 def redact(path: str) -> str:
-    """The request path as it may appear in a log line."""
-    return _TOKEN_PATH.sub(r"\1[redacted]", path)
+    """The request target (path and query) as it may appear in a log line."""
+    decoded = unquote(unquote(path, errors="replace"), errors="replace")
+    return _TOKEN_PATH.sub(r"\1[redacted]", decoded)
 
 
 class AccessLogger(AbstractAccessLogger):

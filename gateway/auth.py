@@ -15,15 +15,18 @@ Guessing is bounded three ways, all decided before a hash is computed:
   an attempt is counted when it starts, so a burst of concurrent guesses
   meets the lock as a sequence would;
 - hashing has a small pool of its own (:data:`HASH_THREADS`), and a
-  :class:`LoginGate` admits at most :data:`LOGINS_IN_FLIGHT` attempts at
-  once, :data:`LOGINS_IN_FLIGHT_PER_CLIENT` per address: a flood is refused
-  at once instead of queueing behind itself and everything else;
+  :class:`LoginGate` lets :data:`LOGINS_IN_FLIGHT` attempts hash at once,
+  the next ones wait their turn *per client* (round robin), at most
+  :data:`LOGINS_IN_FLIGHT_PER_CLIENT` per address and :data:`LOGINS_WAITING`
+  in all: a flood from a few addresses slows everyone a little instead of
+  locking them out, and a larger one is refused at once;
 - names are cut to :data:`MAX_NAME_CHARS` before anything keeps them, and
   the throttle's table is bounded in time and size.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import hashlib
@@ -31,8 +34,8 @@ import hmac
 import ipaddress
 import secrets
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -61,8 +64,13 @@ THROTTLE_ENTRIES = 10_000
 MAX_NAME_CHARS = 64
 # argon2id takes 64 MiB and a good part of a core per attempt.
 HASH_THREADS = 2
-LOGINS_IN_FLIGHT = 8
+# As many as hash at once: who goes next is the gate's to choose, fairly,
+# not the executor's queue.
+LOGINS_IN_FLIGHT = HASH_THREADS
 LOGINS_IN_FLIGHT_PER_CLIENT = 2
+# Attempts waiting for a place, and for how long at most.
+LOGINS_WAITING = 64
+LOGIN_PATIENCE = 5.0
 
 _HASHER = argon2.PasswordHasher.from_parameters(argon2.profiles.RFC_9106_LOW_MEMORY)
 
@@ -217,6 +225,8 @@ class _Failures:
     count: int = 0
     locked_until: float = 0.0
     last: float = 0.0
+    # The lock whose first refusal was reported (see first_refusal).
+    reported: float = 0.0
 
 
 class LoginThrottle:
@@ -256,6 +266,18 @@ class LoginThrottle:
     def succeeded(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 
+    def first_refusal(self, key: Hashable) -> bool:
+        """True for the first attempt refused under the current lock of ``key``.
+
+        Refusals cost an attacker nothing: recording each one would let them
+        fill the audit log at will; one per lock says the same.
+        """
+        entry = self._failures.get(key)
+        if entry is None or entry.reported == entry.locked_until:
+            return False
+        entry.reported = entry.locked_until
+        return True
+
     def __len__(self) -> int:
         return len(self._failures)
 
@@ -272,33 +294,103 @@ class LoginThrottle:
 
 
 class LoginGate:
-    """How many login attempts may be hashed or waiting at once, in all and per client."""
+    """Login attempts in flight: so many at once, taken in turn across clients.
+
+    At most ``total`` attempts hash at once. Beyond that an attempt waits,
+    and each freed place goes to the next *client* in turn (round robin),
+    not to the next request: a few clients flooding with fresh names cannot
+    keep a legitimate user out, they only slow everyone equally. A client
+    has at most ``per_client`` attempts running or waiting (else
+    ``LoginBusy("client")``, a 429); at most ``waiting`` wait in all, each
+    for at most ``patience`` seconds (else ``LoginBusy("gateway")``, a 503).
+    """
 
     def __init__(
-        self, total: int = LOGINS_IN_FLIGHT, per_client: int = LOGINS_IN_FLIGHT_PER_CLIENT
+        self,
+        total: int = LOGINS_IN_FLIGHT,
+        per_client: int = LOGINS_IN_FLIGHT_PER_CLIENT,
+        waiting: int = LOGINS_WAITING,
+        patience: float = LOGIN_PATIENCE,
     ) -> None:
         self._total = total
         self._per_client = per_client
-        self._in_flight: Counter[str] = Counter()
+        self._max_waiting = waiting
+        self._patience = patience
+        self._running: Counter[str] = Counter()
+        # Clients with attempts waiting, in the order they get the next place.
+        self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._waiting = 0
 
-    @contextlib.contextmanager
-    def admit(self, client: str) -> Iterator[None]:
-        """Hold a place for one attempt; LoginBusy if there is none."""
-        if self._in_flight[client] >= self._per_client:
+    @contextlib.asynccontextmanager
+    async def admit(self, client: str) -> AsyncIterator[None]:
+        """Hold a place for one attempt, waiting for one if need be; LoginBusy if not."""
+        queued = len(self._queues.get(client, ()))
+        if self._running[client] + queued >= self._per_client:
             raise LoginBusy("client")
-        if self._in_flight.total() >= self._total:
-            raise LoginBusy("gateway")
-        self._in_flight[client] += 1
+        if self._queues or self._running.total() >= self._total:
+            await self._wait(client)
+        else:
+            self._running[client] += 1
         try:
             yield
         finally:
-            self._in_flight[client] -= 1
-            if self._in_flight[client] <= 0:
-                del self._in_flight[client]
+            self._release(client)
+
+    async def _wait(self, client: str) -> None:
+        if self._waiting >= self._max_waiting:
+            raise LoginBusy("gateway")
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(client, deque()).append(turn)
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(self._patience):
+                await turn
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # Cancelling the wait cancels ``turn`` too, unless it was given a
+            # place just before: then that place is taken, or passed on.
+            given = turn.done() and not turn.cancelled()
+            if not given:
+                self._forget(client, turn)
+            if isinstance(exc, asyncio.CancelledError):
+                if given:
+                    self._release(client)
+                raise
+            if not given:
+                raise LoginBusy("gateway") from None
+
+    def _release(self, client: str) -> None:
+        self._running[client] -= 1
+        if self._running[client] <= 0:
+            del self._running[client]
+        while self._queues and self._running.total() < self._total:
+            next_client, queue = next(iter(self._queues.items()))
+            turn = queue.popleft()
+            self._waiting -= 1
+            if queue:
+                self._queues.move_to_end(next_client)
+            else:
+                del self._queues[next_client]
+            if turn.done():
+                continue  # its waiter left; _forget will not find it
+            self._running[next_client] += 1
+            turn.set_result(None)
+
+    def _forget(self, client: str, turn: asyncio.Future[None]) -> None:
+        queue = self._queues.get(client)
+        if queue is not None and turn in queue:
+            queue.remove(turn)
+            self._waiting -= 1
+            if not queue:
+                del self._queues[client]
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight.total()
+        """Attempts holding a place now (hashing, or about to)."""
+        return self._running.total()
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
 
 
 class Authenticator:
@@ -369,10 +461,14 @@ class Authenticator:
         key = (name[:MAX_NAME_CHARS], who)
         wait = self.throttle.retry_after(key)
         if wait > 0:
-            raise LoginThrottled(wait)
+            raise LoginThrottled(wait, first=self.throttle.first_refusal(key))
         user = self.users.get(name)
         stored = user.password_hash if user is not None else self._dummy_hash
-        with self.gate.admit(who):
+        async with self.gate.admit(who):
+            # Again: attempts that waited for a place may have locked it meanwhile.
+            wait = self.throttle.retry_after(key)
+            if wait > 0:
+                raise LoginThrottled(wait, first=self.throttle.first_refusal(key))
             # Counted now, undone on success: concurrent guesses meet the lock.
             self.throttle.failed(key)
             ok = await self._hashing.run(_verify, stored, password)

@@ -87,9 +87,11 @@ class LoginFailed(AuthError):
 class LoginThrottled(AuthError):
     """Too many recent failures for this name from this client."""
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, *, first: bool = True) -> None:
         super().__init__(f"too many failed logins; retry in {retry_after:.0f}s")
         self.retry_after = retry_after
+        # The first refusal under this lock (the one worth recording).
+        self.first = first
 
 
 class LoginBusy(AuthError):

@@ -47,10 +47,14 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(limit, request.content_length)
     body = bytearray()
-    while chunk := await request.content.read(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(limit, len(body))
+    try:
+        while chunk := await request.content.read(64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                raise web.HTTPRequestEntityTooLarge(limit, len(body))
+    except ConnectionResetError:
+        # The client left mid-body: nobody reads the answer, and it is no error of ours.
+        raise BadRequest("the request body was cut short") from None
     return bytes(body)
 
 

@@ -89,7 +89,7 @@ def bearer_token(request: web.Request) -> str | None:
 def client_address(request: web.Request) -> str | None:
     """The client's address: the TCP peer, or what a trusted proxy says it is."""
     if _CLIENT not in request:
-        forwarded = request.headers.get("X-Forwarded-For")
+        forwarded = request.headers.getall("X-Forwarded-For", [])
         request[_CLIENT] = request.app[PROXIES].client(request.remote, forwarded) or ""
     return request[_CLIENT] or None
 
@@ -172,7 +172,8 @@ async def login(request: web.Request) -> web.Response:
         status = 429 if exc.scope == "client" else 503
         return json_error(status, "busy", str(exc), headers={"Retry-After": "1"})
     except LoginThrottled as exc:
-        audit.record("login_throttled", user=auth.recorded_name(name), address=address)
+        if exc.first:  # once per lock: refusals cost nothing, so could fill the trail
+            audit.record("login_throttled", user=auth.recorded_name(name), address=address)
         retry = str(max(1, round(exc.retry_after)))
         return json_error(429, "throttled", str(exc), headers={"Retry-After": retry})
     except LoginFailed as exc:
@@ -290,19 +291,26 @@ async def _revoke(connection: Closable) -> None:
 async def sweeper(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: end expired sessions and close their sockets, periodically."""
 
-    async def sweep() -> None:
+    async def sweep_once() -> None:
         auth = app[AUTH]
+        for session in auth.sessions.expire(auth.users):
+            await end_session(app, session.id)
+        await end_lapsed_links(app)
+        # Sockets of sessions that ended some other way.
+        open_sessions: dict[str, Any] = app[SESSION_SOCKETS]
+        for session_id in [*open_sessions]:
+            if auth.sessions.get(session_id, touch=False) is None:
+                await end_session(app, session_id)
+        await revalidate(app)
+
+    async def sweep() -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            for session in auth.sessions.expire(auth.users):
-                await end_session(app, session.id)
-            await end_lapsed_links(app)
-            # Sockets of sessions that ended some other way.
-            open_sessions: dict[str, Any] = app[SESSION_SOCKETS]
-            for session_id in [*open_sessions]:
-                if auth.sessions.get(session_id, touch=False) is None:
-                    await end_session(app, session_id)
-            await revalidate(app)
+            try:
+                await sweep_once()
+            except Exception:
+                # Sessions must keep expiring whatever one pass ran into.
+                log.exception("session sweeper")
 
     async with running(sweep(), "session-sweeper"):
         yield

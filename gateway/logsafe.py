@@ -45,13 +45,15 @@ class MalformedRequestFilter(logging.Filter):
     """aiohttp's "Error handling request" for a request its parser refused: one line.
 
     Anyone can send a bad method or an 8 KiB header; aiohttp logs each with
-    a full traceback at ERROR. What was wrong is worth a line at INFO.
+    a full traceback at ERROR. What was wrong is worth a line at INFO: the
+    kind of error, never its message, which quotes the raw request (a
+    cookie, a bearer token, a login body).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if record.name == "aiohttp.server" and isinstance(exc, HttpProcessingError):
-            record.msg = f"{record.getMessage()}: {exc.code} {exc.message}"
+            record.msg = f"{record.getMessage()}: {exc.code} {type(exc).__name__}"
             record.args = None
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"

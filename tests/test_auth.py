@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from gateway.auth import (
@@ -156,18 +159,87 @@ def test_who_a_failure_is_counted_against(address: str | None, key: str) -> None
     assert client_key(address) == key
 
 
-def test_the_gate_admits_so_many_in_all_and_per_client() -> None:
-    gate = LoginGate(total=3, per_client=2)
-    with gate.admit("a"), gate.admit("a"):
-        with pytest.raises(LoginBusy) as mine, gate.admit("a"):
+async def test_the_gate_takes_clients_in_turn() -> None:
+    gate = LoginGate(total=1, per_client=2, waiting=3, patience=30)
+    order: list[str] = []
+    release = {name: asyncio.Event() for name in ("a1", "a2", "b1", "c1", "a3")}
+
+    async def attempt(client: str, name: str) -> None:
+        async with gate.admit(client):
+            order.append(name)
+            await release[name].wait()
+
+    first = asyncio.create_task(attempt("a", "a1"))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(attempt(c, n)) for c, n in (("a", "a2"), ("b", "b1"))]
+    await asyncio.sleep(0)
+    # "a" has one running and one waiting: a third is refused at once.
+    with pytest.raises(LoginBusy) as mine:
+        async with gate.admit("a"):
             pass
-        assert mine.value.scope == "client"
-        with gate.admit("b"):
-            assert gate.in_flight == 3
-            with pytest.raises(LoginBusy) as everyone, gate.admit("c"):
-                pass
-            assert everyone.value.scope == "gateway"
-    assert gate.in_flight == 0
+    assert mine.value.scope == "client"
+    waiting.append(asyncio.create_task(attempt("c", "c1")))
+    await asyncio.sleep(0)
+    assert (gate.in_flight, gate.waiting) == (1, 3)
+    with pytest.raises(LoginBusy) as everyone:
+        async with gate.admit("d"):
+            pass
+    assert everyone.value.scope == "gateway"
+    for name in ("a1", "a2", "b1", "c1"):
+        release[name].set()
+        await asyncio.sleep(0.01)
+    await asyncio.gather(first, *waiting)
+    # In the order the clients came, one place each.
+    assert order == ["a1", "a2", "b1", "c1"]
+    assert (gate.in_flight, gate.waiting) == (0, 0)
+
+
+async def test_the_gate_rotates_between_clients_not_requests() -> None:
+    gate = LoginGate(total=1, per_client=3, waiting=10, patience=30)
+    order: list[str] = []
+    hold = asyncio.Event()
+
+    async def attempt(client: str) -> None:
+        async with gate.admit(client):
+            order.append(client)
+            await hold.wait()
+            hold.clear()
+
+    tasks = [asyncio.create_task(attempt(c)) for c in ("a", "a", "a", "b", "b", "c")]
+    await asyncio.sleep(0)
+    while len(order) < 6:
+        hold.set()
+        await asyncio.sleep(0.01)
+    hold.set()
+    await asyncio.gather(*tasks)
+    # One place per client in turn: a's third attempt waits behind b's and c's.
+    assert order == ["a", "a", "b", "c", "a", "b"]
+
+
+async def test_a_wait_that_runs_out_or_is_cancelled_gives_its_place_back() -> None:
+    gate = LoginGate(total=1, per_client=2, waiting=10, patience=0.05)
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with gate.admit("a"):
+            await hold.wait()
+
+    running = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    with pytest.raises(LoginBusy):
+        async with gate.admit("b"):
+            pass
+    cancelled = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cancelled
+    assert gate.waiting == 0
+    hold.set()
+    await running
+    assert (gate.in_flight, gate.waiting) == (0, 0)
+    async with gate.admit("b"):
+        assert gate.in_flight == 1
 
 
 async def test_an_oversized_password_is_refused_and_not_counted(alice: User) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import socket
+import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import websockets
@@ -15,6 +18,7 @@ from gateway.logsafe import escape_controls, handler
 from gateway.upstream import Target, Upstream
 
 from .conftest import GatewayFactory, eventually, timeout
+from .test_cli import free_port, read_until, serving
 from .test_upstream import RecordingSink, running
 
 FORGED = "bye\n2026-12-01 10:00:00,000 INFO gateway.login: login ok user=admin\r\x1b[2J"
@@ -79,6 +83,7 @@ def test_a_traceback_keeps_its_lines(gateway_log: io.StringIO) -> None:
     except RuntimeError:
         logging.getLogger("gateway.test").exception("failed: %s", "x\ny")
     text = gateway_log.getvalue()
+    print("LOG", text)
     assert "failed: x\\x0ay" in text
     assert "Traceback (most recent call last):" in text.splitlines()[1]
 
@@ -96,11 +101,15 @@ async def test_requests_the_parser_refuses_are_logged_in_one_line(
 ) -> None:
     client = await gateway()
     host = f"Host: 127.0.0.1:{client.port}\r\n".encode()
+    secret = b"gateway_session=SECRET-COOKIE-VALUE"
     malformed = [
         b"FOO / HTTP/1.1\r\n" + host + b"\r\n",
         b"GET / HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 20_000 + b"\r\n\r\n",
         b"GET / HTTP/1.1\r\n" + host + b"Bad Header\r\n\r\n",
         b"GET /\x00 HTTP/1.1\r\n" + host + b"\r\n",
+        # A cookie bomb, and a header with a bad byte: the parser's message quotes them.
+        b"GET / HTTP/1.1\r\n" + host + b"Cookie: " + secret + b"x" * 9000 + b"\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + host + b"Authorization: Bearer SECRET-TOKEN\x01\r\n\r\n",
     ]
     for request in malformed:
         answer = await send_raw(client.port, request)
@@ -110,8 +119,46 @@ async def test_requests_the_parser_refuses_are_logged_in_one_line(
         message="an access log line per request",
     )
     text = gateway_log.getvalue()
+    print("LOG", text)
     assert "Traceback" not in text
     assert "Unhandled exception" not in text
+    assert "SECRET" not in text
     for line in text.splitlines():
         if "aiohttp.access" in line:
             assert "127.0.0.1" in line
+
+
+async def test_a_client_that_leaves_mid_body_is_no_error(tmp_path: Path) -> None:
+    """As `gateway serve` runs: a reset in the middle of a body is not a 500."""
+    port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[server]\nlisten = "127.0.0.1:{port}"\npublic_origin = "http://127.0.0.1:{port}"\n'
+    )
+    loop = asyncio.get_running_loop()
+    async with serving("serve", "--config", str(config)) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        await asyncio.wait_for(read_until(proc.stdout, "press Ctrl-C", []), timeout(30))
+        for path in ("/api/login", "/api/input"):
+            with socket.socket() as sock:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, ("127.0.0.1", port))
+                head = (
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    f"Origin: http://127.0.0.1:{port}\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+                )
+                await loop.sock_sendall(sock, head.encode())
+                await asyncio.sleep(0.2)
+                # Linger 0: closing sends a reset, mid-body.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        logged: list[str] = []
+        for path in ("/api/login", "/api/input"):
+            line = await asyncio.wait_for(read_until(proc.stderr, "", logged), timeout(10))
+            while f'"POST {path}"' not in line:
+                line = await asyncio.wait_for(read_until(proc.stderr, "", logged), timeout(10))
+    text = "".join(logged)
+    assert "Traceback" not in text
+    assert '" 500 ' not in text
+    assert '" 400 ' in text

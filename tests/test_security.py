@@ -60,6 +60,34 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     assert PROXY.client("127.0.0.1", None) == "127.0.0.1"
 
 
+def test_every_forwarded_for_line_counts_and_junk_ends_the_trust() -> None:
+    # A proxy that appends a line of its own: the client's line comes first.
+    assert PROXY.client("127.0.0.1", ["6.6.6.6", "203.0.113.7"]) == "203.0.113.7"
+    assert PROXY.client("127.0.0.1", ["6.6.6.6, 203.0.113.7", "10.0.0.2"]) == "203.0.113.7"
+    assert PROXY.client("127.0.0.1", ["not-an-ip"]) == "127.0.0.1"
+    assert PROXY.client("127.0.0.1", "6.6.6.6, \xff, 10.0.0.2") == "10.0.0.2"
+    assert PROXY.client("127.0.0.1", []) == "127.0.0.1"
+
+
+async def test_a_second_forwarded_for_line_is_not_the_client_s_word(secured: Any) -> None:
+    """Behind a proxy that adds its own header line, the client's line must not win."""
+    client, _, audit_path = secured
+    frozen_clock(client)
+    for i in range(FREE_FAILURES + 2):
+        answer = await client.post(
+            "/api/login",
+            json={"username": "op", "password": "wrong"},
+            headers=[
+                ("Origin", origin_of(client)),
+                ("X-Forwarded-For", f"6.6.6.{i}"),
+                ("X-Forwarded-For", "203.0.113.7"),
+            ],
+        )
+        assert answer.status == (401 if i < FREE_FAILURES else 429)
+    addresses = {e.get("address") for e in await audit_entries(client, audit_path)}
+    assert addresses == {"203.0.113.7"}
+
+
 @given(st.text(max_size=80))
 def test_an_untrusted_peer_is_never_overridden(header: str) -> None:
     assert PROXY.client("192.0.2.55", header) == "192.0.2.55"
@@ -355,6 +383,18 @@ async def test_the_lock_is_per_address_and_oversized_passwords_do_not_count(
     ).status == 200
 
 
+async def test_refusals_under_a_lock_are_audited_once(secured: Any) -> None:
+    client, _, audit_path = secured
+    frozen_clock(client)
+    for _ in range(FREE_FAILURES):
+        await post_login(client, {"username": "op", "password": "no"})
+    answers = [await post_login(client, {"username": "op", "password": "no"}) for _ in range(50)]
+    assert {answer.status for answer in answers} == {429}
+    events = [e["event"] for e in await audit_entries(client, audit_path)]
+    assert events.count("login_failed") == FREE_FAILURES
+    assert events.count("login_throttled") == 1
+
+
 async def test_no_login_grows_memory_for_good(secured: Any) -> None:
     client, _, _ = secured
     auth = client.app[AUTH]
@@ -416,7 +456,31 @@ async def test_a_saturated_default_executor_stalls_no_login_link_or_audit(secure
         await op.close()
 
 
-async def test_a_login_flood_is_refused_at_once_not_queued(secured: Any) -> None:
+async def test_a_few_flooding_addresses_do_not_keep_the_owner_out(secured: Any) -> None:
+    """Five addresses, two attempts each at all times, a fresh name each (no lock)."""
+    client, _, _ = secured
+    done = asyncio.Event()
+    sent = 0
+
+    async def flood(address: str) -> None:
+        nonlocal sent
+        while not done.is_set() and sent < 2000:
+            sent += 1
+            await post_login(client, {"username": f"x{sent}", "password": "x"}, address)
+
+    attackers = [
+        asyncio.create_task(flood(f"198.51.100.{n}")) for n in range(1, 6) for _ in range(2)
+    ]
+    try:
+        await eventually(lambda: client.app[AUTH].gate.waiting > 0, message="a full gate")
+        owner = await post_login(client, {"username": "op", "password": PASSWORD}, "192.0.2.1")
+        assert owner.status == 200
+    finally:
+        done.set()
+        await asyncio.gather(*attackers)
+
+
+async def test_a_login_flood_is_bounded(secured: Any) -> None:
     client, _, _ = secured
     auth = client.app[AUTH]
     seen_in_flight = []
