@@ -113,6 +113,16 @@ def test_tokens_are_redacted_from_access_logs() -> None:
     assert redact("/s/abcDEF123_-") == "/s/[redacted]"
     assert redact("/s/abc?x=1") == "/s/[redacted]?x=1"
     assert redact("/agents/s/x") == "/agents/s/x"
+    token = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcd"
+    spellings = [
+        "////s/{}", "/s//{}", "/s%2F{}", "/s%252F{}", "/%73/{}", "/%6cogin/{}", "/S/{}",
+        "/x/../s/{}", "/./s/{}", "/s\\{}", "/login?next=%2Fs%2F{}", "/login?next=/login/{}",
+        "/s/{}?x=1", "/s/{}/extra",
+    ]  # fmt: skip
+    for spelling in spellings:
+        logged = redact(spelling.format(token))
+        assert token not in logged, spelling
+        assert "[redacted]" in logged, spelling
 
 
 # --- through the gateway ---------------------------------------------------------------
