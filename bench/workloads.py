@@ -36,7 +36,8 @@ from .harness import (
 )
 
 Row = dict[str, Any]
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "agent-tui"
+# The real agents' streams the tests replay (tests/fixtures/agent-tui/README.md).
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "agent-tui"
 
 
 def row(

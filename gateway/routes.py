@@ -104,7 +104,11 @@ async def host_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not request.app[HOSTS].allows(request.headers.get("Host")) and not (
         request.path in LOOPBACK_HEALTH_PATHS and is_loopback_peer(request)
     ):
-        return json_error(421, "misdirected_request", "this gateway does not serve that host")
+        return json_error(
+            421,
+            "misdirected_request",
+            "this gateway does not serve that host name (see server.public_origin)",
+        )
     return await handler(request)
 
 
