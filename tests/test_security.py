@@ -437,9 +437,10 @@ async def test_a_saturated_default_executor_stalls_no_login_link_or_audit(secure
     release = threading.Event()
     # Every thread of the loop's default executor is taken.
     blockers = [loop.run_in_executor(None, release.wait) for _ in range(64)]
-    op = await login(client, "op")
+    op = None
     try:
         async with asyncio.timeout(timeout(10)):
+            op = await login(client, "op")
             link = await op.post("/api/agents/target/shares", json={"ttl_seconds": 600})
             assert link.status == 201
             url = (await link.json())["url"]
@@ -453,7 +454,8 @@ async def test_a_saturated_default_executor_stalls_no_login_link_or_audit(secure
     finally:
         release.set()
         await asyncio.gather(*blockers)
-        await op.close()
+        if op is not None:
+            await op.close()
 
 
 async def test_a_few_flooding_addresses_do_not_keep_the_owner_out(secured: Any) -> None:

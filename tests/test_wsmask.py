@@ -384,7 +384,9 @@ async def test_gateway_takes_exactly_64_kib_and_refuses_one_byte_more(
     # Messages are taken in order: the input runs only if the 64 KiB one was let through.
     await ws.send(frame(padded_resume(64 * 1024)))
     await ws.send(frame(ttyd.Input(b"echo taken-$((6*7))\r").serialize()))
-    await eventually(lambda: contains(agent.capture(), "taken-42"), message="input after 64 KiB")
+    await eventually(
+        lambda: contains(agent.capture(), "taken-42"), within=30, message="input after 64 KiB"
+    )
     await ws.send(frame(struct.pack("!H", 1000), CLOSE))
     assert await ws.close_code() == 1000
     ws = await raw_viewer(client, agent)
