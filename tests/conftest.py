@@ -202,6 +202,16 @@ async def browser(
     return http
 
 
+async def raw_http(port: int, request: bytes) -> bytes:
+    """Send ``request`` byte for byte (no client library tidies it) and read to EOF."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(), timeout(10))
+    finally:
+        writer.close()
+
+
 # --- a ttyd client for tests ----------------------------------------------------
 
 

@@ -8,7 +8,6 @@ normalises ``..`` or ``%2F`` away before the gateway sees it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -24,7 +23,7 @@ from gateway import bundle
 from gateway.auth import Role, User, hash_password
 from gateway.bundle import Bundle
 
-from .conftest import GatewayFactory, timeout
+from .conftest import GatewayFactory, raw_http
 
 REPO_STATIC = Path(__file__).resolve().parent.parent / "static"
 MARKER = "SECRET-MARKER-7f3a"
@@ -32,14 +31,8 @@ MARKER = "SECRET-MARKER-7f3a"
 
 async def raw_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
     """``GET target`` exactly as written, on a connection of its own."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(
-            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
-        )
-        raw = await asyncio.wait_for(reader.read(), timeout(10))
-    finally:
-        writer.close()
+    request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    raw = await raw_http(port, request.encode())
     head, _, body = raw.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {}

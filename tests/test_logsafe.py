@@ -17,7 +17,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from gateway.logsafe import escape_controls, handler
 from gateway.upstream import Target, Upstream
 
-from .conftest import GatewayFactory, eventually, timeout
+from .conftest import GatewayFactory, eventually, raw_http, timeout
 from .test_cli import free_port, read_until, serving
 from .test_upstream import RecordingSink, running
 
@@ -88,14 +88,6 @@ def test_a_traceback_keeps_its_lines(gateway_log: io.StringIO) -> None:
     assert "Traceback (most recent call last):" in text.splitlines()[1]
 
 
-async def send_raw(port: int, request: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(request)
-    answer = await asyncio.wait_for(reader.read(), timeout(10))
-    writer.close()
-    return answer
-
-
 async def test_requests_the_parser_refuses_are_logged_in_one_line(
     gateway: GatewayFactory, gateway_log: io.StringIO
 ) -> None:
@@ -112,7 +104,7 @@ async def test_requests_the_parser_refuses_are_logged_in_one_line(
         b"GET / HTTP/1.1\r\n" + host + b"Authorization: Bearer SECRET-TOKEN\x01\r\n\r\n",
     ]
     for request in malformed:
-        answer = await send_raw(client.port, request)
+        answer = await raw_http(client.port, request)
         assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:80]
     await eventually(
         lambda: gateway_log.getvalue().count("aiohttp.access") >= len(malformed),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -15,7 +14,7 @@ from gateway.errors import ConfigError
 from gateway.local import LocalAgent
 from gateway.origins import HostPolicy, OriginPolicy, normalize_origin
 
-from .conftest import GatewayFactory, eventually, timeout, ws_connect
+from .conftest import GatewayFactory, eventually, raw_http, ws_connect
 
 POLICY = OriginPolicy.of("https://gw.example.com", "http://127.0.0.1:8080")
 
@@ -174,10 +173,7 @@ def test_any_other_host_is_refused(host: str | None) -> None:
 
 
 async def raw_request(port: int, head: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(head.encode() + b"Connection: close\r\n\r\n")
-    raw = await asyncio.wait_for(reader.read(), timeout(10))
-    writer.close()
+    raw = await raw_http(port, head.encode() + b"Connection: close\r\n\r\n")
     status = int(raw.split(b" ", 2)[1])
     return status, raw.partition(b"\r\n\r\n")[2]
 
