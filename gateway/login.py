@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
+from aiohttp.typedefs import Handler
 
 from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS, Closable
 from .auth import Role, User
@@ -45,8 +46,6 @@ _USER = web.RequestKey("user", User)
 # The resolved client address ("" for none), once per request.
 _CLIENT = web.RequestKey("client", str)
 _SESSION = web.RequestKey("session", str)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def cookie_name(app: web.Application, kind: str = "session") -> str:

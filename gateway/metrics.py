@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,8 +27,6 @@ from prometheus_client.registry import Collector
 from .audit import AuditLog
 from .hub import Fleet
 from .tasks import running
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # How often the event loop's lateness is sampled.
 LAG_INTERVAL = 0.1

@@ -25,10 +25,11 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from . import metrics, ttyd
 from .appkeys import (
@@ -83,8 +84,6 @@ VIEWER_SEND_BUFFER = 64 * 1024
 SCREEN_WAIT = 2.0
 MAX_INPUT_BODY = 256 * 1024
 MAX_BROADCAST = 100
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # Requests a cross-site page could make with the user's cookies and that
