@@ -459,16 +459,12 @@ class Authenticator:
         # Throttle by the name asked for, known or not, so the lock itself
         # does not reveal which accounts exist.
         key = (name[:MAX_NAME_CHARS], who)
-        wait = self.throttle.retry_after(key)
-        if wait > 0:
-            raise LoginThrottled(wait, first=self.throttle.first_refusal(key))
+        self._check_lock(key)
         user = self.users.get(name)
         stored = user.password_hash if user is not None else self._dummy_hash
         async with self.gate.admit(who):
             # Again: attempts that waited for a place may have locked it meanwhile.
-            wait = self.throttle.retry_after(key)
-            if wait > 0:
-                raise LoginThrottled(wait, first=self.throttle.first_refusal(key))
+            self._check_lock(key)
             # Counted now, undone on success: concurrent guesses meet the lock.
             self.throttle.failed(key)
             ok = await self._hashing.run(_verify, stored, password)
@@ -476,6 +472,11 @@ class Authenticator:
             raise LoginFailed()
         self.throttle.succeeded(key)
         return self.sessions.create(user.name)
+
+    def _check_lock(self, key: Hashable) -> None:
+        wait = self.throttle.retry_after(key)
+        if wait > 0:
+            raise LoginThrottled(wait, first=self.throttle.first_refusal(key))
 
     def user_of_token(self, token: str) -> User | None:
         """The user whose bearer token this is, or None."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 from collections.abc import Callable, Iterator
@@ -49,6 +48,7 @@ from .appkeys import (
     Closable,
 )
 from .auth import Role
+from .config import is_loopback
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .hub import Fleet, Hub, Viewer
 from .jsonbody import json_error, read_object, text
@@ -101,7 +101,8 @@ async def host_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Refuse (421) requests whose Host is not this gateway's: DNS rebinding."""
     client_address(request)  # resolved once per request, for the access log too
     if not request.app[HOSTS].allows(request.headers.get("Host")) and not (
-        request.path in LOOPBACK_HEALTH_PATHS and is_loopback_peer(request)
+        # The TCP peer, never a forwarded header.
+        request.path in LOOPBACK_HEALTH_PATHS and is_loopback(request.remote or "")
     ):
         return json_error(
             421,
@@ -109,14 +110,6 @@ async def host_middleware(request: web.Request, handler: Handler) -> web.StreamR
             "this gateway does not serve that host name (see server.public_origin)",
         )
     return await handler(request)
-
-
-def is_loopback_peer(request: web.Request) -> bool:
-    """The TCP peer (never a forwarded header) is this machine."""
-    try:
-        return ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:
-        return False
 
 
 @web.middleware

@@ -279,16 +279,32 @@ async def test_config_reload_removes_and_downgrades_users(
             await http.close()
 
 
+@pytest.mark.parametrize(
+    ("sweep", "idle"),
+    [
+        (None, 1),
+        # The sweeper rechecks every open socket many times over: that is no
+        # activity of the user's, and must not keep the session alive.
+        (0.1, 2),
+    ],
+)
 async def test_an_idle_session_times_out_and_its_socket_closes(
-    make_agent: AgentFactory, gateway: GatewayFactory, users: tuple[User, ...]
+    make_agent: AgentFactory,
+    gateway: GatewayFactory,
+    users: tuple[User, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    sweep: float | None,
+    idle: int,
 ) -> None:
+    if sweep is not None:
+        monkeypatch.setattr("gateway.login.SWEEP_INTERVAL", sweep)
     agent = await make_agent("watched")
-    client = await gateway(agent, users=users, session_idle_seconds=1, session_max_seconds=60)
+    client = await gateway(agent, users=users, session_idle_seconds=idle, session_max_seconds=60)
     http = await browser(client, "vic", PASSWORD)
     try:
         term = await terminal(http, "watched")
         await term.wait_text("$")
-        # Watching sends nothing: after a second idle the sweeper ends it.
+        # Watching sends nothing: once idle long enough, the sweeper ends it.
         assert await term.wait_closed(within=10) == 1008
         assert (await http.get("/api/agents")).status == 401
     finally:
@@ -416,22 +432,3 @@ async def test_a_reload_closes_every_socket_and_stream_that_lost_access(
     finally:
         for http in (vic_http, otto_http, guest, script):
             await http.close()
-
-
-async def test_the_gateway_s_own_checks_keep_no_session_alive(
-    make_agent: AgentFactory,
-    gateway: GatewayFactory,
-    users: tuple[User, ...],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The sweeper rechecks every open socket: that is no activity of the user's."""
-    monkeypatch.setattr("gateway.login.SWEEP_INTERVAL", 0.1)
-    agent = await make_agent("watched")
-    client = await gateway(agent, users=users, session_idle_seconds=2, session_max_seconds=60)
-    http = await browser(client, "vic", PASSWORD)
-    try:
-        term = await terminal(http, "watched")
-        await term.wait_text("$")
-        assert await term.wait_closed(within=10) == 1008
-    finally:
-        await http.close()
