@@ -32,7 +32,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.typing import Subprotocol
 
-from gateway import ttyd
+from gateway.core import ttyd
 from gateway.local import LocalAgent, find_ttyd
 
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -6,7 +6,7 @@ lifecycles run in ``cleanup_ctx`` order and unwind in reverse:
 
 0. the audit log and the share store (first in, last out);
 1. local agents (``--demo``): spawn tmux + ttyd in a private folder;
-2. the fleet: one :class:`~gateway.hub.Hub` per agent, connected upstream;
+2. the fleet: one :class:`~gateway.core.hub.Hub` per agent, connected upstream;
 3. Docker discovery (with ``[docker]``): adds, parks and removes hubs as
    labelled containers come and go; stops before the fleet does;
 4. background loops: ``activity`` events, the event-loop lag sampler, the
@@ -54,19 +54,20 @@ from .appkeys import (
     SOCKETS,
 )
 from .audit import AuditLog
-from .auth import Authenticator, Role, SessionStore, User, hash_password
+from .auth import Authenticator, SessionStore, hash_password
 from .bundle import Bundle
 from .config import Settings
+from .core.hub import Fleet, Hub
+from .core.target import Target
 from .discovery import Discovery
 from .errors import ConfigError
 from .events import EventBus
 from .ghostty import screen_backend
-from .hub import Fleet, Hub
 from .local import LocalAgent, find_ttyd
 from .logs import LogHub
 from .shares import ShareStore
 from .tasks import running
-from .upstream import Target
+from .users import Role, User
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from .audit import AuditLog
 from .auth import Authenticator
 from .bundle import Bundle
 from .config import Settings
+from .core.hub import Fleet
 from .discovery import Discovery
 from .events import EventBus
-from .hub import Fleet
 from .local import LocalAgent
 from .logs import LogHub
 from .metrics import Metrics

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import hashlib
 import hmac
 import ipaddress
@@ -37,20 +36,17 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .errors import LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
 from .tasks import Workers
+from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
 # Longer "passwords" are refused before hashing: argon2 would hash them, but
 # a megabyte per attempt is a cheap way to burn our CPU.
 MAX_PASSWORD_BYTES = 1024
-# Idle and absolute session lifetimes (seconds).
-IDLE_TIMEOUT = 30 * 60
-ABSOLUTE_TIMEOUT = 12 * 60 * 60
 # Throttling: after FREE_FAILURES failures an account is locked for
 # 2, 4, 8, ... seconds, up to LOCK_CAP; a success clears it.
 FREE_FAILURES = 3
@@ -101,33 +97,6 @@ def new_api_token() -> tuple[str, str]:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Role(enum.StrEnum):
-    """What a user may do: admins and operators write, viewers only watch."""
-
-    ADMIN = "admin"
-    OPERATOR = "operator"
-    VIEWER = "viewer"
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    """A configured user. ``agents`` are glob patterns of visible agent ids."""
-
-    name: str
-    password_hash: str = field(repr=False)
-    role: Role
-    agents: tuple[str, ...] = ("*",)
-    # SHA-256 (hex) of this user's bearer token for scripts, if any.
-    api_token_sha256: str | None = field(default=None, repr=False)
-
-    def sees(self, agent_id: str) -> bool:
-        return any(fnmatchcase(agent_id, pattern) for pattern in self.agents)
-
-    @property
-    def can_write(self) -> bool:
-        return self.role is not Role.VIEWER
 
 
 @dataclass(slots=True)

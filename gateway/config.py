@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import ttyd
-from .auth import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
+from .core import ttyd
+from .core.target import Target
 from .errors import ConfigError
 from .ghostty import BACKENDS, UNAVAILABLE
-from .hub import DEFAULT_VIEWER_QUEUE_BYTES
+from .limits import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import HostPolicy, OriginPolicy, normalize_origin
 from .proxies import ProxyPolicy, parse_networks
-from .upstream import Target
+from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
 # A viewer queue must hold a few output frames, and must not hold a flood.
 MIN_VIEWER_QUEUE_BYTES, MAX_VIEWER_QUEUE_BYTES = 4096, 64 * 1024 * 1024

@@ -42,10 +42,11 @@ from docker.utils import version_lt
 from requests.exceptions import RequestException
 
 from .config import AGENT_ID, DockerSettings
+from .core.backoff import Backoff
+from .core.hub import Fleet, Hub
+from .core.target import Target
 from .errors import ConfigError
-from .hub import Fleet, Hub
 from .tasks import cancel
-from .upstream import Backoff, Target
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# A viewer may fall this far behind before it is resynced. 512 KiB is a few
+# seconds of a busy agent and a small fraction of a snapshot's worth of work.
+DEFAULT_VIEWER_QUEUE_BYTES = 512 * 1024
+
 # An operator's WebSocket may send this much input: typing is a few bytes a
 # second; a big paste arrives in one burst; a flood is cut off.
 INPUT_BYTES_PER_SECOND = 256 * 1024

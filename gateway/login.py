@@ -25,11 +25,11 @@ from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Handler
 
 from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS, Closable
-from .auth import Role, User
 from .errors import BadRequest, LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
 from .jsonbody import json_error, read_object, text
 from .shares import Share
 from .tasks import running
+from .users import Role, User
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from docker.errors import DockerException, NotFound
 from docker.types import CancellableStream
 from requests.exceptions import RequestException
 
+from .core.backoff import Backoff
 from .discovery import Container, Discovery
 from .sse import Ring, Signal
-from .upstream import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .audit import AuditLog
-from .hub import Fleet
+from .core.hub import Fleet
 from .tasks import running
 
 # How often the event loop's lateness is sampled.

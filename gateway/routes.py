@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.typedefs import Handler
 
-from . import metrics, ttyd
+from . import metrics
 from .appkeys import (
     AUDIT,
     AUTH,
@@ -47,10 +47,10 @@ from .appkeys import (
     SOCKETS,
     Closable,
 )
-from .auth import Role
 from .config import is_loopback
+from .core import ttyd
+from .core.hub import Fleet, Hub, Viewer
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
-from .hub import Fleet, Hub, Viewer
 from .jsonbody import json_error, read_object, text
 from .limits import CONNECTIONS_PER_USER, InputLimit
 from .login import (
@@ -64,6 +64,7 @@ from .login import (
     user_of,
 )
 from .shares import MAX_TTL, MAX_USES, MIN_TTL, Share
+from .users import Role
 from .wsmask import MaskedWebSocketResponse
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .appkeys import DISCOVERY, EVENTS, FLEET, LOGS
-from .auth import Role, User
 from .errors import BadRequest
 from .events import Event
 from .jsonbody import json_error
 from .login import current_user
 from .routes import agent_json, hub_of, may_see, over_connection_limit, tracked
 from .sse import EventStream, Ring, Signal, format_event
+from .users import Role, User
 
 T = TypeVar("T")
 

@@ -17,10 +17,10 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
-from gateway import ttyd
 from gateway.accesslog import AccessLogger
 from gateway.app import create_app
 from gateway.config import AgentSettings, DockerSettings, Settings
+from gateway.core import ttyd
 from gateway.local import LocalAgent, find_ttyd
 from gateway.screen import Screen
 

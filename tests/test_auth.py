@@ -14,13 +14,12 @@ from gateway.auth import (
     Authenticator,
     LoginGate,
     LoginThrottle,
-    Role,
     SessionStore,
-    User,
     client_key,
     hash_password,
 )
 from gateway.errors import LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
+from gateway.users import Role, User
 
 
 class Clock:

@@ -20,8 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import bundle
-from gateway.auth import Role, User, hash_password
+from gateway.auth import hash_password
 from gateway.bundle import Bundle
+from gateway.users import Role, User
 
 from .conftest import GatewayFactory, raw_http
 

@@ -30,7 +30,9 @@ import aiohttp
 import pytest
 
 from gateway import config, ttyd
-from gateway.upstream import Backoff, Target, Upstream, UpstreamState
+from gateway.core.backoff import Backoff
+from gateway.core.target import Target
+from gateway.core.upstream import Upstream, UpstreamState
 
 from .conftest import eventually, timeout
 

@@ -9,8 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.config import DockerSettings
+from gateway.core.target import Target
 from gateway.discovery import Container, describe, plan
-from gateway.upstream import Target
 
 from .conftest import (
     EventReader,

@@ -13,10 +13,11 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import Dialog, Page, Route, expect
 
 from gateway.appkeys import SOCKETS
-from gateway.auth import Role, User, hash_password
+from gateway.auth import hash_password
 from gateway.config import DockerSettings
 from gateway.local import LocalAgent
 from gateway.sse import EventStream
+from gateway.users import Role, User
 
 from .browser import Browsers, screen_text
 from .conftest import (

@@ -9,7 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway import sse
-from gateway.auth import Role, User, hash_password
+from gateway.auth import hash_password
+from gateway.users import Role, User
 
 from .conftest import (
     AgentFactory,

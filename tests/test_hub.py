@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from gateway import hub as hub_module
-from gateway import ttyd
-from gateway.errors import AgentNotFound, UpstreamUnavailable
-from gateway.hub import (
+from gateway.core import hub as hub_module
+from gateway.core import ttyd
+from gateway.core.backoff import Backoff
+from gateway.core.hub import (
     COALESCE_BYTES,
     COALESCE_SECONDS,
     MAX_COALESCE_BYTES,
@@ -20,9 +20,11 @@ from gateway.hub import (
     Hub,
     Viewer,
 )
+from gateway.core.target import Target
+from gateway.core.upstream import UpstreamState
+from gateway.errors import AgentNotFound, UpstreamUnavailable
 from gateway.local import LocalAgent
 from gateway.screen import Screen
-from gateway.upstream import Backoff, Target, UpstreamState
 
 from .conftest import AgentFactory, eventually, timeout
 

@@ -8,8 +8,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.auth import Role, User, hash_password, new_api_token
+from gateway.auth import hash_password, new_api_token
 from gateway.local import LocalAgent
+from gateway.users import Role, User
 
 from .conftest import AgentFactory, GatewayFactory, eventually, origin_of
 

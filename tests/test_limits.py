@@ -7,9 +7,10 @@ from aiohttp import ClientWebSocketResponse, WSServerHandshakeError
 
 from gateway import limits
 from gateway.appkeys import CONNECTIONS
-from gateway.auth import Role, User, hash_password, new_api_token
+from gateway.auth import hash_password, new_api_token
 from gateway.limits import InputLimit, TokenBucket
 from gateway.local import LocalAgent
+from gateway.users import Role, User
 
 from .conftest import GatewayFactory, eventually, open_terminal
 

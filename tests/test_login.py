@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestClient
 from gateway import config, ttyd
 from gateway.app import reload_users
 from gateway.appkeys import EVENTS
-from gateway.auth import Role, User, hash_password, new_api_token
+from gateway.auth import hash_password, new_api_token
 from gateway.local import LocalAgent
+from gateway.users import Role, User
 
 from .conftest import (
     AgentFactory,

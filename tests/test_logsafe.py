@@ -14,8 +14,9 @@ import pytest
 import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
+from gateway.core.target import Target
+from gateway.core.upstream import Upstream
 from gateway.logsafe import escape_controls, handler
-from gateway.upstream import Target, Upstream
 
 from .conftest import GatewayFactory, eventually, raw_http, timeout
 from .test_cli import free_port, read_until, serving

@@ -9,8 +9,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.auth import Role, User, hash_password, new_api_token
+from gateway.auth import hash_password, new_api_token
 from gateway.local import LocalAgent
+from gateway.users import Role, User
 
 from .conftest import GatewayFactory, browser, eventually, open_terminal
 

@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from gateway import ttyd
 from gateway.appkeys import FLEET
-from gateway.hub import DEFAULT_VIEWER_QUEUE_BYTES
+from gateway.core import ttyd
+from gateway.core.hub import DEFAULT_VIEWER_QUEUE_BYTES
 from gateway.local import LocalAgent
 from gateway.routes import VIEWER_SEND_BUFFER
 

@@ -28,13 +28,12 @@ from gateway.auth import (
     LOGINS_IN_FLIGHT,
     MAX_NAME_CHARS,
     LoginThrottle,
-    Role,
-    User,
     hash_password,
 )
 from gateway.config import Secret
 from gateway.errors import BadRequest
 from gateway.proxies import ProxyPolicy, parse_networks
+from gateway.users import Role, User
 
 from .conftest import (
     AgentFactory,

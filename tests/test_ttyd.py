@@ -10,7 +10,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 
-from gateway import ttyd
+from gateway.core import ttyd
 from gateway.errors import GatewayError, LocalProtocolError, PeerProtocolError, ProtocolError
 
 sizes = st.tuples(

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway import ttyd
+from gateway.core import ttyd
+from gateway.core.backoff import Backoff
+from gateway.core.target import Target
+from gateway.core.upstream import Upstream, UpstreamState
 from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.local import LocalAgent
-from gateway.upstream import Backoff, Target, Upstream, UpstreamState
 
 from .conftest import AgentFactory, eventually
 

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import ttyd
+from gateway.core import ttyd
 from gateway.local import LocalAgent
 from gateway.wsmask import MaskedWebSocketResponse, MaskGuard, MaskTracker
 

@@ -41,17 +41,17 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
+from ..errors import AgentNotFound, UpstreamUnavailable
+from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
+from ..screen import Screen, TerminalScreen
+from ..tasks import cancel
 from . import ttyd
-from .errors import AgentNotFound, UpstreamUnavailable
-from .screen import Screen, TerminalScreen
-from .tasks import cancel
-from .upstream import Backoff, Target, Upstream, UpstreamState, UpstreamStatistics
+from .backoff import Backoff
+from .target import Target
+from .upstream import Upstream, UpstreamState, UpstreamStatistics
 
 log = logging.getLogger(__name__)
 
-# A viewer may fall this far behind before it is resynced. 512 KiB is a few
-# seconds of a busy agent and a small fraction of a snapshot's worth of work.
-DEFAULT_VIEWER_QUEUE_BYTES = 512 * 1024
 # Notices waiting for a viewer; older ones are dropped past this.
 MAX_PENDING_NOTICES = 16
 # Emulation may lag this much before the upstream read loop waits for it.

@@ -15,25 +15,24 @@ make the read loop wait (emulator backpressure), never a viewer.
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import logging
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.typing import Subprotocol
 
-from . import ttyd
-from .errors import (
-    ConfigError,
+from ..errors import (
     PeerProtocolError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from . import ttyd
+from .backoff import Backoff
+from .target import Target
 
 log = logging.getLogger(__name__)
 
@@ -49,60 +48,6 @@ class UpstreamState(enum.StrEnum):
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
     STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where an agent's ttyd listens, and the credential it expects.
-
-    ``url`` is ``ws://host:port/path``, ``wss://...`` or ``unix:/abs/path``
-    (ttyd's ``-i`` socket; the WebSocket path is then ``/ws``).
-    """
-
-    url: str
-    credential: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.url.startswith("unix:"):
-            if not self.url[len("unix:") :].startswith("/"):
-                raise ConfigError(f"unix socket url must be absolute (unix:/path): {self.url!r}")
-        elif not self.url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"ttyd url must start with ws://, wss:// or unix:/ : {self.url!r}")
-        if self.credential is not None and ":" not in self.credential:
-            raise ConfigError("ttyd credential must look like 'user:password'")
-
-    @property
-    def auth_token(self) -> str:
-        """The AuthToken ttyd compares with its ``-c user:pass`` (base64 of it)."""
-        if self.credential is None:
-            return ""
-        return base64.b64encode(self.credential.encode()).decode()
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Capped exponential backoff with "equal jitter", sans I/O.
-
-    Each delay is uniform in ``[d/2, d]`` with ``d = min(cap, base * factor**n)``:
-    the jitter spreads a fleet of gateways reconnecting to one restarted host,
-    and the lower half-bound keeps a broken agent from being hammered.
-    """
-
-    base: float = 0.25
-    cap: float = 10.0
-    factor: float = 2.0
-    rng: random.Random = field(default_factory=random.Random)
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt; each call grows the next one."""
-        ceiling = min(self.cap, self.base * self.factor ** min(self.attempt, 64))
-        self.attempt += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        """Start over after a connection that proved stable."""
-        self.attempt = 0
 
 
 class UpstreamSink(Protocol):

@@ -30,7 +30,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import LocalProtocolError, PeerProtocolError
+from ..errors import LocalProtocolError, PeerProtocolError
 
 __all__ = [
     "MAX_COLUMNS",
