@@ -44,6 +44,7 @@ from requests.exceptions import RequestException
 from .config import AGENT_ID, DockerSettings
 from .core.backoff import Backoff
 from .core.hub import Fleet, Hub
+from .core.state import AgentState
 from .core.target import Target
 from .errors import ConfigError
 from .tasks import cancel
@@ -89,7 +90,8 @@ class Desired:
 
     agent_id: str
     target: Target | None
-    state: str  # connect, stopped, conflict, unreachable
+    # CONNECTING with a target; otherwise why there is none.
+    state: AgentState
     message: str
     container: Container | None
 
@@ -194,19 +196,21 @@ def plan(
             names = ", ".join(c.short for c in running)
             message = f"{len(running)} running containers claim this agent id: {names}"
             problems.append(f"agent {agent_id!r}: {message}")
-            desired[agent_id] = Desired(agent_id, None, "conflict", message, None)
+            desired[agent_id] = Desired(agent_id, None, AgentState.CONFLICT, message, None)
         elif running:
             (container,) = running
             if container.target is None:
                 desired[agent_id] = Desired(
-                    agent_id, None, "unreachable", container.problem, container
+                    agent_id, None, AgentState.UNREACHABLE, container.problem, container
                 )
             else:
-                desired[agent_id] = Desired(agent_id, container.target, "connect", "", container)
+                desired[agent_id] = Desired(
+                    agent_id, container.target, AgentState.CONNECTING, "", container
+                )
         else:
             latest = max(candidates, key=lambda c: c.changed_at)
             message = f"container {latest.name} is {latest.state}"
-            desired[agent_id] = Desired(agent_id, None, "stopped", message, latest)
+            desired[agent_id] = Desired(agent_id, None, AgentState.STOPPED, message, latest)
     return desired, problems
 
 

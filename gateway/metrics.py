@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from .audit import AuditLog
 from .core.hub import Fleet
+from .core.state import AgentState
 from .tasks import running
 
 # How often the event loop's lateness is sampled.
@@ -69,7 +70,7 @@ class FleetCollector(Collector):
             viewers.add_metric(labels, stats.viewers)
             lag.add_metric(labels, stats.offset - stats.emulated_offset)
             queued.add_metric(labels, max((v.queued_bytes for v in hub.viewers), default=0))
-            up.add_metric(labels, 1 if stats.state == "connected" else 0)
+            up.add_metric(labels, 1 if stats.state is AgentState.CONNECTED else 0)
         yield from (bytes_in, published, to_viewers, connects, resyncs, viewers, lag, queued, up)
 
 

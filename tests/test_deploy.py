@@ -29,10 +29,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway import config, ttyd
+from gateway import config
+from gateway.core import ttyd
 from gateway.core.backoff import Backoff
+from gateway.core.state import AgentState
 from gateway.core.target import Target
-from gateway.core.upstream import Upstream, UpstreamState
+from gateway.core.upstream import Upstream
 
 from .conftest import eventually, timeout
 
@@ -471,7 +473,7 @@ class Sink:
     async def upstream_output(self, data: bytes) -> None:
         self.output += data
 
-    def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+    def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         pass
 
 
@@ -521,7 +523,7 @@ async def test_entrypoint_serves_the_agent_session_on_a_private_socket(
         upstream = Upstream(target, sink, lambda: (80, 24), backoff=Backoff(base=0.05, cap=0.2))
         task = asyncio.create_task(upstream.run())
         try:
-            await eventually(lambda: upstream.state is UpstreamState.CONNECTED, message="connect")
+            await eventually(lambda: upstream.state is AgentState.CONNECTED, message="connect")
             await eventually(lambda: b"$" in sink.output, message="the prompt")
             await upstream.send(ttyd.Input(b"echo up$((40+2))deploy\r"))
             await eventually(lambda: b"up42deploy" in sink.output, message="echo output")

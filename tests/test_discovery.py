@@ -9,6 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.config import DockerSettings
+from gateway.core.state import AgentState
 from gateway.core.target import Target
 from gateway.discovery import Container, describe, plan
 
@@ -154,7 +155,7 @@ def container(
 def test_one_running_container_is_connected() -> None:
     desired, problems = plan([container("a", "one")], reserved=())
     assert problems == []
-    assert desired["a"].state == "connect"
+    assert desired["a"].state is AgentState.CONNECTING
     assert desired["a"].target == Target("unix:/run/one.sock")
 
 
@@ -174,7 +175,7 @@ def test_a_running_container_outranks_stopped_ones_with_its_id() -> None:
         reserved=(),
     )
     assert problems == []
-    assert desired["a"].state == "connect"
+    assert desired["a"].state is AgentState.CONNECTING
     assert desired["a"].container is not None
     assert desired["a"].container.name == "new"
 

@@ -20,8 +20,8 @@ from gateway.core.hub import (
     Hub,
     Viewer,
 )
+from gateway.core.state import AgentState
 from gateway.core.target import Target
-from gateway.core.upstream import UpstreamState
 from gateway.errors import AgentNotFound, UpstreamUnavailable
 from gateway.local import LocalAgent
 from gateway.screen import Screen
@@ -260,7 +260,7 @@ async def test_held_output_reaches_viewers_before_a_status() -> None:
     await drain(viewer)
     await hub.upstream_output(b"a")
     await hub.upstream_output(b"b")  # held
-    hub.upstream_state(UpstreamState.RECONNECTING, 1.0, "lost")
+    hub.upstream_state(AgentState.RECONNECTING, 1.0, "lost")
     frames = await drain(viewer)
     assert output_of(frames) == b"ab"
     assert isinstance(ttyd.parse_server(frames[-1]), ttyd.Status)
@@ -403,7 +403,7 @@ async def test_real_agent_screen_equals_tmux(make_agent: AgentFactory) -> None:
     hub = Hub(agent.name, Target(agent.url), columns=80, rows=24, backoff=Backoff(0.05, 0.2))
     await hub.start()
     try:
-        await eventually(lambda: hub.upstream.state is UpstreamState.CONNECTED, message="connect")
+        await eventually(lambda: hub.upstream.state is AgentState.CONNECTED, message="connect")
         await hub.send_input(b"for i in $(seq 1 300); do echo line-$i; done\r")
         await eventually(lambda: "line-300" in hub.screen.text(), message="line-300")
         await eventually(lambda: _same(agent, hub), message="hub screen equals tmux")
@@ -421,7 +421,7 @@ async def test_upstream_stays_connected_with_no_viewers(make_agent: AgentFactory
     hub = Hub(agent.name, Target(agent.url), columns=80, rows=24, backoff=Backoff(0.05, 0.2))
     await hub.start()
     try:
-        await eventually(lambda: hub.upstream.state is UpstreamState.CONNECTED, message="connect")
+        await eventually(lambda: hub.upstream.state is AgentState.CONNECTED, message="connect")
         await agent.tmux("send-keys", "-t", agent.name, "echo typed-in-tmux", "Enter")
         await eventually(lambda: "typed-in-tmux" in hub.screen.text(), within=timeout(10))
         assert hub.statistics().viewers == 0

@@ -12,10 +12,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import config, ttyd
+from gateway import config
 from gateway.app import reload_users
 from gateway.appkeys import EVENTS
 from gateway.auth import hash_password, new_api_token
+from gateway.core import ttyd
 from gateway.local import LocalAgent
 from gateway.users import Role, User
 

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import streams, ttyd
+from gateway import streams
 from gateway.appkeys import AUDIT, AUTH, FLEET
 from gateway.auth import (
     FREE_FAILURES,
@@ -31,6 +31,7 @@ from gateway.auth import (
     hash_password,
 )
 from gateway.config import Secret
+from gateway.core import ttyd
 from gateway.errors import BadRequest
 from gateway.proxies import ProxyPolicy, parse_networks
 from gateway.users import Role, User

@@ -12,8 +12,9 @@ import pytest
 
 from gateway.core import ttyd
 from gateway.core.backoff import Backoff
+from gateway.core.state import AgentState
 from gateway.core.target import Target
-from gateway.core.upstream import Upstream, UpstreamState
+from gateway.core.upstream import Upstream
 from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.local import LocalAgent
 
@@ -25,12 +26,12 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.output = bytearray()
-        self.states: list[tuple[UpstreamState, float | None, str]] = []
+        self.states: list[tuple[AgentState, float | None, str]] = []
 
     async def upstream_output(self, data: bytes) -> None:
         self.output += data
 
-    def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+    def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self.states.append((state, retry_in, message))
 
 
@@ -107,7 +108,7 @@ async def test_connects_relays_output_and_sends_input(agent: LocalAgent) -> None
     sink = RecordingSink()
     upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
     async with running(upstream):
-        await eventually(lambda: upstream.state is UpstreamState.CONNECTED, message="connect")
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="connect")
         await upstream.send(ttyd.Input(b"echo up$((40+2))stream\r"))
         await eventually(lambda: b"up42stream" in sink.output, message="echo output")
         assert "up42stream" in await agent.capture()
@@ -120,21 +121,21 @@ async def test_input_is_refused_not_queued_while_down(agent: LocalAgent) -> None
     sink = RecordingSink()
     upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
     async with running(upstream):
-        await eventually(lambda: upstream.state is UpstreamState.CONNECTED, message="connect")
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="connect")
         await agent.stop_ttyd()
-        await eventually(lambda: upstream.state is not UpstreamState.CONNECTED, message="down")
+        await eventually(lambda: upstream.state is not AgentState.CONNECTED, message="down")
         with pytest.raises(UpstreamUnavailable):
             await upstream.send(ttyd.Input(b"echo never-sent\r"))
         await agent.start_ttyd()
-        await eventually(lambda: upstream.state is UpstreamState.CONNECTED, message="reconnect")
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="reconnect")
         await upstream.send(ttyd.Input(b"echo after-$((1+1))\r"))
         await eventually(lambda: b"after-2" in sink.output, message="echo after reconnect")
         # Nothing typed while down was replayed into the terminal.
         assert "never-sent" not in await agent.capture()
     states = [state for state, _, _ in sink.states]
-    assert UpstreamState.RECONNECTING in states
-    assert states[-1] is UpstreamState.STOPPED
-    retry = [r for s, r, _ in sink.states if s is UpstreamState.RECONNECTING]
+    assert AgentState.RECONNECTING in states
+    assert states[-1] is AgentState.STOPPED
+    retry = [r for s, r, _ in sink.states if s is AgentState.RECONNECTING]
     assert all(r is not None and r > 0 for r in retry)
     assert upstream.statistics().connects == 2
 
@@ -159,7 +160,7 @@ async def test_wrong_credential_keeps_retrying_and_says_why(make_agent: AgentFac
     )
     async with running(upstream):
         await eventually(
-            lambda: sum(s is UpstreamState.RECONNECTING for s, _, _ in sink.states) >= 2,
+            lambda: sum(s is AgentState.RECONNECTING for s, _, _ in sink.states) >= 2,
             message="two failed attempts",
         )
         assert sink.output == b""
@@ -173,7 +174,7 @@ async def test_unreachable_target_reports_reconnecting() -> None:
     )
     async with running(upstream):
         await eventually(
-            lambda: any(s is UpstreamState.RECONNECTING for s, _, _ in sink.states),
+            lambda: any(s is AgentState.RECONNECTING for s, _, _ in sink.states),
             message="reconnecting",
         )
     assert "cannot reach ttyd" in upstream.statistics().last_error

@@ -47,8 +47,9 @@ from ..screen import Screen, TerminalScreen
 from ..tasks import cancel
 from . import ttyd
 from .backoff import Backoff
+from .state import AgentState, allowed
 from .target import Target
-from .upstream import Upstream, UpstreamState, UpstreamStatistics
+from .upstream import Upstream, UpstreamStatistics
 
 log = logging.getLogger(__name__)
 
@@ -277,9 +278,7 @@ class HubStatistics:
     """A point-in-time view of one agent's hub."""
 
     agent_id: str
-    # connecting, connected, reconnecting, or why there is no connection
-    # (stopped, conflict, unreachable: set by whoever owns the agent).
-    state: str
+    state: AgentState
     message: str
     columns: int
     rows: int
@@ -328,7 +327,7 @@ class Hub:
         self._caught_up = asyncio.Event()
         self._caught_up.set()
         self._progress = asyncio.Event()
-        initial = UpstreamState.CONNECTING.value if target else UpstreamState.STOPPED.value
+        initial = AgentState.CONNECTING if target else AgentState.STOPPED
         self._status = ttyd.Status(initial, *self._size)
         self._resyncs_of_departed = 0
         self.bytes_to_viewers = 0
@@ -362,7 +361,11 @@ class Hub:
             self._emulator = None
 
     async def set_target(
-        self, target: Target | None, *, state: str = "stopped", message: str = ""
+        self,
+        target: Target | None,
+        *,
+        state: AgentState = AgentState.STOPPED,
+        message: str = "",
     ) -> None:
         """Connect to ``target`` instead (reconnecting at once), or to nothing.
 
@@ -384,7 +387,7 @@ class Hub:
 
     def _connect(self) -> None:
         if self.upstream is not None:
-            self._set_status(UpstreamState.CONNECTING.value, None, "")
+            self._set_status(AgentState.CONNECTING, None, "")
             self._connection = asyncio.create_task(
                 self.upstream.run(), name=f"upstream:{self.agent_id}"
             )
@@ -521,10 +524,10 @@ class Hub:
             self._caught_up.clear()
             await self._caught_up.wait()
 
-    def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
-        if state is UpstreamState.STOPPED:
+    def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
+        if state is AgentState.STOPPED:
             return  # only ever on the way out of set_target/aclose, which say why
-        self._set_status(state.value, retry_in, message)
+        self._set_status(state, retry_in, message)
 
     @property
     def coalescing(self) -> tuple[float, int]:
@@ -547,9 +550,11 @@ class Hub:
         for viewer in self._viewers:
             viewer.offer(frame, wire)
 
-    def _set_status(self, state: str, retry_in: float | None, message: str) -> None:
+    def _set_status(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self._flush()  # output before the status reaches viewers before it
         previous = self._status
+        if not allowed(previous.state, state):
+            log.error("%s: %s -> %s is not a transition", self.agent_id, previous.state, state)
         self._status = ttyd.Status(state, *self._size, retry_in=retry_in, message=message)
         frame = self._status.serialize()
         for viewer in self._viewers:

@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..errors import LocalProtocolError, PeerProtocolError
+from .state import AgentState
+
+_STATES = frozenset(AgentState)
 
 __all__ = [
     "MAX_COLUMNS",
@@ -274,12 +277,12 @@ class SetPreferences:
 class Status:
     """Gateway extension ``'S'``: the state of the agent's upstream.
 
-    ``state`` is one of ``connecting``, ``connected``, ``reconnecting``,
-    ``stopped``; ``retry_in`` is the seconds until the next attempt while
-    reconnecting; ``columns``/``rows`` are the agent's terminal size.
+    ``state`` is the agent's :class:`~gateway.core.state.AgentState`;
+    ``retry_in`` is the seconds until the next attempt while reconnecting;
+    ``columns``/``rows`` are the agent's terminal size.
     """
 
-    state: str
+    state: AgentState
     columns: int
     rows: int
     retry_in: float | None = None
@@ -304,11 +307,15 @@ class Status:
             raise PeerProtocolError("status: 'state' and 'message' must be strings")
         if columns is None or rows is None:
             raise PeerProtocolError("status: 'columns' and 'rows' are required")
+        if state not in _STATES:
+            raise PeerProtocolError(f"status: unknown state {state[:40]!r}")
         if retry_in is not None and (
             isinstance(retry_in, bool) or not isinstance(retry_in, int | float)
         ):
             raise PeerProtocolError("status: 'retry_in' must be a number")
-        return cls(state, columns, rows, None if retry_in is None else float(retry_in), message)
+        return cls(
+            AgentState(state), columns, rows, None if retry_in is None else float(retry_in), message
+        )
 
 
 @dataclass(frozen=True, slots=True)

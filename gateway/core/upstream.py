@@ -15,7 +15,6 @@ make the read loop wait (emulator backpressure), never a viewer.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from ..errors import (
 )
 from . import ttyd
 from .backoff import Backoff
+from .state import AgentState
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -41,22 +41,13 @@ log = logging.getLogger(__name__)
 MAX_UPSTREAM_FRAME = 1 << 20
 
 
-class UpstreamState(enum.StrEnum):
-    """Where the connection to ttyd stands."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    STOPPED = "stopped"
-
-
 class UpstreamSink(Protocol):
     """What an :class:`Upstream` reports to (implemented by the hub)."""
 
     async def upstream_output(self, data: bytes) -> None:
         """Terminal output. The read loop awaits this: it is the backpressure point."""
 
-    def upstream_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+    def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         """The connection changed state; ``retry_in`` is set while reconnecting."""
 
 
@@ -64,7 +55,7 @@ class UpstreamSink(Protocol):
 class UpstreamStatistics:
     """Counters for introspection (``/api/agents``, tests, later ``/metrics``)."""
 
-    state: UpstreamState
+    state: AgentState
     connects: int
     bytes_in: int
     bytes_out: int
@@ -95,14 +86,14 @@ class Upstream:
         self._open_timeout = open_timeout
         self._stable_after = stable_after
         self._ws: ClientConnection | None = None
-        self._state = UpstreamState.CONNECTING
+        self._state = AgentState.CONNECTING
         self._connects = 0
         self._bytes_in = 0
         self._bytes_out = 0
         self._last_error = ""
 
     @property
-    def state(self) -> UpstreamState:
+    def state(self) -> AgentState:
         return self._state
 
     def statistics(self) -> UpstreamStatistics:
@@ -113,7 +104,7 @@ class Upstream:
     async def send(self, message: ttyd.ClientMessage) -> None:
         """Send a client message to ttyd, or refuse it when not connected."""
         ws = self._ws
-        if ws is None or self._state is not UpstreamState.CONNECTED:
+        if ws is None or self._state is not AgentState.CONNECTED:
             raise UpstreamUnavailable(f"agent terminal is {self._state.value}")
         frame = message.serialize()
         try:
@@ -145,12 +136,12 @@ class Upstream:
                     self._backoff.reset()
                 delay = self._backoff.next_delay()
                 log.info("upstream %s: %s; retrying in %.1fs", self._where, message, delay)
-                self._set_state(UpstreamState.RECONNECTING, delay, message)
+                self._set_state(AgentState.RECONNECTING, delay, message)
                 await asyncio.sleep(delay)
-                self._set_state(UpstreamState.CONNECTING, None, "")
+                self._set_state(AgentState.CONNECTING, None, "")
         finally:
             self._ws = None
-            self._set_state(UpstreamState.STOPPED, None, "")
+            self._set_state(AgentState.STOPPED, None, "")
 
     @property
     def _where(self) -> str:
@@ -182,7 +173,7 @@ class Upstream:
             await ws.send(ttyd.Handshake(self.target.auth_token, columns, rows).serialize())
             self._ws = ws
             self._connects += 1
-            self._set_state(UpstreamState.CONNECTED, None, "")
+            self._set_state(AgentState.CONNECTED, None, "")
             received = False
             async for message in ws:
                 received = True
@@ -205,7 +196,7 @@ class Upstream:
         if isinstance(parsed, ttyd.Output):
             await self._sink.upstream_output(parsed.data)
 
-    def _set_state(self, state: UpstreamState, retry_in: float | None, message: str) -> None:
+    def _set_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self._state = state
         self._sink.upstream_state(state, retry_in, message)
 
