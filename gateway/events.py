@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .sse import Ring, Signal
+from .ring import Ring
+from .tasks import Signal
 
 # Events kept for resuming. A client away for longer gets a reset and a fresh snapshot.
 EVENT_RING = 1000

@@ -7,7 +7,7 @@ length); with a TTY it is one raw stream. Either way every message starts
 with Docker's RFC 3339 timestamp.
 
 :class:`ContainerLogs` keeps one container's last lines in a
-:class:`~gateway.sse.Ring`. While somebody listens, one thread follows the
+:class:`~gateway.ring.Ring`. While somebody listens, one thread follows the
 Docker stream (the SDK blocks) and hands lines to the event loop, at most a
 few batches ahead, so a log flood paces itself to the loop instead of
 queueing without bound. When the last listener leaves, the stream is closed;
@@ -37,7 +37,8 @@ from requests.exceptions import RequestException
 
 from .core.backoff import Backoff
 from .discovery import Container, Discovery
-from .sse import Ring, Signal
+from .ring import Ring
+from .tasks import Signal
 
 log = logging.getLogger(__name__)
 

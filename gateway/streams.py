@@ -26,8 +26,10 @@ from .errors import BadRequest
 from .events import Event
 from .jsonbody import json_error
 from .login import current_user
+from .ring import Ring
 from .routes import agent_json, hub_of, may_see, over_connection_limit, tracked
-from .sse import EventStream, Ring, Signal, format_event
+from .sse import EventStream, format_event
+from .tasks import Signal
 from .users import Role, User
 
 T = TypeVar("T")

@@ -53,3 +53,21 @@ class Workers:
     def close(self) -> None:
         """Let queued work finish in the background; accept no more."""
         self._executor.shutdown(wait=False)
+
+
+class Signal:
+    """Wakes every waiter at once: an :class:`asyncio.Event` that re-arms itself.
+
+    Take :meth:`waiter` *before* looking at the state it guards, then wait on
+    it: a fire between the look and the wait is not lost.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def waiter(self) -> asyncio.Event:
+        return self._event
