@@ -57,7 +57,8 @@ from .audit import AuditLog
 from .auth import Authenticator, SessionStore, hash_password
 from .bundle import Bundle
 from .config import Settings
-from .core.hub import Fleet, Hub
+from .core.fleet import Fleet
+from .core.hub import Hub
 from .core.target import Target
 from .discovery import Discovery
 from .errors import ConfigError
@@ -118,7 +119,9 @@ def create_app(settings: Settings) -> web.Application:
     app[FLEET].listeners.append(lambda change, hub: _publish_agent(app, change.value, hub))
     if settings.docker is not None:
         app[DISCOVERY] = discovery = Discovery(
-            settings.docker, app[FLEET], lambda agent_id, target: _hub(settings, agent_id, target)
+            settings.docker,
+            app[FLEET],
+            lambda agent_id, target: _hub(app[FLEET], settings, agent_id, target),
         )
         app[LOGS] = LogHub(discovery, settings.docker.log_lines)
         discovery.status_listeners.append(
@@ -188,7 +191,7 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
     agents = [(a.id, a.target(), a.columns, a.rows) for a in settings.agents]
     agents += [(a.name, Target(a.url), a.columns, a.rows) for a in app[LOCAL_AGENTS]]
     for agent_id, target, columns, rows in agents:
-        await fleet.add(_hub(settings, agent_id, target, columns, rows))
+        await fleet.add(_hub(fleet, settings, agent_id, target, columns, rows))
     await fleet.start()
     try:
         yield
@@ -197,9 +200,14 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
 
 
 def _hub(
-    settings: Settings, agent_id: str, target: Target | None, columns: int = 120, rows: int = 40
+    fleet: Fleet,
+    settings: Settings,
+    agent_id: str,
+    target: Target | None,
+    columns: int = 120,
+    rows: int = 40,
 ) -> Hub:
-    return Hub(
+    return fleet.new_hub(
         agent_id,
         target,
         columns=columns,

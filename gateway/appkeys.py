@@ -12,7 +12,7 @@ from .audit import AuditLog
 from .auth import Authenticator
 from .bundle import Bundle
 from .config import Settings
-from .core.hub import Fleet
+from .core.fleet import Fleet
 from .discovery import Discovery
 from .events import EventBus
 from .local import LocalAgent

@@ -43,7 +43,8 @@ from requests.exceptions import RequestException
 
 from .config import AGENT_ID, DockerSettings
 from .core.backoff import Backoff
-from .core.hub import Fleet, Hub
+from .core.fleet import Fleet
+from .core.hub import Hub
 from .core.state import AgentState
 from .core.target import Target
 from .errors import ConfigError

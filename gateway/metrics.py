@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .audit import AuditLog
-from .core.hub import Fleet
+from .core.fleet import Fleet
 from .core.state import AgentState
 from .tasks import running
 

@@ -49,7 +49,9 @@ from .appkeys import (
 )
 from .config import is_loopback
 from .core import ttyd
-from .core.hub import Fleet, Hub, Viewer
+from .core.fleet import Fleet
+from .core.hub import Hub
+from .core.viewer import Viewer
 from .errors import AgentNotFound, BadRequest, PeerProtocolError, UpstreamUnavailable
 from .jsonbody import json_error, read_object, text
 from .limits import CONNECTIONS_PER_USER, InputLimit

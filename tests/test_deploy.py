@@ -470,8 +470,9 @@ class Sink:
     def __init__(self) -> None:
         self.output = bytearray()
 
-    async def upstream_output(self, data: bytes) -> None:
-        self.output += data
+    async def upstream_output(self, message: bytes) -> None:
+        assert message[:1] == b"0"  # a whole ttyd output message
+        self.output += message[1:]
 
     def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         pass

@@ -28,8 +28,9 @@ class RecordingSink:
         self.output = bytearray()
         self.states: list[tuple[AgentState, float | None, str]] = []
 
-    async def upstream_output(self, data: bytes) -> None:
-        self.output += data
+    async def upstream_output(self, message: bytes) -> None:
+        assert message[:1] == b"0"  # a whole ttyd output message
+        self.output += message[1:]
 
     def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self.states.append((state, retry_in, message))
@@ -195,11 +196,11 @@ class FailingOnceSink(RecordingSink):
         super().__init__()
         self.failed = False
 
-    async def upstream_output(self, data: bytes) -> None:
+    async def upstream_output(self, message: bytes) -> None:
         if not self.failed:
             self.failed = True
             raise RuntimeError("bug in the sink")
-        await super().upstream_output(data)
+        await super().upstream_output(message)
 
 
 async def test_unexpected_error_is_logged_and_the_upstream_reconnects(

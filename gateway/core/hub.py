@@ -1,276 +1,59 @@
-"""Per-agent hub: one upstream ttyd connection, any number of viewers.
+"""Per-agent hub: one source (ttyd), one screen, any number of viewers.
 
 The hot path (DESIGN §2)::
 
-    upstream frame ──► Hub.upstream_output ──► (coalesce) ──► every Viewer.offer (sync, bounded)
-                                          └──► emulation backlog ──► screen.feed
+    source message ──► Hub.upstream_output ──► Relay.output (coalesce) ──► viewers' sockets
+                                          └──► Backlog ──► screen.feed
                                                (a task per hub, one budget per turn)
 
 * Relay first, emulate second: viewers get a chunk before the emulator sees it.
-* Under load, output is coalesced: what arrives within a few milliseconds of
-  the last frame sent (more with more viewers: :attr:`Hub.coalescing`) waits
-  for the window to end and goes out as one frame, encoded once as a
-  WebSocket frame for every viewer. After a quiet spell output goes out at
-  once, so a keystroke's echo is never delayed.
-* The upstream read loop never awaits a viewer. :meth:`Viewer.offer` writes
-  the encoded frame straight to the viewer's socket when nothing waits for
-  it and the socket keeps up (:meth:`Viewer.attach`), and otherwise appends
-  to a bounded queue that the viewer's sender drains; a viewer whose queue
-  would overflow drops its backlog and is *resynced*: its next batch is a
-  fresh snapshot. So a slow or paused viewer costs at most its bound in
-  memory and never slows the agent.
+* What each viewer gets and when is the :class:`~gateway.core.relay.Relay`'s
+  decision, sans I/O; the hub is its asyncio driver: it gives it the time,
+  runs the one timer for held output, writes the frame a delivery names
+  straight to the sockets that keep up (encoded once as a WebSocket frame
+  for all of them) and wakes the senders of the others.
 * The read loop awaits only the emulator, and only when its backlog passes a
   high-water mark: that bounds memory when an agent outruns the emulator
   (tmux then skips output for its slow client, which the screen tolerates).
 * Joining is a resync: the first batch of a viewer is the snapshot of the
   emulated screen at offset M plus the raw output bytes M..N still waiting
   for the emulator, taken synchronously at offset N; every chunk published
-  after that is queued. No gap, no duplicate, and no waiting for the emulator.
+  after that follows. No gap, no duplicate, and no waiting for the emulator.
 
 Nothing here knows about HTTP, Docker or auth: handlers drive a
-:class:`Viewer` through :meth:`Viewer.batches` and the hub's methods.
+:class:`~gateway.core.viewer.Viewer` through its batches and the hub's methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import AgentNotFound, UpstreamUnavailable
+from ..errors import UpstreamUnavailable
 from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
 from ..screen import Screen, TerminalScreen
 from ..tasks import cancel
 from . import ttyd
+from .backlog import Backlog, ResizeMark
 from .backoff import Backoff
+from .budget import EmulationBudget
+from .relay import Delivery, Relay
+from .seams import NO_BUS, OutputBus, Source, SourceFactory, ttyd_source
 from .state import AgentState, allowed
 from .target import Target
-from .upstream import Upstream, UpstreamStatistics
+from .upstream import UpstreamStatistics
+from .viewer import Viewer
 
 log = logging.getLogger(__name__)
 
-# Notices waiting for a viewer; older ones are dropped past this.
-MAX_PENDING_NOTICES = 16
-# Emulation may lag this much before the upstream read loop waits for it.
+# Emulation may lag this much before the source's read loop waits for it.
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
-# Output arriving within this long of the last frame sent to viewers waits
-# for the rest of the window and goes out as one frame: per-message cost
-# dominates under load. Output after a quiet spell (a keystroke's echo) goes
-# out at once.
-COALESCE_SECONDS = 0.004
-# ... or until this much is held: frames stay far below any viewer's bound.
-COALESCE_BYTES = 16 * 1024
-# Sending a frame costs about the same per viewer whatever its size, so the
-# window grows with the audience: one step per this many viewers, up to
-# MAX_COALESCE_STEPS times (32 ms, a frame at 30 Hz) and 64 KiB.
-VIEWERS_PER_COALESCE_STEP = 8
-MAX_COALESCE_STEPS = 8
-MAX_COALESCE_BYTES = 64 * 1024
-# Time all the hubs of a fleet together may spend emulating per turn of the
-# event loop; each feeds slices of its backend's FEED_PIECE (about a
-# millisecond of work each).
-EMULATION_BUDGET = 0.005
-
-
-class EmulationBudget:
-    """One emulation budget per turn of the event loop, shared by many hubs.
-
-    A budget per hub would let fifty busy agents hold the loop for fifty
-    budgets in one turn. The turn is told by a ``call_soon`` callback: it runs
-    at the start of the next turn, after every hub that ran in this one.
-    """
-
-    def __init__(self, seconds: float = EMULATION_BUDGET) -> None:
-        self.seconds = seconds
-        self._spent = 0.0
-        self._armed = False
-
-    def deadline(self) -> float | None:
-        """Until when the caller may emulate now, or None: wait for the next turn."""
-        loop = asyncio.get_running_loop()
-        if not self._armed:
-            self._armed = True
-            loop.call_soon(self._next_turn)
-        remaining = self.seconds - self._spent
-        return loop.time() + remaining if remaining > 0 else None
-
-    def spend(self, seconds: float) -> None:
-        self._spent += seconds
-
-    def _next_turn(self) -> None:
-        self._spent = 0.0
-        self._armed = False
-
-
-@dataclass(frozen=True, slots=True)
-class _ResizeMark:
-    """A resize, kept in order with the output bytes the emulator has to feed."""
-
-    columns: int
-    rows: int
-
-
-def _coalesce(frames: Iterator[bytes]) -> list[bytes]:
-    """Merge runs of consecutive output frames: per-message cost dominates."""
-    batch: list[bytes] = []
-    run: list[bytes] = []
-    for frame in frames:
-        if frame[0] == ttyd.ServerCommand.OUTPUT:
-            run.append(frame)
-            continue
-        if run:
-            batch.append(_join_output(run))
-            run = []
-        batch.append(frame)
-    if run:
-        batch.append(_join_output(run))
-    return batch
-
-
-def _join_output(run: list[bytes]) -> bytes:
-    if len(run) == 1:
-        return run[0]
-    return b"0" + b"".join(memoryview(frame)[1:] for frame in run)
-
-
-class Viewer:
-    """The outbound side of one browser connection to an agent.
-
-    Created by :meth:`Hub.join`; drive it with ``async for batch in
-    viewer.batches()`` and send each frame of a batch. It ends when the
-    viewer is closed (:attr:`close_code` says why).
-    """
-
-    def __init__(self, hub: Hub, max_queue_bytes: int, who: str = "") -> None:
-        self._hub = hub
-        # Who is watching (a user name), for presence.
-        self.who = who
-        self._max_queue_bytes = max_queue_bytes
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._notices: deque[bytes] = deque(maxlen=MAX_PENDING_NOTICES)
-        self._wakeup = asyncio.Event()
-        self._wakeup.set()
-        # A new viewer starts "behind": its first batch is the snapshot.
-        self._resync = True
-        self.paused = False
-        self.resyncs = 0
-        # Writes refused because this viewer is read-only (counted by the handler).
-        self.refused = 0
-        self.close_code: int | None = None
-        # Writes a whole WebSocket frame to the socket now, or says it cannot.
-        self._write: Callable[[bytes], bool] | None = None
-        # A batch is out with the sender: frames offered now must queue behind it.
-        self._sending = False
-
-    @property
-    def queued_bytes(self) -> int:
-        return self._queued_bytes
-
-    def attach(self, write: Callable[[bytes], bool]) -> None:
-        """Let :meth:`offer` write straight to the socket while nothing waits.
-
-        ``write`` takes a whole WebSocket frame and returns False when the
-        socket cannot take it now (closing, or its buffer is full): the frame
-        then queues as usual and the sender takes over, in order.
-        """
-        self._write = write
-
-    def offer(self, frame: bytes, wire: bytes | None = None) -> None:
-        """Send or queue one frame (``wire``: it as a WebSocket frame); never blocks.
-
-        The queue never grows past the bound.
-        """
-        if self.close_code is not None or self._resync:
-            # Closed, or a snapshot taken later will already contain this frame.
-            return
-        if (
-            wire is not None
-            and self._write is not None
-            and not self._queue
-            and not self._sending
-            and not self._notices
-            and not self.paused
-            and self._write(wire)
-        ):
-            # The fast path: no task wake-up, no copy, the same bytes for all.
-            self._hub.bytes_to_viewers += len(frame)
-            return
-        if self._queued_bytes + len(frame) > self._max_queue_bytes:
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._resync = True
-            self.resyncs += 1
-        else:
-            self._queue.append(frame)
-            self._queued_bytes += len(frame)
-        self._wakeup.set()
-
-    def pause(self) -> None:
-        """ttyd's ``'2'``: stop sending to this viewer only (its queue stays bounded)."""
-        self.paused = True
-
-    def resume(self) -> None:
-        """ttyd's ``'3'``."""
-        self.paused = False
-        self._wakeup.set()
-
-    def notice(self, code: str, message: str) -> None:
-        """Tell this viewer something (input refused, ...).
-
-        Notices travel apart from the output queue, so a resync (which drops
-        that queue) never swallows one; only the latest few are kept.
-        """
-        if self.close_code is None:
-            self._notices.append(ttyd.Notice(code, message).serialize())
-            self._wakeup.set()
-
-    def close(self, code: int) -> None:
-        """End :meth:`batches`; the handler closes the socket with ``code``."""
-        if self.close_code is None:
-            self.close_code = code
-            self._queue.clear()
-            self._queued_bytes = 0
-            self._wakeup.set()
-            self._hub.leave(self)
-
-    async def batches(self) -> AsyncIterator[list[bytes]]:
-        """Yield lists of encoded frames to send, in order, until closed."""
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if self.close_code is not None:
-                return
-            if self.paused:
-                continue
-            batch: list[bytes] = []
-            if self._resync:
-                # Still resyncing while the hub flushes output it held back:
-                # the snapshot covers it, so this viewer must not get it again.
-                batch = self._hub.join_frames()
-                self._resync = False
-                self._queue.clear()
-                self._queued_bytes = 0
-            elif self._queue:
-                frames = self._queue
-                self._queue = deque()
-                self._queued_bytes = 0
-                batch = _coalesce(iter(frames))
-            if self._notices:
-                batch.extend(self._notices)
-                self._notices.clear()
-            if batch:
-                self._hub.bytes_to_viewers += sum(map(len, batch))
-                self._sending = True
-                try:
-                    yield batch
-                finally:
-                    self._sending = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,18 +70,19 @@ class HubStatistics:
     offset: int
     emulated_offset: int
     resyncs: int
-    # Bytes handed to viewers' sockets, all viewers together (frames included).
+    # ttyd message bytes handed to viewers' sockets, all viewers together.
     bytes_to_viewers: int
     upstream: UpstreamStatistics | None
     presence: dict[str, int]
 
 
 class Hub:
-    """One agent: its upstream, its screen, its viewers.
+    """One agent: its source, its screen, its viewers.
 
     ``target`` None means "no terminal to connect to right now" (a stopped
     container): the screen and its viewers stay, :meth:`set_target` connects
-    later. ``on_change`` is called when the status or the viewers change.
+    later. ``on_change`` is called when the status or the viewers change;
+    ``budget`` is shared by the hubs of a fleet (:meth:`Fleet.new_hub`).
     """
 
     def __init__(
@@ -311,34 +95,35 @@ class Hub:
         viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES,
         backoff: Backoff | None = None,
         screen: Callable[[int, int], TerminalScreen] = Screen,
+        budget: EmulationBudget | None = None,
+        on_change: Callable[[Hub], None] | None = None,
+        source: SourceFactory = ttyd_source,
+        bus: OutputBus = NO_BUS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent_id = agent_id
+        # The relay's time; timers only wait out the difference, so a test's
+        # frozen clock holds output for exactly one window.
+        self._clock = clock
         self._size = ttyd.clamp_size(columns, rows)
         self.screen: TerminalScreen = screen(*self._size)
         self._backoff = backoff
-        self.upstream = self._new_upstream(target)
-        self.on_change: Callable[[Hub], None] | None = None
-        self._viewer_queue_bytes = viewer_queue_bytes
-        self._viewers: set[Viewer] = set()
+        self._source_factory = source
+        self._bus = bus
+        self._on_change = on_change
+        self.emulation_budget = budget or EmulationBudget()
+        self.upstream = self._new_source(target)
+        self._relay: Relay[Viewer] = Relay(viewer_queue_bytes)
         self._offset = 0
-        self._backlog: deque[bytes | _ResizeMark] = deque()
-        self._backlog_bytes = 0
+        self._backlog = Backlog()
         self._backlog_ready = asyncio.Event()
         self._caught_up = asyncio.Event()
         self._caught_up.set()
         self._progress = asyncio.Event()
         initial = AgentState.CONNECTING if target else AgentState.STOPPED
         self._status = ttyd.Status(initial, *self._size)
-        self._resyncs_of_departed = 0
-        self.bytes_to_viewers = 0
-        # Output not yet offered to viewers (coalescing), and when it last was.
-        self._outgoing: list[bytes] = []
-        self._outgoing_bytes = 0
-        self._last_flush = -COALESCE_SECONDS
         self._flush_timer: asyncio.TimerHandle | None = None
         self._emulator: asyncio.Task[None] | None = None
-        #: Shared with the other hubs of a fleet (Fleet.add).
-        self.emulation_budget = EmulationBudget()
         self._connection: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------
@@ -349,11 +134,12 @@ class Hub:
         self._connect()
 
     async def aclose(self, code: int = 1001) -> None:
-        """Stop the upstream and emulator, close every viewer with ``code``."""
+        """Stop the source and emulator, close every viewer with ``code``."""
+        self._on_change = None
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        for viewer in list(self._viewers):
+        for viewer in list(self._relay):
             viewer.close(code)
         await self._disconnect()
         if self._emulator is not None:
@@ -374,16 +160,16 @@ class Hub:
         seen and viewers stay connected, read-only in effect.
         """
         await self._disconnect()
-        self.upstream = self._new_upstream(target)
+        self.upstream = self._new_source(target)
         if target is None:
             self._set_status(state, None, message)
         elif self._emulator is not None:
             self._connect()
 
-    def _new_upstream(self, target: Target | None) -> Upstream | None:
+    def _new_source(self, target: Target | None) -> Source | None:
         if target is None:
             return None
-        return Upstream(target, self, lambda: self._size, backoff=self._backoff)
+        return self._source_factory(target, self, lambda: self._size, self._backoff)
 
     def _connect(self) -> None:
         if self.upstream is not None:
@@ -401,37 +187,34 @@ class Hub:
 
     def join(self, who: str = "") -> Viewer:
         """A new viewer; its first batch is the current screen."""
-        viewer = Viewer(self, self._viewer_queue_bytes, who)
-        self._viewers.add(viewer)
+        viewer = Viewer(self, self._relay, who)
+        self._relay.join(viewer)
         self._changed()
         return viewer
 
     def leave(self, viewer: Viewer) -> None:
-        if viewer in self._viewers:
-            self._viewers.discard(viewer)
-            self._resyncs_of_departed += viewer.resyncs
+        if self._relay.leave(viewer):
             self._changed()
 
     @property
     def presence(self) -> dict[str, int]:
         """Who watches, and through how many connections."""
-        return dict(Counter(viewer.who for viewer in self._viewers if viewer.who))
+        return dict(Counter(viewer.who for viewer in self._relay if viewer.who))
 
     @property
     def viewers(self) -> frozenset[Viewer]:
-        return frozenset(self._viewers)
+        return frozenset(self._relay)
 
     def join_frames(self) -> list[bytes]:
         """Status plus one output frame repainting the screen at the current offset."""
         # The snapshot must be taken at the size the tail bytes were written
         # for; resizes are rare, so emulate up to the last pending one now.
-        while self._resize_pending():
+        while self._backlog.resize_pending:
             self._feed_one()
         # Output held for coalescing goes to the others first: the snapshot
         # below covers it, and this viewer takes frames from here on.
         self._flush()
-        tail = b"".join(item for item in self._backlog if isinstance(item, bytes))
-        return [self._status.serialize(), b"0" + self.screen.snapshot() + tail]
+        return [self._status.serialize(), b"0" + self.screen.snapshot() + self._backlog.tail()]
 
     # --- operator actions ------------------------------------------------------
 
@@ -447,8 +230,9 @@ class Hub:
         if size == self._size:
             return
         self._size = size
-        self._backlog.append(_ResizeMark(*size))
+        self._backlog.resize(*size)
         self._backlog_ready.set()
+        self._bus.resized(self.agent_id, *size)
         self._set_status(self._status.state, self._status.retry_in, self._status.message)
         # When down, the next handshake carries the new size.
         if self.upstream is not None:
@@ -475,6 +259,11 @@ class Hub:
         """What viewers were last told about the connection."""
         return self._status
 
+    @property
+    def coalescing(self) -> tuple[float, int]:
+        """How long and how much output may be held back now, for this many viewers."""
+        return self._relay.coalescing()
+
     def statistics(self) -> HubStatistics:
         return HubStatistics(
             agent_id=self.agent_id,
@@ -483,11 +272,11 @@ class Hub:
             columns=self._size[0],
             rows=self._size[1],
             title=self.title,
-            viewers=len(self._viewers),
+            viewers=len(self._relay),
             offset=self._offset,
             emulated_offset=self.screen.offset,
-            resyncs=self._resyncs_of_departed + sum(v.resyncs for v in self._viewers),
-            bytes_to_viewers=self.bytes_to_viewers,
+            resyncs=self._relay.resyncs,
+            bytes_to_viewers=self._relay.bytes_to_viewers,
             upstream=None if self.upstream is None else self.upstream.statistics(),
             presence=self.presence,
         )
@@ -495,32 +284,23 @@ class Hub:
     async def wait_emulated(self, offset: int | None = None) -> None:
         """Wait until the screen has seen all output up to ``offset`` (default: now)."""
         target = self._offset if offset is None else offset
-        while self.screen.offset < target or self._resize_pending():
+        while self.screen.offset < target or self._backlog.resize_pending:
             await self._progress.wait()
-
-    def _resize_pending(self) -> bool:
-        return any(isinstance(item, _ResizeMark) for item in self._backlog)
 
     # --- UpstreamSink ----------------------------------------------------------
 
-    async def upstream_output(self, data: bytes) -> None:
-        self._offset += len(data)
-        self._outgoing.append(data)
-        self._outgoing_bytes += len(data)
-        window, limit = self.coalescing
-        if self._outgoing_bytes >= limit:
-            self._flush()
-        elif self._flush_timer is None:
-            loop = asyncio.get_running_loop()
-            due = self._last_flush + window
-            if loop.time() >= due:
-                self._flush()
-            else:
-                self._flush_timer = loop.call_at(due, self._flush)
-        self._backlog.append(data)
-        self._backlog_bytes += len(data)
+    async def upstream_output(self, message: bytes) -> None:
+        self._offset += len(message) - 1
+        self._bus.output(self.agent_id, self._offset, message)
+        now = self._clock()
+        self._deliver(self._relay.output(message, now))
+        if self._flush_timer is None and self._relay.deadline is not None:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self._relay.deadline - now, self._flush
+            )
+        self._backlog.output(message)
         self._backlog_ready.set()
-        if self._backlog_bytes > BACKLOG_HIGH:
+        if self._backlog.bytes > BACKLOG_HIGH:
             self._caught_up.clear()
             await self._caught_up.wait()
 
@@ -529,26 +309,32 @@ class Hub:
             return  # only ever on the way out of set_target/aclose, which say why
         self._set_status(state, retry_in, message)
 
-    @property
-    def coalescing(self) -> tuple[float, int]:
-        """How long and how much output may be held back now, for this many viewers."""
-        steps = min(MAX_COALESCE_STEPS, 1 + len(self._viewers) // VIEWERS_PER_COALESCE_STEP)
-        return COALESCE_SECONDS * steps, min(MAX_COALESCE_BYTES, COALESCE_BYTES * steps)
-
     def _flush(self) -> None:
-        """Offer the output held back to every viewer: one frame, shared by all."""
+        """Offer the output held back to every viewer now."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        self._last_flush = asyncio.get_running_loop().time()
-        if not self._outgoing:
+        self._deliver(self._relay.flush(self._clock()))
+
+    def _deliver(self, delivery: Delivery[Viewer] | None) -> None:
+        if delivery is None:
             return
-        frame = b"".join([b"0", *self._outgoing])
-        self._outgoing.clear()
-        self._outgoing_bytes = 0
-        wire = ttyd.websocket_frame(frame) if self._viewers else None
-        for viewer in self._viewers:
-            viewer.offer(frame, wire)
+        if self._flush_timer is not None and self._relay.deadline is None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        frame = delivery.frame
+        if delivery.direct:
+            # The fast path: no task wake-up and no copy per viewer.
+            wire = ttyd.websocket_frame(frame)
+            written = 0
+            for viewer in delivery.direct:
+                if viewer.write(wire):
+                    written += 1
+                elif self._relay.refused(viewer, frame):
+                    viewer.wake()
+            self._relay.written(written, frame)
+        for viewer in delivery.woken:
+            viewer.wake()
 
     def _set_status(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self._flush()  # output before the status reaches viewers before it
@@ -556,32 +342,24 @@ class Hub:
         if not allowed(previous.state, state):
             log.error("%s: %s -> %s is not a transition", self.agent_id, previous.state, state)
         self._status = ttyd.Status(state, *self._size, retry_in=retry_in, message=message)
-        frame = self._status.serialize()
-        for viewer in self._viewers:
-            viewer.offer(frame)
+        self._bus.status(self.agent_id, self._status)
+        for viewer in self._relay.broadcast(self._status.serialize()):
+            viewer.wake()
         if (previous.state, previous.message) != (state, message):
             self._changed()
 
     def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self)
+        if self._on_change is not None:
+            self._on_change(self)
 
     # --- emulation -----------------------------------------------------------
 
     def _feed_one(self) -> None:
-        item = self._backlog[0]
-        if isinstance(item, _ResizeMark):
-            self._backlog.popleft()
-            self.screen.resize(item.columns, item.rows)
-            return
-        size = self.screen.FEED_PIECE
-        if len(item) > size:
-            piece, self._backlog[0] = item[:size], item[size:]
+        piece = self._backlog.take(self.screen.FEED_PIECE)
+        if isinstance(piece, ResizeMark):
+            self.screen.resize(piece.columns, piece.rows)
         else:
-            piece = item
-            self._backlog.popleft()
-        self._backlog_bytes -= len(piece)
-        self.screen.feed(piece)
+            self.screen.feed(piece)
 
     async def _emulate(self) -> None:
         loop = asyncio.get_running_loop()
@@ -595,81 +373,9 @@ class Hub:
                 self.emulation_budget.spend(loop.time() - started)
             if not self._backlog:
                 self._backlog_ready.clear()
-            if self._backlog_bytes <= BACKLOG_LOW:
+            if self._backlog.bytes <= BACKLOG_LOW:
                 self._caught_up.set()
             progress, self._progress = self._progress, asyncio.Event()
             progress.set()
             # Let the relay and the viewers run before the next slice.
             await asyncio.sleep(0)
-
-
-class FleetChange(enum.StrEnum):
-    ADDED = "added"
-    CHANGED = "changed"
-    REMOVED = "removed"
-
-
-FleetListener = Callable[[FleetChange, Hub], None]
-
-
-class Fleet:
-    """Every agent hub of this gateway, by id.
-
-    Hubs come and go at run time (Docker discovery); listeners hear of every
-    addition, removal and change of status or viewers, synchronously, so an
-    event stream sees them in the order they happened.
-    """
-
-    def __init__(self) -> None:
-        self._hubs: dict[str, Hub] = {}
-        self._running = False
-        self.emulation_budget = EmulationBudget()
-        self.listeners: list[FleetListener] = []
-
-    async def add(self, hub: Hub) -> None:
-        """Add a hub; it is started if the fleet is running."""
-        if hub.agent_id in self._hubs:
-            raise ValueError(f"duplicate agent id {hub.agent_id!r}")
-        self._hubs[hub.agent_id] = hub
-        hub.emulation_budget = self.emulation_budget
-        hub.on_change = lambda changed: self._notify(FleetChange.CHANGED, changed)
-        if self._running:
-            await hub.start()
-        self._notify(FleetChange.ADDED, hub)
-
-    async def remove(self, agent_id: str, code: int = 1001) -> None:
-        """Stop a hub and close its viewers with ``code``."""
-        hub = self._hubs.pop(agent_id, None)
-        if hub is None:
-            return
-        hub.on_change = None
-        await hub.aclose(code)
-        self._notify(FleetChange.REMOVED, hub)
-
-    def get(self, agent_id: str) -> Hub:
-        try:
-            return self._hubs[agent_id]
-        except KeyError:
-            raise AgentNotFound(agent_id) from None
-
-    def __contains__(self, agent_id: object) -> bool:
-        return agent_id in self._hubs
-
-    def __iter__(self) -> Iterator[Hub]:
-        return iter(sorted(self._hubs.values(), key=lambda hub: hub.agent_id))
-
-    def __len__(self) -> int:
-        return len(self._hubs)
-
-    async def start(self) -> None:
-        self._running = True
-        for hub in list(self._hubs.values()):
-            await hub.start()
-
-    async def aclose(self, code: int = 1001) -> None:
-        self._running = False
-        await asyncio.gather(*(hub.aclose(code) for hub in self._hubs.values()))
-
-    def _notify(self, change: FleetChange, hub: Hub) -> None:
-        for listener in self.listeners:
-            listener(change, hub)

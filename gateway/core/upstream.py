@@ -44,8 +44,11 @@ MAX_UPSTREAM_FRAME = 1 << 20
 class UpstreamSink(Protocol):
     """What an :class:`Upstream` reports to (implemented by the hub)."""
 
-    async def upstream_output(self, data: bytes) -> None:
-        """Terminal output. The read loop awaits this: it is the backpressure point."""
+    async def upstream_output(self, message: bytes) -> None:
+        """One ttyd output message, kept whole (``'0'`` + terminal output).
+
+        The read loop awaits this: it is the backpressure point.
+        """
 
     def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         """The connection changed state; ``retry_in`` is set while reconnecting."""
@@ -185,6 +188,10 @@ class Upstream:
     async def _dispatch(self, message: bytes | str) -> None:
         data = message.encode() if isinstance(message, str) else message
         self._bytes_in += len(data)
+        if data[:1] == b"0":
+            # Output, the hot path: handed on whole, so relaying it costs no copy.
+            await self._sink.upstream_output(data)
+            return
         try:
             parsed = ttyd.parse_server(data)
         except PeerProtocolError as exc:
@@ -193,8 +200,7 @@ class Upstream:
             return
         # ttyd's title ("command (hostname)") and preferences describe the
         # container, not the agent: the gateway sends its own to viewers.
-        if isinstance(parsed, ttyd.Output):
-            await self._sink.upstream_output(parsed.data)
+        log.debug("upstream %s: ignoring %s", self._where, type(parsed).__name__)
 
     def _set_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self._state = state

@@ -1,0 +1,78 @@
+"""Where a hub's output comes from, and where it goes besides local viewers.
+
+Two seams, each with today's in-process implementation as the default:
+
+* a :class:`Source` feeds a hub: :class:`~gateway.core.upstream.Upstream`, a
+  ttyd client, is the one there is. A replica that does not own an agent
+  will feed its hub from a stream of the owner's output instead.
+* an :class:`OutputBus` hears everything a hub relays, in order: output with
+  its offset, resizes and status. :data:`NO_BUS` does nothing; a replicated
+  gateway publishes it for the other replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from . import ttyd
+from .backoff import Backoff
+from .state import AgentState
+from .target import Target
+from .upstream import Upstream, UpstreamSink, UpstreamStatistics
+
+
+class Source(Protocol):
+    """The one connection that feeds a hub (reports to its :class:`UpstreamSink`)."""
+
+    @property
+    def state(self) -> AgentState: ...
+
+    def statistics(self) -> UpstreamStatistics: ...
+
+    async def send(self, message: ttyd.ClientMessage) -> None:
+        """Input or a resize for the agent; raises UpstreamUnavailable when down."""
+
+    async def run(self) -> None:
+        """Connect and keep connected until cancelled."""
+
+
+#: The terminal size a source puts in its handshake, asked at every connect.
+Size = Callable[[], tuple[int, int]]
+#: Makes a hub's source: (target, sink, current size, backoff) -> source.
+SourceFactory = Callable[[Target, UpstreamSink, Size, Backoff | None], Source]
+
+
+def ttyd_source(
+    target: Target,
+    sink: UpstreamSink,
+    size: Size,
+    backoff: Backoff | None,
+) -> Source:
+    return Upstream(target, sink, size, backoff=backoff)
+
+
+class OutputBus(Protocol):
+    """Hears what a hub relays, in the order its viewers get it."""
+
+    def output(self, agent_id: str, offset: int, message: bytes) -> None:
+        """A ttyd output message; ``offset`` is the output offset after it."""
+
+    def resized(self, agent_id: str, columns: int, rows: int) -> None: ...
+
+    def status(self, agent_id: str, status: ttyd.Status) -> None: ...
+
+
+class _NoBus:
+    def output(self, agent_id: str, offset: int, message: bytes) -> None:
+        pass
+
+    def resized(self, agent_id: str, columns: int, rows: int) -> None:
+        pass
+
+    def status(self, agent_id: str, status: ttyd.Status) -> None:
+        pass
+
+
+#: The default bus: a single gateway has nobody else to tell.
+NO_BUS: OutputBus = _NoBus()

@@ -1,0 +1,121 @@
+"""The outbound side of one browser connection to an agent, on asyncio.
+
+A :class:`Viewer` is the relay's key for one connection and the thin adapter
+around it: the event that runs its sender, the direct writer the handler
+attached, and :meth:`Viewer.batches`, which the handler sends from. What it
+gets and when is the relay's decision (:mod:`gateway.core.relay`); the few
+things it needs from its hub (a snapshot, to leave) come in as a
+:class:`ViewerHost`, not as the hub itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from . import ttyd
+from .relay import Relay, ViewerState
+
+
+class ViewerHost(Protocol):
+    """What a viewer asks of the hub it watches."""
+
+    def join_frames(self) -> list[bytes]:
+        """The frames that repaint a viewer now (held output flushed first)."""
+
+    def leave(self, viewer: Viewer) -> None: ...
+
+
+class Viewer:
+    """Created by :meth:`Hub.join`; drive it with ``async for batch in
+    viewer.batches()`` and send each frame of a batch. It ends when the
+    viewer is closed (:attr:`close_code` says why).
+    """
+
+    def __init__(self, host: ViewerHost, relay: Relay[Viewer], who: str = "") -> None:
+        self._host = host
+        self._relay = relay
+        # Who is watching (a user name), for presence.
+        self.who = who
+        self._wakeup = asyncio.Event()
+        self._wakeup.set()  # its first batch, the snapshot, is due
+        # Writes refused because this viewer is read-only (counted by the handler).
+        self.refused = 0
+        self.close_code: int | None = None
+        self._write: Callable[[bytes], bool] | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._relay.queued_bytes(self)
+
+    @property
+    def resyncs(self) -> int:
+        return self._relay.resyncs_of(self)
+
+    @property
+    def paused(self) -> bool:
+        return self._relay.state(self) is ViewerState.PAUSED
+
+    def attach(self, write: Callable[[bytes], bool]) -> None:
+        """Let the hub write output straight to the socket while nothing waits.
+
+        ``write`` takes a whole WebSocket frame and returns False when the
+        socket cannot take it now (closing, or its buffer is full): the frame
+        then queues as usual and the sender takes over, in order.
+        """
+        self._write = write
+
+    def write(self, wire: bytes) -> bool:
+        """Write a whole WebSocket frame to the socket now, if it takes it."""
+        return self._write is not None and self._write(wire)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def pause(self) -> None:
+        """ttyd's ``'2'``: stop sending to this viewer only (its queue stays bounded)."""
+        self._relay.pause(self)
+
+    def resume(self) -> None:
+        """ttyd's ``'3'``."""
+        if self._relay.resume(self):
+            self._wakeup.set()
+
+    def notice(self, code: str, message: str) -> None:
+        """Tell this viewer something (input refused, ...).
+
+        Notices travel apart from the output queue, so a resync (which drops
+        that queue) never swallows one; only the latest few are kept.
+        """
+        if self._relay.notice(self, ttyd.Notice(code, message).serialize()):
+            self._wakeup.set()
+
+    def close(self, code: int) -> None:
+        """End :meth:`batches`; the handler closes the socket with ``code``."""
+        if self.close_code is None:
+            self.close_code = code
+            self._wakeup.set()
+            self._host.leave(self)
+
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        """Yield lists of encoded frames to send, in order, until closed."""
+        relay = self._relay
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            state = relay.state(self)
+            if state is ViewerState.CLOSED:
+                return
+            if state is ViewerState.RESYNC:
+                # Taken while still owing the resync: output the hub flushes
+                # for the snapshot is in it, so this viewer must not get it again.
+                batch = relay.take(self, self._host.join_frames())
+            else:
+                batch = relay.take(self)
+            if batch:
+                try:
+                    yield batch
+                finally:
+                    if relay.sent(self):
+                        self._wakeup.set()
