@@ -33,7 +33,7 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from . import config, login, metrics, routes, streams
+from . import config, metrics
 from .appkeys import (
     AUDIT,
     AUTH,
@@ -55,7 +55,6 @@ from .appkeys import (
 )
 from .audit import AuditLog
 from .auth import Authenticator, SessionStore, hash_password
-from .bundle import Bundle
 from .config import Settings
 from .core.fleet import Fleet
 from .core.hub import Hub
@@ -69,6 +68,9 @@ from .logs import LogHub
 from .shares import ShareStore
 from .tasks import running
 from .users import Role, User
+from .web import identity, routes
+from .web.bundle import Bundle
+from .web.common import agent_json
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[
             metrics.middleware(app_metrics),
-            routes.host_middleware,
-            routes.origin_middleware,
-            login.auth_middleware,
-            routes.error_middleware,
+            *routes.MIDDLEWARES,
         ]
     )
     app[METRICS] = app_metrics
@@ -135,13 +134,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_docker)
     app.cleanup_ctx.append(_activity)
     app.cleanup_ctx.append(lambda app: metrics.watch_loop_lag(app[METRICS]))
-    app.cleanup_ctx.append(login.sweeper)
+    app.cleanup_ctx.append(identity.sweeper)
     app.on_shutdown.append(_close_sockets)
     if settings.config_path is not None:
         app.cleanup_ctx.append(_reload_on_sighup)
     routes.setup(app)
-    streams.setup(app)
-    login.setup(app)
     return app
 
 
@@ -219,7 +216,7 @@ def _hub(
 
 def _publish_agent(app: web.Application, change: str, hub: Hub) -> None:
     app[EVENTS].publish(
-        "agent", {"change": change, "agent": routes.agent_json(app, hub)}, agent=hub.agent_id
+        "agent", {"change": change, "agent": agent_json(app, hub)}, agent=hub.agent_id
     )
 
 
@@ -284,9 +281,9 @@ async def reload_users(app: web.Application) -> None:
     demo = [auth.users["demo"]] if settings.demo and "demo" in auth.users else []
     auth.replace_users([*fresh.users, *demo])
     for session in auth.sessions.expire(auth.users):
-        await login.end_session(app, session.id)
-    await login.end_lapsed_links(app)
-    await login.revalidate(app)
+        await identity.end_session(app, session.id)
+    await identity.end_lapsed_links(app)
+    await identity.revalidate(app)
     app[AUDIT].record("config_reloaded", users=sorted(auth.users))
     log.info("config reloaded: %d users", len(auth.users))
 

@@ -10,7 +10,6 @@ from aiohttp import web
 
 from .audit import AuditLog
 from .auth import Authenticator
-from .bundle import Bundle
 from .config import Settings
 from .core.fleet import Fleet
 from .discovery import Discovery
@@ -21,6 +20,7 @@ from .metrics import Metrics
 from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
 from .shares import ShareStore
+from .web.bundle import Bundle
 
 
 class Closable(Protocol):

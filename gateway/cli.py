@@ -18,11 +18,11 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__, config, logsafe
-from .accesslog import AccessLogger
 from .app import create_app
 from .auth import hash_password, new_api_token
 from .errors import ConfigError, GatewayError
 from .origins import normalize_origin
+from .web.accesslog import AccessLogger
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 # seconds of a busy agent and a small fraction of a snapshot's worth of work.
 DEFAULT_VIEWER_QUEUE_BYTES = 512 * 1024
 
+# Inbound WebSocket messages are keystrokes, pastes and tiny JSON.
+MAX_INBOUND_MESSAGE = 64 * 1024
+
 # An operator's WebSocket may send this much input: typing is a few bytes a
 # second; a big paste arrives in one burst; a flood is cut off.
 INPUT_BYTES_PER_SECOND = 256 * 1024

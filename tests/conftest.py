@@ -17,12 +17,12 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
-from gateway.accesslog import AccessLogger
 from gateway.app import create_app
 from gateway.config import AgentSettings, DockerSettings, Settings
 from gateway.core import ttyd
 from gateway.local import LocalAgent, find_ttyd
 from gateway.screen import Screen
+from gateway.web.accesslog import AccessLogger
 
 from .browser import browsers  # noqa: F401 - a fixture, used by the E2E tests
 from .dockerd import Containers, DockerEngine, build_image, unavailable_reason

@@ -16,8 +16,8 @@ from gateway.appkeys import SOCKETS
 from gateway.auth import hash_password
 from gateway.config import DockerSettings
 from gateway.local import LocalAgent
-from gateway.sse import EventStream
 from gateway.users import Role, User
+from gateway.web.sse import EventStream
 
 from .browser import Browsers, screen_text
 from .conftest import (

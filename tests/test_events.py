@@ -8,9 +8,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import sse
 from gateway.auth import hash_password
 from gateway.users import Role, User
+from gateway.web import sse
 
 from .conftest import (
     AgentFactory,

@@ -66,7 +66,7 @@ async def test_a_flood_is_closed_with_1008(agent: LocalAgent, gateway: GatewayFa
 async def test_connections_per_user_are_capped(
     agent: LocalAgent, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.routes.CONNECTIONS_PER_USER", 3)
+    monkeypatch.setattr("gateway.web.identity.CONNECTIONS_PER_USER", 3)
     token, digest = new_api_token()
     user = User("bot", hash_password("x"), Role.VIEWER, ("*",), digest)
     client = await gateway(agent, users=(user,))

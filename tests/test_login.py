@@ -299,7 +299,7 @@ async def test_an_idle_session_times_out_and_its_socket_closes(
     idle: int,
 ) -> None:
     if sweep is not None:
-        monkeypatch.setattr("gateway.login.SWEEP_INTERVAL", sweep)
+        monkeypatch.setattr("gateway.web.identity.SWEEP_INTERVAL", sweep)
     agent = await make_agent("watched")
     client = await gateway(agent, users=users, session_idle_seconds=idle, session_max_seconds=60)
     http = await browser(client, "vic", PASSWORD)

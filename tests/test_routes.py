@@ -14,7 +14,7 @@ from gateway.appkeys import FLEET
 from gateway.core import ttyd
 from gateway.core.hub import DEFAULT_VIEWER_QUEUE_BYTES
 from gateway.local import LocalAgent
-from gateway.routes import VIEWER_SEND_BUFFER
+from gateway.web.terminal import VIEWER_SEND_BUFFER
 
 from .conftest import (
     AgentFactory,

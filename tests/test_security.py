@@ -21,7 +21,6 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import streams
 from gateway.appkeys import AUDIT, AUTH, FLEET
 from gateway.auth import (
     FREE_FAILURES,
@@ -35,6 +34,7 @@ from gateway.core import ttyd
 from gateway.errors import BadRequest
 from gateway.proxies import ProxyPolicy, parse_networks
 from gateway.users import Role, User
+from gateway.web import streams
 
 from .conftest import (
     AgentFactory,
@@ -251,8 +251,8 @@ async def test_upgrade_without_a_session_or_with_a_foreign_origin(secured: Any) 
 async def test_handshake_timeout_heartbeat_and_no_deflate(
     make_agent: AgentFactory, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gateway.routes.HANDSHAKE_TIMEOUT", 0.3)
-    monkeypatch.setattr("gateway.routes.HEARTBEAT", 0.3)
+    monkeypatch.setattr("gateway.web.terminal.HANDSHAKE_TIMEOUT", 0.3)
+    monkeypatch.setattr("gateway.web.terminal.HEARTBEAT", 0.3)
     agent = await make_agent("quiet")
     client = await gateway(agent)
     silent = await ws_connect(client, "/agents/quiet/ws")

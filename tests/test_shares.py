@@ -13,12 +13,12 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.accesslog import redact
 from gateway.auth import hash_password
 from gateway.core import ttyd
 from gateway.local import LocalAgent
 from gateway.shares import MAX_TTL, RETENTION, ShareStore
 from gateway.users import Role, User
+from gateway.web.accesslog import redact
 
 from .conftest import AgentFactory, GatewayFactory, Terminal, browser, origin_of, timeout
 

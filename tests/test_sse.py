@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import LocalProtocolError
-from gateway.sse import format_event
+from gateway.web.sse import format_event
 
 
 def test_event_framing() -> None:

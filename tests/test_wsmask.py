@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from gateway.core import ttyd
 from gateway.local import LocalAgent
-from gateway.wsmask import MaskedWebSocketResponse, MaskGuard, MaskTracker
+from gateway.web.wsmask import MaskedWebSocketResponse, MaskGuard, MaskTracker
 
 from .conftest import GatewayFactory, contains, eventually, timeout
 

@@ -1,4 +1,4 @@
-"""JSON request bodies in, JSON errors out: the one way every handler does both.
+"""What every handler module shares: JSON in and out, and agents as JSON.
 
 A body is read up to a limit of the route's own (a login needs a few
 hundred bytes; input up to 256 KiB), and everything a client can put in
@@ -7,6 +7,9 @@ bytes that are not JSON or not UTF-8, nesting deep enough to exhaust the
 parser's recursion, and strings that are not valid Unicode (a lone
 surrogate such as ``"\\ud800"`` is legal JSON but cannot be encoded, typed
 into a terminal or written to the audit log).
+
+Handler modules never import each other: what two of them need lives here
+or in :mod:`gateway.web.identity`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import BadRequest
+from ..appkeys import (
+    AUDIT,
+    DISCOVERY,
+    FLEET,
+)
+from ..core.fleet import Fleet
+from ..core.hub import Hub
+from ..errors import BadRequest
 
 # aiohttp's own default, for routes that do not say.
 DEFAULT_LIMIT = 1024 * 1024
@@ -75,3 +85,41 @@ def is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def fleet_of(request: web.Request) -> Fleet:
+    return request.app[FLEET]
+
+
+def agent_json(app: web.Application, hub: Hub) -> dict[str, Any]:
+    """An agent as /api/agents and /api/events show it."""
+    stats = hub.statistics()
+    discovery = app.get(DISCOVERY)
+    container = None if discovery is None else discovery.container_of(hub.agent_id)
+    return {
+        "id": stats.agent_id,
+        "status": stats.state,
+        "message": stats.message,
+        "viewers": stats.viewers,
+        "presence": stats.presence,
+        "cols": stats.columns,
+        "rows": stats.rows,
+        "title": stats.title,
+        "bytes_out": stats.offset,
+        "upstream": None
+        if stats.upstream is None
+        else {"connects": stats.upstream.connects, "last_error": stats.upstream.last_error},
+        "container": None
+        if container is None
+        else {
+            "id": container.id[:12],
+            "name": container.name,
+            "state": container.state,
+            "health": container.health,
+        },
+    }
+
+
+def audit_input(request: web.Request, user: str, agent_id: str, data: bytes) -> None:
+    text = data.decode(errors="backslashreplace")
+    request.app[AUDIT].record("input", user=user, agent=agent_id, bytes=len(data), text=text)

@@ -1,4 +1,4 @@
-"""Who is calling: the session cookie, login and logout, and ending sessions.
+"""Who is calling: the session cookie or bearer token, and what they may still hold.
 
 With no ``[[users]]`` configured the gateway is open (and loopback-only):
 every caller is :data:`ANONYMOUS`, an operator of every agent. With users,
@@ -6,10 +6,12 @@ every route but the login page, ``/api/login``, ``/healthz`` and the static
 bundle needs a live session; an API call without one gets 401, a page a
 redirect to ``/login``.
 
-Ending a session (logout, timeout, the user gone) closes its WebSockets with
-1008 within :data:`SWEEP_INTERVAL` seconds; so does losing access to what a
-socket or stream shows (a narrowed glob, a removed token, a link whose
-creator lost the agent), at once after a reload.
+Every open WebSocket and SSE stream is registered (:func:`tracked`) with a
+check of whether its caller may still have it open. Ending a session
+(logout, timeout, the user gone) closes its connections with 1008 within
+:data:`SWEEP_INTERVAL` seconds; so does losing access to what a socket or
+stream shows (a narrowed glob, a removed token, a link whose creator lost
+the agent), at once after a reload (:func:`revalidate`).
 """
 
 from __future__ import annotations
@@ -17,34 +19,55 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import WSCloseCode, web
 from aiohttp.typedefs import Handler
 
-from .appkeys import AUDIT, AUTH, PROXIES, SESSION_SOCKETS, SETTINGS, SHARES, SOCKETS, Closable
-from .errors import BadRequest, LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
-from .jsonbody import json_error, read_object, text
-from .shares import Share
-from .tasks import running
-from .users import Role, User
+from ..appkeys import (
+    AUTH,
+    CONNECTIONS,
+    PROXIES,
+    SESSION_SOCKETS,
+    SETTINGS,
+    SHARES,
+    SOCKETS,
+    Closable,
+)
+from ..core.hub import Hub
+from ..errors import AgentNotFound
+from ..limits import CONNECTIONS_PER_USER
+from ..shares import Share
+from ..tasks import running
+from ..users import Role, User
+from .common import fleet_of, json_error
+
+ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
 
 log = logging.getLogger(__name__)
 
-ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
+
 SWEEP_INTERVAL = 2.0
+
+
 REVOKE_TIMEOUT = 5.0
+
+
 _PUBLIC = ("/healthz", "/login", "/api/login")
+
+
 _PUBLIC_PREFIXES = ("/static/dist/", "/s/", "/login/")
-# A name and a password of at most 1 KiB each, even \u-escaped, fit easily.
-LOGIN_BODY_LIMIT = 8 * 1024
-# The answers that carry a session cookie: never kept by a cache.
-_NO_STORE = {"Cache-Control": "no-store"}
+
+
 _USER = web.RequestKey("user", User)
+
+
 # The resolved client address ("" for none), once per request.
 _CLIENT = web.RequestKey("client", str)
+
+
 _SESSION = web.RequestKey("session", str)
 
 
@@ -58,7 +81,7 @@ def cookie_name(app: web.Application, kind: str = "session") -> str:
     return f"__Host-gateway_{kind}" if https else f"gateway_{kind}"
 
 
-def _set_cookie(request: web.Request, response: web.StreamResponse, kind: str, value: str) -> None:
+def set_cookie(request: web.Request, response: web.StreamResponse, kind: str, value: str) -> None:
     response.set_cookie(
         cookie_name(request.app, kind),
         value,
@@ -150,95 +173,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
 
 
-async def login_page(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app[SETTINGS].static_dir / "login.html")
-
-
-async def login(request: web.Request) -> web.Response:
-    """``POST /api/login {"username", "password"}`` → a session cookie."""
-    body = await read_object(request, LOGIN_BODY_LIMIT)
-    if not isinstance(body.get("username"), str) or not isinstance(body.get("password"), str):
-        raise BadRequest('send {"username": ..., "password": ...}')
-    name, password = text(body, "username"), text(body, "password")
-    auth, audit = request.app[AUTH], request.app[AUDIT]
-    address = client_address(request)
-    try:
-        session = await auth.login(name, password, address)
-    except PasswordTooLong as exc:
-        raise BadRequest(str(exc)) from None
-    except LoginBusy as exc:
-        # Not audited: nothing was checked, and a flood must not fill the trail.
-        status = 429 if exc.scope == "client" else 503
-        return json_error(status, "busy", str(exc), headers={"Retry-After": "1"})
-    except LoginThrottled as exc:
-        if exc.first:  # once per lock: refusals cost nothing, so could fill the trail
-            audit.record("login_throttled", user=auth.recorded_name(name), address=address)
-        retry = str(max(1, round(exc.retry_after)))
-        return json_error(429, "throttled", str(exc), headers={"Retry-After": retry})
-    except LoginFailed as exc:
-        audit.record("login_failed", user=auth.recorded_name(name), address=address)
-        return json_error(401, "login_failed", str(exc))
-    # A session id from before the login is never reused (no fixation).
-    old = request.cookies.get(cookie_name(request.app))
-    if old:
-        await end_session(request.app, old)
-    user = auth.users[session.user]
-    audit.record("login", user=user.name, role=user.role.value, address=client_address(request))
-    response = web.json_response({"user": user.name, "role": user.role.value})
-    _set_cookie(request, response, "session", session.id)
-    return response
-
-
-async def logout(request: web.Request) -> web.Response:
-    """``POST /api/logout``: end the session server side; its sockets close."""
-    session = session_of(request)
-    if session is not None:
-        request.app[AUDIT].record(
-            "logout", user=user_of(request).name, address=client_address(request)
-        )
-        await end_session(request.app, session)
-    response = web.Response(status=204)
-    response.del_cookie(cookie_name(request.app), path="/")
-    return response
-
-
-async def one_time_login(request: web.Request) -> web.StreamResponse:
-    """``GET /login/{token}``: a login link that works once (the demo's)."""
-    session = request.app[AUTH].redeem_one_time_login(request.match_info["token"])
-    if session is None:
-        return json_error(404, "link_invalid", "this login link was used or is invalid")
-    request.app[AUDIT].record("login", user=session.user, via="one-time link",
-                              address=client_address(request))  # fmt: skip
-    response = web.Response(status=303, headers={"Location": "/", **_NO_STORE})
-    _set_cookie(request, response, "session", session.id)
-    return response
-
-
-async def spectate(request: web.Request) -> web.StreamResponse:
-    """``GET /s/{token}``: trade a share link for a read-only cookie on its agent."""
-    app = request.app
-    share = await app[SHARES].redeem(request.match_info["token"], lambda s: link_backed(app, s))
-    if share is None:
-        # Unknown, tampered, expired, revoked, used up, or its creator may no
-        # longer share that agent: one answer for all.
-        return json_error(404, "link_invalid", "this link is invalid or has expired")
-    session = request.app[AUTH].sessions.create(
-        f"spectator:{share.id}", share_id=share.id, agent=share.agent
-    )
-    request.app[AUDIT].record(
-        "share_used",
-        share=share.id,
-        agent=share.agent,
-        uses=share.uses,
-        address=client_address(request),
-    )
-    # To the clean URL, so the token leaves the address bar and the history.
-    location = f"/agents/{share.agent}/"
-    response = web.Response(status=303, headers={"Location": location, **_NO_STORE})
-    _set_cookie(request, response, "spectate", session.id)
-    return response
-
-
 def link_backed(app: web.Application, share: Share) -> bool:
     """Whether the link's creator may still share its agent (a link is only as good as they are)."""
     auth = app[AUTH]
@@ -315,10 +249,53 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/login", login_page)
-    app.router.add_post("/api/login", login)
-    app.router.add_post("/api/logout", logout)
-    # GET only: a HEAD (a chat tool's link preview) must not use up a link.
-    app.router.add_get("/s/{token}", spectate, allow_head=False)
-    app.router.add_get("/login/{token}", one_time_login, allow_head=False)
+def may_see(request: web.Request, agent_id: str | None = None, *, touch: bool = True) -> bool:
+    """Whether the caller, as of now, is still someone (and sees ``agent_id``)."""
+    user = current_user(request, touch=touch)
+    return user is not None and (agent_id is None or user.sees(agent_id))
+
+
+def over_connection_limit(request: web.Request) -> web.Response | None:
+    """The 429 answer when this user has too many terminals and streams open."""
+    user = user_of(request)
+    # Open mode (no users, loopback only) has one anonymous user: no cap there.
+    if user is not ANONYMOUS and request.app[CONNECTIONS][user.name] >= CONNECTIONS_PER_USER:
+        return json_error(
+            429,
+            "too_many_connections",
+            f"at most {CONNECTIONS_PER_USER} terminals and streams per user",
+        )
+    return None
+
+
+@contextlib.contextmanager
+def tracked(
+    request: web.Request, connection: Closable, agent_id: str | None = None
+) -> Iterator[None]:
+    """Count a long-lived connection and make it closable by logout and shutdown.
+
+    It is closed too once its caller may no longer see ``agent_id`` (or is
+    gone): :func:`~gateway.login.revalidate` checks every open one.
+    """
+    user, connections = user_of(request), request.app[CONNECTIONS]
+    session = session_of(request)
+    by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
+    request.app[SOCKETS][connection] = lambda: may_see(request, agent_id, touch=False)
+    by_session.add(connection)
+    connections[user.name] += 1
+    try:
+        yield
+    finally:
+        request.app[SOCKETS].pop(connection, None)
+        by_session.discard(connection)
+        connections[user.name] -= 1
+        if connections[user.name] <= 0:
+            del connections[user.name]
+
+
+def hub_of(request: web.Request) -> Hub:
+    """The agent in the URL, if this caller may see it (else 404, like a missing one)."""
+    agent_id = request.match_info["agent_id"]
+    if not user_of(request).sees(agent_id):
+        raise AgentNotFound(agent_id)
+    return fleet_of(request).get(agent_id)

@@ -21,16 +21,15 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .appkeys import DISCOVERY, EVENTS, FLEET, LOGS
-from .errors import BadRequest
-from .events import Event
-from .jsonbody import json_error
-from .login import current_user
-from .ring import Ring
-from .routes import agent_json, hub_of, may_see, over_connection_limit, tracked
+from ..appkeys import DISCOVERY, EVENTS, FLEET, LOGS
+from ..errors import BadRequest
+from ..events import Event
+from ..ring import Ring
+from ..tasks import Signal
+from ..users import Role, User
+from .common import agent_json, json_error
+from .identity import current_user, hub_of, may_see, over_connection_limit, tracked
 from .sse import EventStream, format_event
-from .tasks import Signal
-from .users import Role, User
 
 T = TypeVar("T")
 
@@ -190,8 +189,3 @@ def _tail(value: str | None, *, ring_size: int) -> int:
     if not value.isascii() or not value.isdigit() or int(value) > ring_size:
         raise BadRequest(f"tail must be 0..{ring_size} or 'all'")
     return int(value)
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_get("/api/events", events)
-    app.router.add_get("/api/agents/{agent_id}/logs", agent_logs)

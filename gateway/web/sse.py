@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from .errors import LocalProtocolError
+from ..errors import LocalProtocolError
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-from .login import logged_address
+from .identity import logged_address
 
 _LINK_ROUTES = ("s", "login")
 
