@@ -19,6 +19,7 @@ import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 import { Terminal } from "@xterm/xterm";
 
+import * as api from "./api.js";
 import { Backoff, afterClose } from "./backoff.js";
 import {
   ServerCommand,
@@ -87,15 +88,10 @@ window.gateway = { term };
 const me = { canWrite: false, canShare: false };
 
 async function loadMe() {
-  try {
-    const response = await fetch("/api/me");
-    if (!response.ok) return;
-    const data = await response.json();
-    me.canWrite = data.can_write;
-    me.canShare = data.can_share;
-  } catch {
-    return;
-  }
+  const data = await api.me();
+  if (!data) return;
+  me.canWrite = data.can_write;
+  me.canShare = data.can_share;
   document.getElementById("mode").hidden = me.canWrite;
   document.getElementById("fit").hidden = !me.canWrite;
   document.getElementById("share-toggle").hidden = !me.canShare;

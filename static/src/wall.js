@@ -6,6 +6,7 @@
  */
 import "./wall.css";
 
+import * as api from "./api.js";
 import { ansiSpans } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
 import { Wall, displayName, statusLabel } from "./wall-model.js";
@@ -158,9 +159,8 @@ function listen() {
 }
 
 async function whoAmI() {
-  const response = await fetch("/api/me");
-  if (!response.ok) return;
-  const me = await response.json();
+  const me = await api.me();
+  if (!me) return;
   canWrite = me.can_write;
   document.getElementById("command").hidden = !canWrite;
   for (const { element } of tiles.values()) element.querySelector(".pick").hidden = !canWrite;
@@ -169,7 +169,9 @@ async function whoAmI() {
     const logout = document.getElementById("logout");
     logout.hidden = false;
     logout.addEventListener("click", async () => {
-      await fetch("/api/logout", { method: "POST" });
+      // The body is ignored. With no answer at all the session may still be
+      // live, so the page stays (the click rejects, as it always did).
+      await api.postJson("/api/logout", {});
       location.assign("/login");
     });
   }
