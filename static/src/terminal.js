@@ -34,8 +34,8 @@ import {
 } from "./protocol.js";
 import { describeResult, sendCommand } from "./command.js";
 import { LogsPanel } from "./logs-panel.js";
+import { presenceText } from "./presence.js";
 import { SharePanel } from "./share-panel.js";
-import { displayName } from "./wall-model.js";
 
 // A connection that stayed up this long was healthy: the next outage starts
 // from short delays again instead of where the last one left off.
@@ -287,9 +287,7 @@ function onFrame(data) {
 function watchPresence() {
   const presence = document.getElementById("presence");
   const show = (agent) => {
-    if (!agent || agent.id !== agentId) return;
-    const names = Object.keys(agent.presence || {}).map(displayName);
-    presence.textContent = agent.viewers ? `${agent.viewers} watching: ${names.join(", ")}` : "";
+    if (agent && agent.id === agentId) presence.textContent = presenceText(agent);
   };
   const source = new EventSource("/api/events");
   source.addEventListener("snapshot", (event) => {

@@ -74,6 +74,3 @@ export function byAttentionThenRecency(a, b) {
 
 /** A status in words for a tile's badge: "connected" is the agent running as it should. */
 export const statusLabel = (agent) => (agent.status === "connected" ? "running" : agent.status);
-
-/** A viewer's name as people read it: spectators are named after their link's id. */
-export const displayName = (name) => (name.startsWith("spectator:") ? "spectator" : name);

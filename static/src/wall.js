@@ -9,7 +9,8 @@ import "./wall.css";
 import * as api from "./api.js";
 import { ansiSpans } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
-import { Wall, displayName, statusLabel } from "./wall-model.js";
+import { presenceText } from "./presence.js";
+import { Wall, statusLabel } from "./wall-model.js";
 
 // A tile's screen is refetched at most this often.
 const SCREEN_REFRESH_MS = 1000;
@@ -58,10 +59,7 @@ function paint(agent) {
   state.textContent = statusLabel(agent);
   state.title = agent.message || "";
   element.querySelector(".title").textContent = agent.title === agent.id ? "" : agent.title;
-  const watchers = Object.keys(agent.presence || {}).map(displayName);
-  element.querySelector(".viewers").textContent = agent.viewers
-    ? `${agent.viewers} watching${watchers.length ? `: ${watchers.join(", ")}` : ""}`
-    : "";
+  element.querySelector(".viewers").textContent = presenceText(agent);
 }
 
 function refreshScreen(id) {
