@@ -48,4 +48,7 @@ test("filter by name, title and status", () => {
 test("labels", () => {
   assert.equal(statusLabel({ status: "connected" }), "running");
   assert.equal(statusLabel({ status: "conflict" }), "conflict");
+  // A newer gateway's state, or junk: shown as it is, never a prototype's property.
+  assert.equal(statusLabel({ status: "paused" }), "paused");
+  assert.equal(statusLabel({ status: "toString" }), "toString");
 });
