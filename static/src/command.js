@@ -3,6 +3,7 @@
  * POST /api/agents/{id}/input, several through POST /api/input, which
  * answers per agent. The line is typed as if Enter followed it.
  */
+import { postJson } from "./api.js";
 
 /** What is typed for a command line: the line, then Enter (CR, as a terminal sends it). */
 export const commandInput = (line) => `${line}\r`;
@@ -16,21 +17,12 @@ export async function sendCommand(agents, line, fetchImpl = fetch) {
   try {
     if (agents.length === 1) {
       const [id] = agents;
-      const response = await fetchImpl(`/api/agents/${encodeURIComponent(id)}/input`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ data }),
-      });
-      const body = await response.json().catch(() => ({}));
-      return { [id]: response.ok ? { ok: true } : failure(body, response.status) };
+      const url = `/api/agents/${encodeURIComponent(id)}/input`;
+      const { ok, status, body } = await postJson(url, { data }, fetchImpl);
+      return { [id]: ok ? { ok: true } : failure(body, status) };
     }
-    const response = await fetchImpl("/api/input", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ agents, data }),
-    });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) return Object.fromEntries(agents.map((id) => [id, failure(body, response.status)]));
+    const { ok, status, body } = await postJson("/api/input", { agents, data }, fetchImpl);
+    if (!ok) return Object.fromEntries(agents.map((id) => [id, failure(body, status)]));
     return body.results;
   } catch (err) {
     return Object.fromEntries(agents.map((id) => [id, { ok: false, error: "network", message: String(err) }]));

@@ -4,6 +4,7 @@
  */
 import "./login.css";
 
+import { postJson } from "./api.js";
 import { safeNext } from "./protocol.js";
 
 const form = document.getElementById("login");
@@ -15,17 +16,15 @@ form.addEventListener("submit", async (event) => {
   button.disabled = true;
   error.hidden = true;
   try {
-    const response = await fetch("/api/login", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ username: form.username.value, password: form.password.value }),
+    const { ok, status, body } = await postJson("/api/login", {
+      username: form.username.value,
+      password: form.password.value,
     });
-    if (response.ok) {
+    if (ok) {
       location.assign(safeNext(location.search, location.origin));
       return;
     }
-    const body = await response.json().catch(() => ({}));
-    error.textContent = body.message || `login failed (${response.status})`;
+    error.textContent = body.message || `login failed (${status})`;
   } catch {
     error.textContent = "the gateway is unreachable";
   } finally {

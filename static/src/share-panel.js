@@ -3,8 +3,7 @@
  * see this agent's links and revoke them. Operators and admins only; the
  * gateway checks that again on every request.
  */
-
-const json = { "Content-Type": "application/json" };
+import { postJson } from "./api.js";
 
 export class SharePanel {
   constructor(agentId, element) {
@@ -29,14 +28,10 @@ export class SharePanel {
   }
 
   async create(ttlSeconds) {
-    const response = await fetch(`/api/agents/${encodeURIComponent(this.agentId)}/shares`, {
-      method: "POST",
-      headers: json,
-      body: JSON.stringify({ ttl_seconds: ttlSeconds }),
-    });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      this.showError(body.message || `could not create a link (${response.status})`);
+    const url = `/api/agents/${encodeURIComponent(this.agentId)}/shares`;
+    const { ok, status, body } = await postJson(url, { ttl_seconds: ttlSeconds });
+    if (!ok) {
+      this.showError(body.message || `could not create a link (${status})`);
       return;
     }
     this.showError("");

@@ -8,6 +8,9 @@
  * frames): a window smaller than the agent scrolls, a larger one leaves a
  * margin. Nobody's window resizes the agent by accident; an operator can
  * ask for it with "Fit agent to window".
+ *
+ * What the badge says and when to reconnect is decided in terminal-model.js;
+ * this file wires it, xterm.js and the page together.
  */
 import "@xterm/xterm/css/xterm.css";
 import "./terminal.css";
@@ -19,7 +22,7 @@ import { WebLinksAddon } from "@xterm/addon-web-links";
 import { WebglAddon } from "@xterm/addon-webgl";
 import { Terminal } from "@xterm/xterm";
 
-import { Backoff, afterClose } from "./backoff.js";
+import * as api from "./api.js";
 import {
   ServerCommand,
   agentIdFromPath,
@@ -33,14 +36,12 @@ import {
 } from "./protocol.js";
 import { describeResult, sendCommand } from "./command.js";
 import { LogsPanel } from "./logs-panel.js";
+import { presenceText } from "./presence.js";
 import { SharePanel } from "./share-panel.js";
-import { displayName } from "./wall-model.js";
+import { Connection, access } from "./terminal-model.js";
 
-// A connection that stayed up this long was healthy: the next outage starts
-// from short delays again instead of where the last one left off.
-const STABLE_AFTER_MS = 10_000;
-// How long a viewer notice (e.g. refused input) stays in the badge.
-const NOTICE_MS = 4_000;
+// How often a countdown or a fading notice in the badge is redrawn.
+const TICK_MS = 250;
 const FONT_SIZES = { min: 8, max: 28, default: 14 };
 
 const agentId = agentIdFromPath(location.pathname);
@@ -84,22 +85,17 @@ window.gateway = { term };
 // ----------------------------------------------------------------- roles --
 
 /** What /api/me says; until it answers, assume read-only (nothing is sent). */
-const me = { canWrite: false, canShare: false };
+let me = access(null);
 
 async function loadMe() {
-  try {
-    const response = await fetch("/api/me");
-    if (!response.ok) return;
-    const data = await response.json();
-    me.canWrite = data.can_write;
-    me.canShare = data.can_share;
-  } catch {
-    return;
-  }
-  document.getElementById("mode").hidden = me.canWrite;
-  document.getElementById("fit").hidden = !me.canWrite;
-  document.getElementById("share-toggle").hidden = !me.canShare;
-  document.getElementById("command").hidden = !me.canWrite;
+  const data = await api.me();
+  // No answer: the page keeps its HTML defaults, which offer nothing.
+  if (!data) return;
+  me = access(data);
+  document.getElementById("mode").hidden = !me.readOnly;
+  document.getElementById("fit").hidden = !me.fit;
+  document.getElementById("share-toggle").hidden = !me.share;
+  document.getElementById("command").hidden = !me.command;
   term.options.disableStdin = !me.canWrite;
 }
 
@@ -108,76 +104,28 @@ async function loadMe() {
 const badge = document.getElementById("status");
 const badgeText = document.getElementById("status-text");
 const retryButton = document.getElementById("retry");
-
-/** What the badge shows is derived from this, in render(). */
-const view = {
-  socket: "connecting", // connecting | open | waiting | gaveup | invalid
-  retryAt: 0, // when we reconnect, while waiting (performance.now() ms)
-  closeReason: "",
-  upstream: null, // last 'S' status from the gateway, while open
-  upstreamRetryAt: 0,
-  notice: null, // { text, until }
-};
-
-const secondsUntil = (at) => Math.max(0, Math.ceil((at - performance.now()) / 1000));
-
-function describe() {
-  const now = performance.now();
-  if (view.socket === "invalid") return ["error", "not an agent page"];
-  if (view.socket === "connecting") return ["connecting", "connecting"];
-  if (view.socket === "waiting") return ["waiting", `reconnecting in ${secondsUntil(view.retryAt)}s`];
-  if (view.socket === "gaveup") return ["error", `disconnected: ${view.closeReason}`];
-  // Notices concern this connection (e.g. refused input), so they only
-  // cover the upstream state, never our own reconnect countdown.
-  if (view.notice && view.notice.until > now) return ["notice", view.notice.text];
-  const status = view.upstream;
-  switch (status?.state) {
-    case undefined:
-    case "connected":
-      return ["connected", "connected"];
-    case "connecting":
-      return ["connecting", "agent connecting"];
-    case "reconnecting": {
-      const retry = view.upstreamRetryAt ? ` (retry in ${secondsUntil(view.upstreamRetryAt)}s)` : "";
-      return ["down", `agent unreachable: ${status.message || "reconnecting"}${retry}`];
-    }
-    default:
-      return ["down", `agent ${status.state}${status.message ? `: ${status.message}` : ""}`];
-  }
-}
-
+const connection = new Connection();
 let ticker = 0;
 
 function render() {
-  const [state, label] = describe();
-  badge.dataset.state = state;
-  badgeText.textContent = label;
-  badge.title = view.closeReason;
-  retryButton.hidden = view.socket !== "waiting" && view.socket !== "gaveup";
+  const shown = connection.badge();
+  badge.dataset.state = shown.state;
+  badgeText.textContent = shown.text;
+  badge.title = shown.title;
+  retryButton.hidden = !shown.retry;
   // Tick only while something counts down or fades, not forever.
-  const now = performance.now();
-  const counting =
-    view.socket === "waiting" ||
-    (view.socket === "open" && view.upstreamRetryAt > now) ||
-    (view.notice !== null && view.notice.until > now);
-  if (counting && !ticker) {
-    ticker = setInterval(render, 250);
-  } else if (!counting && ticker) {
+  const ticking = connection.ticking();
+  if (ticking && !ticker) {
+    ticker = setInterval(render, TICK_MS);
+  } else if (!ticking && ticker) {
     clearInterval(ticker);
     ticker = 0;
   }
 }
 
-function showNotice(text) {
-  view.notice = { text, until: performance.now() + NOTICE_MS };
-  render();
-}
-
 // --------------------------------------------------------------- socket --
 
-const backoff = new Backoff({ base: 500, cap: 30_000 });
 let ws = null;
-let openedAt = 0;
 let retryTimer = 0;
 
 function send(bytes) {
@@ -189,7 +137,7 @@ function send(bytes) {
 function connect() {
   clearTimeout(retryTimer);
   retryTimer = 0;
-  Object.assign(view, { socket: "connecting", upstream: null, upstreamRetryAt: 0, notice: null });
+  connection.connecting();
   render();
 
   const socket = new WebSocket(socketUrl(location.href), ["tty"]);
@@ -197,13 +145,11 @@ function connect() {
   ws = socket;
 
   socket.addEventListener("open", () => {
-    openedAt = performance.now();
     // No size: the agent keeps its own; this page takes it from the status.
     socket.send(encodeHandshake({}));
     // No clearing here: the gateway's first output is a snapshot that begins
     // with a full reset (ESC c), so the screen is repainted exactly.
-    view.socket = "open";
-    view.closeReason = "";
+    connection.opened();
     render();
   });
 
@@ -213,28 +159,14 @@ function connect() {
   socket.addEventListener("close", (event) => {
     if (ws !== socket) return; // superseded by "retry now"
     ws = null;
-    if (openedAt && performance.now() - openedAt > STABLE_AFTER_MS) backoff.reset();
-    openedAt = 0;
-    const verdict = afterClose(event.code, backoff.attempt);
-    view.closeReason = verdict.reason || `closed (${event.code}${event.reason ? `: ${event.reason}` : ""})`;
-    if (!verdict.retry) {
-      view.socket = "gaveup";
-      render();
-      return;
-    }
-    // 1001 (gateway shutting down) reconnects too: a restarted or
-    // replacement gateway is usually back within the backoff.
-    const delay = backoff.next();
-    view.socket = "waiting";
-    view.retryAt = performance.now() + delay;
-    retryTimer = setTimeout(connect, delay);
+    const next = connection.closed(event.code, event.reason);
+    if (next.retry) retryTimer = setTimeout(connect, next.delay);
     render();
   });
 }
 
 function retryNow() {
-  if (view.socket !== "waiting" && view.socket !== "gaveup") return;
-  if (view.socket === "gaveup") backoff.reset();
+  if (!connection.retryNow()) return;
   connect();
   term.focus();
 }
@@ -268,16 +200,13 @@ function onFrame(data) {
       Object.assign(term.options, safePreferences(payload));
       break;
     case ServerCommand.STATUS:
-      view.upstream = payload;
-      view.upstreamRetryAt =
-        payload.state === "reconnecting" && Number.isFinite(payload.retry_in)
-          ? performance.now() + payload.retry_in * 1000
-          : 0;
+      connection.status(payload);
       takeAgentSize(payload.columns, payload.rows);
       render();
       break;
     case ServerCommand.NOTICE:
-      showNotice(payload.message || payload.code);
+      connection.notice(payload.message || payload.code);
+      render();
       break;
     default:
       // Unknown commands are ignored, like ttyd's client: room to extend.
@@ -291,9 +220,7 @@ function onFrame(data) {
 function watchPresence() {
   const presence = document.getElementById("presence");
   const show = (agent) => {
-    if (!agent || agent.id !== agentId) return;
-    const names = Object.keys(agent.presence || {}).map(displayName);
-    presence.textContent = agent.viewers ? `${agent.viewers} watching: ${names.join(", ")}` : "";
+    if (agent && agent.id === agentId) presence.textContent = presenceText(agent);
   };
   const source = new EventSource("/api/events");
   source.addEventListener("snapshot", (event) => {
@@ -389,6 +316,6 @@ if (agentId) {
   connect();
   watchPresence();
 } else {
-  view.socket = "invalid";
+  connection.invalid();
   render();
 }

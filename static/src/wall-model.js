@@ -1,12 +1,9 @@
 /**
  * The wall view's state, without the DOM: agents by id, updated from the
  * gateway's event feed (GET /api/events), filtered and ordered for display.
+ * An agent's `status` is one of STATES (generated from gateway/core/state.py).
  */
-
-// Statuses that want a human: these tiles go first.
-const ATTENTION = new Set(["conflict", "unreachable", "reconnecting"]);
-// Agents with nothing to look at: these go last.
-const IDLE = new Set(["stopped"]);
+import { ATTENTION, NO_TERMINAL } from "./agent-state.js";
 
 export class Wall {
   constructor() {
@@ -62,9 +59,10 @@ export class Wall {
   }
 }
 
+/** Tiles that want a human go first, agents with no terminal (and nothing wrong) last. */
 export function rank(agent) {
   if (ATTENTION.has(agent.status)) return 0;
-  if (IDLE.has(agent.status)) return 2;
+  if (NO_TERMINAL.has(agent.status)) return 2;
   return 1;
 }
 
@@ -72,8 +70,21 @@ export function byAttentionThenRecency(a, b) {
   return rank(a) - rank(b) || b.lastChange - a.lastChange || a.id.localeCompare(b.id);
 }
 
-/** A status in words for a tile's badge: "connected" is the agent running as it should. */
-export const statusLabel = (agent) => (agent.status === "connected" ? "running" : agent.status);
+/**
+ * A status in words for a tile's badge, state by state: "connected" is the
+ * agent running as it should. Spelled out rather than derived so that a
+ * state added in Python fails test/agent-state.test.js until someone has
+ * chosen its words here (and its colour in wall.css).
+ */
+export const STATUS_LABELS = Object.freeze({
+  connecting: "connecting",
+  connected: "running",
+  reconnecting: "reconnecting",
+  stopped: "stopped",
+  conflict: "conflict",
+  unreachable: "unreachable",
+});
 
-/** A viewer's name as people read it: spectators are named after their link's id. */
-export const displayName = (name) => (name.startsWith("spectator:") ? "spectator" : name);
+/** The label for a tile; a state this bundle does not know shows as itself. */
+export const statusLabel = (agent) =>
+  Object.prototype.hasOwnProperty.call(STATUS_LABELS, agent.status) ? STATUS_LABELS[agent.status] : agent.status;

@@ -6,9 +6,11 @@
  */
 import "./wall.css";
 
+import * as api from "./api.js";
 import { ansiSpans } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
-import { Wall, displayName, statusLabel } from "./wall-model.js";
+import { presenceText } from "./presence.js";
+import { Wall, statusLabel } from "./wall-model.js";
 
 // A tile's screen is refetched at most this often.
 const SCREEN_REFRESH_MS = 1000;
@@ -57,10 +59,7 @@ function paint(agent) {
   state.textContent = statusLabel(agent);
   state.title = agent.message || "";
   element.querySelector(".title").textContent = agent.title === agent.id ? "" : agent.title;
-  const watchers = Object.keys(agent.presence || {}).map(displayName);
-  element.querySelector(".viewers").textContent = agent.viewers
-    ? `${agent.viewers} watching${watchers.length ? `: ${watchers.join(", ")}` : ""}`
-    : "";
+  element.querySelector(".viewers").textContent = presenceText(agent);
 }
 
 function refreshScreen(id) {
@@ -158,9 +157,8 @@ function listen() {
 }
 
 async function whoAmI() {
-  const response = await fetch("/api/me");
-  if (!response.ok) return;
-  const me = await response.json();
+  const me = await api.me();
+  if (!me) return;
   canWrite = me.can_write;
   document.getElementById("command").hidden = !canWrite;
   for (const { element } of tiles.values()) element.querySelector(".pick").hidden = !canWrite;
@@ -169,7 +167,9 @@ async function whoAmI() {
     const logout = document.getElementById("logout");
     logout.hidden = false;
     logout.addEventListener("click", async () => {
-      await fetch("/api/logout", { method: "POST" });
+      // The body is ignored. With no answer at all the session may still be
+      // live, so the page stays (the click rejects, as it always did).
+      await api.postJson("/api/logout", {});
       location.assign("/login");
     });
   }

@@ -1,0 +1,325 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { TRANSITIONS } from "../src/agent-state.js";
+import { Backoff, MAX_ATTEMPTS } from "../src/backoff.js";
+import { Connection, NOTICE_MS, Phase, STABLE_AFTER_MS, access } from "../src/terminal-model.js";
+
+/**
+ * A connection on a hand-stepped clock whose backoff always draws the middle
+ * of its window (delays 250, 500, 1000, ... ms), so no test sleeps or guesses.
+ */
+function setup() {
+  const clock = { now: 1_000 };
+  const connection = new Connection({
+    clock: () => clock.now,
+    backoff: new Backoff({ base: 500, cap: 30_000, random: () => 0.5 }),
+  });
+  const advance = (ms) => {
+    clock.now += ms;
+  };
+  return { connection, advance };
+}
+
+/** A connection whose socket is open, with `frames` status frames applied. */
+function open(...frames) {
+  const fixture = setup();
+  fixture.connection.opened();
+  for (const frame of frames) fixture.connection.status({ columns: 80, rows: 24, ...frame });
+  return fixture;
+}
+
+const shows = (connection) => {
+  const { state, text } = connection.badge();
+  return [state, text];
+};
+
+describe("our socket", () => {
+  it("starts connecting, with no retry button and nothing to count down", () => {
+    const { connection } = setup();
+    assert.equal(connection.phase, Phase.CONNECTING);
+    assert.deepEqual(connection.badge(), { state: "connecting", text: "connecting", title: "", retry: false });
+    assert.equal(connection.ticking(), false);
+  });
+
+  it("once open, and before any status frame, says connected", () => {
+    const { connection } = open();
+    assert.equal(connection.phase, Phase.OPEN);
+    assert.deepEqual(connection.badge(), { state: "connected", text: "connected", title: "", retry: false });
+    assert.equal(connection.ticking(), false);
+  });
+
+  it("a page that names no agent says so and never connects", () => {
+    const { connection } = setup();
+    connection.invalid();
+    assert.deepEqual(shows(connection), ["error", "not an agent page"]);
+    assert.equal(connection.badge().retry, false);
+    assert.equal(connection.retryNow(), false);
+  });
+
+  it("a close waits out a backoff delay, counting down with a retry button", () => {
+    const { connection, advance } = open();
+    assert.deepEqual(connection.closed(1006), { retry: true, delay: 250 });
+    assert.equal(connection.phase, Phase.WAITING);
+    assert.deepEqual(connection.badge(), {
+      state: "waiting",
+      text: "reconnecting in 1s",
+      title: "closed (1006)",
+      retry: true,
+    });
+    assert.equal(connection.ticking(), true);
+    advance(250);
+    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 0s"]);
+  });
+
+  it("counts whole seconds up, down to zero", () => {
+    const { connection, advance } = setup();
+    for (let n = 0; n < 4; n++) connection.closed(1006); // delays 250, 500, 1000, 2000
+    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 2s"]);
+    advance(1_001);
+    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 1s"]);
+    advance(5_000);
+    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 0s"]);
+  });
+
+  it("the delays grow with each failed try, and the reason names the close", () => {
+    const { connection } = setup();
+    const delays = [];
+    for (let n = 0; n < 8; n++) {
+      connection.connecting();
+      delays.push(connection.closed(1011, "upstream broke").delay);
+    }
+    assert.deepEqual(delays, [250, 500, 1000, 2000, 4000, 8000, 15_000, 15_000]);
+    assert.equal(connection.badge().title, "closed (1011: upstream broke)");
+  });
+
+  it("1001 (the gateway going away) reconnects like any other close", () => {
+    const { connection } = open();
+    assert.equal(connection.closed(1001, "shutting down").retry, true);
+    assert.equal(connection.phase, Phase.WAITING);
+  });
+
+  it("1008 gives up at once: the gateway ended this session", () => {
+    const { connection } = open();
+    assert.deepEqual(connection.closed(1008, "logged out"), { retry: false });
+    assert.equal(connection.phase, Phase.GAVE_UP);
+    assert.deepEqual(connection.badge(), {
+      state: "error",
+      text: "disconnected: the gateway ended this session",
+      title: "the gateway ended this session",
+      retry: true,
+    });
+    assert.equal(connection.ticking(), false);
+  });
+
+  it("gives up after MAX_ATTEMPTS tries in a row without a healthy connection", () => {
+    const { connection, advance } = setup();
+    for (let n = 0; n < MAX_ATTEMPTS; n++) {
+      connection.connecting();
+      assert.equal(connection.closed(1006).retry, true, `try ${n}`);
+      // Open but not for long: that is no healthy connection.
+      connection.opened();
+      advance(STABLE_AFTER_MS);
+    }
+    assert.deepEqual(connection.closed(1006), { retry: false });
+    assert.deepEqual(shows(connection), ["error", `disconnected: no connection after ${MAX_ATTEMPTS} tries`]);
+  });
+
+  it("a connection that stayed up past STABLE_AFTER_MS starts over from short delays", () => {
+    const { connection, advance } = setup();
+    for (let n = 0; n < 5; n++) connection.closed(1006);
+    connection.connecting();
+    connection.opened();
+    advance(STABLE_AFTER_MS + 1);
+    assert.equal(connection.closed(1006).delay, 250);
+  });
+
+  it("a close before the socket ever opened does not count as healthy", () => {
+    const { connection, advance } = setup();
+    connection.closed(1006);
+    advance(60_000); // a long wait, but never open
+    connection.connecting();
+    assert.equal(connection.closed(1006).delay, 500);
+  });
+
+  it("the close reason stays in the title while reconnecting, and goes once open", () => {
+    const { connection } = open();
+    connection.closed(1006);
+    connection.connecting();
+    assert.deepEqual(connection.badge(), {
+      state: "connecting",
+      text: "connecting",
+      title: "closed (1006)",
+      retry: false,
+    });
+    connection.opened();
+    assert.equal(connection.badge().title, "");
+  });
+});
+
+describe("retry now", () => {
+  it("does nothing while connecting or open", () => {
+    const { connection } = setup();
+    assert.equal(connection.retryNow(), false);
+    connection.opened();
+    assert.equal(connection.retryNow(), false);
+  });
+
+  it("while waiting, connects at once and keeps the backoff where it is", () => {
+    const { connection } = setup();
+    connection.closed(1006);
+    connection.closed(1006);
+    assert.equal(connection.retryNow(), true);
+    connection.connecting();
+    assert.equal(connection.closed(1006).delay, 1000);
+  });
+
+  it("after giving up, connects and starts the backoff over", () => {
+    const { connection } = setup();
+    for (let n = 0; n <= MAX_ATTEMPTS; n++) connection.closed(1006);
+    assert.equal(connection.phase, Phase.GAVE_UP);
+    assert.equal(connection.retryNow(), true);
+    connection.connecting();
+    assert.equal(connection.closed(1006).delay, 250);
+  });
+});
+
+describe("status frames (the gateway's side)", () => {
+  it("connected and connecting", () => {
+    assert.deepEqual(shows(open({ state: "connected" }).connection), ["connected", "connected"]);
+    assert.deepEqual(shows(open({ state: "connecting" }).connection), ["connecting", "agent connecting"]);
+  });
+
+  it("reconnecting: agent unreachable, with the gateway's reason and its countdown", () => {
+    const { connection, advance } = open({ state: "reconnecting", message: "connection refused", retry_in: 2.5 });
+    assert.deepEqual(shows(connection), ["down", "agent unreachable: connection refused (retry in 3s)"]);
+    assert.equal(connection.ticking(), true);
+    advance(1_000);
+    assert.deepEqual(shows(connection), ["down", "agent unreachable: connection refused (retry in 2s)"]);
+    advance(1_500);
+    // The countdown is over: it stays at 0s and the ticking stops.
+    assert.deepEqual(shows(connection), ["down", "agent unreachable: connection refused (retry in 0s)"]);
+    assert.equal(connection.ticking(), false);
+  });
+
+  it("reconnecting without a reason or a delay", () => {
+    const { connection } = open({ state: "reconnecting" });
+    assert.deepEqual(shows(connection), ["down", "agent unreachable: reconnecting"]);
+    assert.equal(connection.ticking(), false);
+  });
+
+  it("no terminal: the state, and the owner's reason when it gives one", () => {
+    assert.deepEqual(shows(open({ state: "stopped" }).connection), ["down", "agent stopped"]);
+    assert.deepEqual(shows(open({ state: "conflict", message: "claimed by a and b" }).connection), [
+      "down",
+      "agent conflict: claimed by a and b",
+    ]);
+    assert.deepEqual(shows(open({ state: "unreachable", message: "no ttyd label" }).connection), [
+      "down",
+      "agent unreachable: no ttyd label",
+    ]);
+  });
+
+  it("a state this bundle does not know still shows as down, never as a property", () => {
+    const paused = open({ state: "paused", message: "by olga" }).connection;
+    assert.deepEqual(shows(paused), ["down", "agent paused: by olga"]);
+    assert.deepEqual(shows(open({ state: "constructor" }).connection), ["down", "agent constructor"]);
+  });
+
+  it("a retry delay only counts for reconnecting", () => {
+    const { connection } = open({ state: "stopped", retry_in: 5 });
+    assert.deepEqual(shows(connection), ["down", "agent stopped"]);
+    assert.equal(connection.ticking(), false);
+  });
+
+  it("every allowed transition shows the new state alone (the old one's countdown is gone)", () => {
+    const earlier = { state: "reconnecting", message: "refused", retry_in: 9 };
+    for (const [from, tos] of Object.entries(TRANSITIONS)) {
+      for (const to of [from, ...tos]) {
+        const before = from === "reconnecting" ? earlier : { state: from };
+        const moved = open(before, { state: to }).connection;
+        assert.deepEqual(shows(moved), shows(open({ state: to }).connection), `${from} -> ${to}`);
+        assert.equal(moved.ticking(), false, `${from} -> ${to}`);
+      }
+    }
+  });
+
+  it("are dropped with the socket: a new one starts from connecting, then connected", () => {
+    const { connection } = open({ state: "reconnecting", retry_in: 30 });
+    connection.closed(1006);
+    assert.equal(shows(connection)[0], "waiting");
+    connection.connecting();
+    connection.opened();
+    assert.deepEqual(shows(connection), ["connected", "connected"]);
+    assert.equal(connection.ticking(), false, "the old socket's countdown is gone too");
+  });
+});
+
+describe("notices (about this viewer)", () => {
+  it("cover the gateway's state for NOTICE_MS, then fade", () => {
+    const { connection, advance } = open({ state: "stopped" });
+    connection.notice("read-only: input refused");
+    assert.deepEqual(shows(connection), ["notice", "read-only: input refused"]);
+    assert.equal(connection.ticking(), true);
+    advance(NOTICE_MS - 1);
+    assert.equal(shows(connection)[0], "notice");
+    advance(1);
+    assert.deepEqual(shows(connection), ["down", "agent stopped"]);
+    assert.equal(connection.ticking(), false);
+  });
+
+  it("a newer notice replaces the older and gets its own NOTICE_MS", () => {
+    const { connection, advance } = open();
+    connection.notice("first");
+    advance(NOTICE_MS - 100);
+    connection.notice("second");
+    advance(200);
+    assert.deepEqual(shows(connection), ["notice", "second"]);
+  });
+
+  it("never cover our own reconnect countdown, and go with the socket", () => {
+    const { connection } = open();
+    connection.notice("input flood");
+    connection.closed(1006);
+    assert.equal(shows(connection)[0], "waiting");
+    connection.connecting();
+    connection.opened();
+    assert.deepEqual(shows(connection), ["connected", "connected"]);
+  });
+});
+
+describe("access (from /api/me)", () => {
+  it("before /api/me answers, or if it cannot: nothing may be typed or offered", () => {
+    assert.deepEqual(access(null), {
+      canWrite: false,
+      canShare: false,
+      readOnly: true,
+      fit: false,
+      share: false,
+      command: false,
+    });
+  });
+
+  it("an operator types, fits, shares and sends commands; no read-only badge", () => {
+    assert.deepEqual(access({ name: "olga", role: "operator", can_write: true, can_share: true }), {
+      canWrite: true,
+      canShare: true,
+      readOnly: false,
+      fit: true,
+      share: true,
+      command: true,
+    });
+  });
+
+  it("a viewer or a spectator watches: read-only badge, no controls", () => {
+    const spectator = access({ name: "spectator:7", role: "viewer", can_write: false, can_share: false });
+    assert.equal(spectator.readOnly, true);
+    const offered = [spectator.canWrite, spectator.fit, spectator.share, spectator.command];
+    assert.deepEqual(offered, [false, false, false, false]);
+  });
+
+  it("writing without sharing (open mode: no login, so no links)", () => {
+    const open = access({ can_write: true, can_share: false });
+    assert.deepEqual([open.readOnly, open.command, open.share], [false, true, false]);
+  });
+});
