@@ -27,7 +27,6 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -63,6 +62,7 @@ from .discovery import Discovery
 from .errors import ConfigError
 from .events import EventBus
 from .ghostty import screen_backend
+from .limits import ConnectionCount
 from .local import LocalAgent, find_ttyd
 from .logs import LogHub
 from .shares import ShareStore
@@ -109,7 +109,7 @@ def create_app(settings: Settings) -> web.Application:
     app[AUDIT] = audit
     app[SHARES] = ShareStore(settings.state_dir / "shares.json")
     app[SESSION_SOCKETS] = {}
-    app[CONNECTIONS] = Counter()
+    app[CONNECTIONS] = ConnectionCount()
     app.cleanup_ctx.append(_state)
     app[FLEET] = fleet
     app[LOCAL_AGENTS] = []

@@ -1,25 +1,26 @@
-"""Typed application state shared by the app factory and the handlers."""
+"""Typed application state shared by the app factory and the handlers.
+
+What a replicated gateway will share is typed by its seam
+(:mod:`gateway.seams`), so handlers can use nothing an implementation lacks.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
 from aiohttp import web
 
-from .audit import AuditLog
 from .auth import Authenticator
 from .config import Settings
 from .core.fleet import Fleet
 from .discovery import Discovery
-from .events import EventBus
 from .local import LocalAgent
 from .logs import LogHub
 from .metrics import Metrics
 from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
-from .shares import ShareStore
+from .seams import AuditSink, ConnectionBackend, EventSink, ShareBackend
 from .web.bundle import Bundle
 
 
@@ -37,19 +38,19 @@ PROXIES = web.AppKey("proxies", ProxyPolicy)
 # Spawned by `--demo`: tmux + ttyd pairs that live and die with the app.
 LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
 AUTH = web.AppKey("auth", Authenticator)
-AUDIT = web.AppKey("audit", AuditLog)
-SHARES = web.AppKey("shares", ShareStore)
+AUDIT: web.AppKey[AuditSink] = web.AppKey("audit")
+SHARES: web.AppKey[ShareBackend] = web.AppKey("shares")
 # Open WebSockets and event streams by session id, closed (1008) when their session ends.
 SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[Closable]])
 # Open WebSockets per user name, for the per-user connection limit.
-CONNECTIONS = web.AppKey("connections", Counter[str])
+CONNECTIONS: web.AppKey[ConnectionBackend] = web.AppKey("connections")
 # Open WebSockets and event streams, each with the check of whether its
 # caller may still have it open; closed (1001) at shutdown.
 SOCKETS = web.AppKey("sockets", dict[Closable, Callable[[], bool]])
 # The front-end bundle, read at start (GET /static/dist/{name}).
 BUNDLE = web.AppKey("bundle", Bundle)
 # The dashboard's event feed (GET /api/events).
-EVENTS = web.AppKey("events", EventBus)
+EVENTS: web.AppKey[EventSink] = web.AppKey("events")
 # Docker discovery and container logs: present only with a [docker] config table.
 DISCOVERY = web.AppKey("discovery", Discovery)
 LOGS = web.AppKey("logs", LogHub)

@@ -41,6 +41,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .errors import LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
+from .seams import SessionBackend, ThrottleBackend
 from .tasks import Workers
 from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
@@ -365,10 +366,15 @@ class LoginGate:
 class Authenticator:
     """Checks logins against the configured users and keeps their sessions."""
 
-    def __init__(self, users: Iterable[User], sessions: SessionStore | None = None) -> None:
+    def __init__(
+        self,
+        users: Iterable[User],
+        sessions: SessionBackend | None = None,
+        throttle: ThrottleBackend | None = None,
+    ) -> None:
         # Not `sessions or ...`: an empty store has len() 0 and is falsy.
-        self.sessions = sessions if sessions is not None else SessionStore()
-        self.throttle = LoginThrottle()
+        self.sessions: SessionBackend = sessions if sessions is not None else SessionStore()
+        self.throttle: ThrottleBackend = throttle if throttle is not None else LoginThrottle()
         self.gate = LoginGate()
         # Keys the digests of unknown names in the audit log (see recorded_name).
         self._name_key = secrets.token_bytes(32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,3 +63,29 @@ class InputLimit:
     def allow(self, size: int) -> bool:
         # A refusal ends the connection, so what it spent does not matter.
         return self.messages.take() and self.volume.take(size)
+
+
+class ConnectionCount:
+    """Open terminals and streams per user, taken before a connection is accepted.
+
+    :meth:`acquire` checks and counts in one step: a burst of upgrades from
+    one user cannot all pass the check before the first is counted.
+    """
+
+    def __init__(self) -> None:
+        self._open: Counter[str] = Counter()
+
+    def __getitem__(self, name: str) -> int:
+        return self._open[name]
+
+    def acquire(self, name: str, limit: int | None) -> bool:
+        """Count one more for ``name`` unless it holds ``limit`` already (None: no cap)."""
+        if limit is not None and self._open[name] >= limit:
+            return False
+        self._open[name] += 1
+        return True
+
+    def release(self, name: str) -> None:
+        self._open[name] -= 1
+        if self._open[name] <= 0:
+            del self._open[name]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import ClientWebSocketResponse, WSServerHandshakeError
 
@@ -85,4 +87,13 @@ async def test_connections_per_user_are_capped(
     await eventually(lambda: connections["bot"] == 2, message="the slot is freed")
     again = await connect()
     for ws in [*held[1:], again]:
+        await ws.close()
+    await eventually(lambda: connections["bot"] == 0, message="all slots freed")
+    # A burst of upgrades at once: the cap holds, counted before any is accepted.
+    burst = await asyncio.gather(*(connect() for _ in range(8)), return_exceptions=True)
+    accepted = [ws for ws in burst if isinstance(ws, ClientWebSocketResponse)]
+    refused = [e for e in burst if isinstance(e, WSServerHandshakeError)]
+    assert (len(accepted), len(refused)) == (3, 5)
+    assert {e.status for e in refused} == {429}
+    for ws in accepted:
         await ws.close()

@@ -255,42 +255,48 @@ def may_see(request: web.Request, agent_id: str | None = None, *, touch: bool = 
     return user is not None and (agent_id is None or user.sees(agent_id))
 
 
-def over_connection_limit(request: web.Request) -> web.Response | None:
-    """The 429 answer when this user has too many terminals and streams open."""
-    user = user_of(request)
+@contextlib.contextmanager
+def connection_slot(request: web.Request) -> Iterator[web.Response | None]:
+    """A place among this user's open terminals and streams, held for the block.
+
+    Yields the 429 answer instead when the user holds the most already. The
+    place is taken before the upgrade, so concurrent upgrades cannot pass
+    the cap together, and given back however the block ends.
+    """
+    user, connections = user_of(request), request.app[CONNECTIONS]
     # Open mode (no users, loopback only) has one anonymous user: no cap there.
-    if user is not ANONYMOUS and request.app[CONNECTIONS][user.name] >= CONNECTIONS_PER_USER:
-        return json_error(
+    limit = None if user is ANONYMOUS else CONNECTIONS_PER_USER
+    if not connections.acquire(user.name, limit):
+        yield json_error(
             429,
             "too_many_connections",
             f"at most {CONNECTIONS_PER_USER} terminals and streams per user",
         )
-    return None
+        return
+    try:
+        yield None
+    finally:
+        connections.release(user.name)
 
 
 @contextlib.contextmanager
 def tracked(
     request: web.Request, connection: Closable, agent_id: str | None = None
 ) -> Iterator[None]:
-    """Count a long-lived connection and make it closable by logout and shutdown.
+    """Make a long-lived connection closable by logout, revocation and shutdown.
 
     It is closed too once its caller may no longer see ``agent_id`` (or is
-    gone): :func:`~gateway.login.revalidate` checks every open one.
+    gone): :func:`revalidate` checks every open one.
     """
-    user, connections = user_of(request), request.app[CONNECTIONS]
     session = session_of(request)
     by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
     request.app[SOCKETS][connection] = lambda: may_see(request, agent_id, touch=False)
     by_session.add(connection)
-    connections[user.name] += 1
     try:
         yield
     finally:
         request.app[SOCKETS].pop(connection, None)
         by_session.discard(connection)
-        connections[user.name] -= 1
-        if connections[user.name] <= 0:
-            del connections[user.name]
 
 
 def hub_of(request: web.Request) -> Hub:

@@ -28,7 +28,7 @@ from ..ring import Ring
 from ..tasks import Signal
 from ..users import Role, User
 from .common import agent_json, json_error
-from .identity import current_user, hub_of, may_see, over_connection_limit, tracked
+from .identity import connection_slot, current_user, hub_of, may_see, tracked
 from .sse import EventStream, format_event
 
 T = TypeVar("T")
@@ -82,17 +82,17 @@ async def _pump(
 async def _serve(
     request: web.Request, run: Callable[[EventStream], Any], agent_id: str | None = None
 ) -> web.StreamResponse:
-    refused = over_connection_limit(request)
-    if refused is not None:
-        return refused
-    stream = EventStream(request)
-    with tracked(request, stream, agent_id):
-        await stream.open()
-        try:
-            await run(stream)
-        except ConnectionError:
-            return stream.response
-        await stream.finish()
+    with connection_slot(request) as refused:
+        if refused is not None:
+            return refused
+        stream = EventStream(request)
+        with tracked(request, stream, agent_id):
+            await stream.open()
+            try:
+                await run(stream)
+            except ConnectionError:
+                return stream.response
+            await stream.finish()
     return stream.response
 
 

@@ -26,7 +26,7 @@ from ..core.viewer import Viewer
 from ..errors import PeerProtocolError, UpstreamUnavailable
 from ..limits import MAX_INBOUND_MESSAGE, InputLimit
 from .common import audit_input
-from .identity import client_address, current_user, hub_of, over_connection_limit, tracked, user_of
+from .identity import client_address, connection_slot, current_user, hub_of, tracked, user_of
 from .wsmask import MaskedWebSocketResponse
 
 log = logging.getLogger(__name__)
@@ -53,21 +53,21 @@ VIEWER_SEND_BUFFER = 64 * 1024
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)  # before the upgrade: unknown agents are a plain 404
-    refused = over_connection_limit(request)
-    if refused is not None:
-        return refused
-    ws = MaskedWebSocketResponse(
-        protocols=("tty",),
-        compress=False,
-        # aiohttp refuses a message of max_msg_size bytes: exactly 64 KiB is fine.
-        max_msg_size=MAX_INBOUND_MESSAGE + 1,
-        heartbeat=HEARTBEAT,
-    )
-    await ws.prepare(request)
-    _bound_send_buffer(request)
-    with tracked(request, ws, hub.agent_id):
-        await _serve_viewer(request, ws, hub)
-    return ws
+    with connection_slot(request) as refused:
+        if refused is not None:
+            return refused
+        ws = MaskedWebSocketResponse(
+            protocols=("tty",),
+            compress=False,
+            # aiohttp refuses a message of max_msg_size bytes: exactly 64 KiB is fine.
+            max_msg_size=MAX_INBOUND_MESSAGE + 1,
+            heartbeat=HEARTBEAT,
+        )
+        await ws.prepare(request)
+        _bound_send_buffer(request)
+        with tracked(request, ws, hub.agent_id):
+            await _serve_viewer(request, ws, hub)
+        return ws
 
 
 def _bound_send_buffer(request: web.Request) -> None:
