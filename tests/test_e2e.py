@@ -206,9 +206,12 @@ async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
     await guest.locator("#terminal").click()
     await guest.keyboard.type("echo from-guest")
     await guest.keyboard.press("Enter")
-    await wait_screen(olga, "\nfrom-olga\n")
-    # Give a leak every chance to arrive before looking: it must not.
-    await olga.wait_for_timeout(500)
+    # A positive marker after the guest's keys: typed by olga once the guest
+    # is done, it goes the long way (HTTP, ttyd, tmux); keys the guest's socket
+    # had carried would have reached tmux first.
+    await olga.fill("#command-line", "echo after-guest")
+    await olga.press("#command-line", "Enter")
+    await wait_screen(guest, "\nafter-guest\n")
     assert "from-guest" not in await agent.capture()
     await browsers.screenshot(guest, "spectator-phone")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -75,7 +74,12 @@ async def test_requests_by_route_pattern_and_loop_lag(
     await client.get(f"/api/agents/{agent.name}/screen")
     await client.get("/api/agents/nope/screen")
     await client.get("/no/such/path")
-    await asyncio.sleep(0.35)  # a few loop-lag samples
+
+    async def sampled() -> bool:  # a few loop-lag samples
+        counts = await scrape(client)
+        return counts[("gateway_event_loop_lag_cpu_seconds_count", "")] >= 2
+
+    await eventually(sampled, message="loop-lag samples")
     samples = await scrape(client)
     route = "method=GET,route=/api/agents/{agent_id}/screen"
     assert samples[("gateway_http_requests_total", f"{route},status=200")] == 1
@@ -95,18 +99,30 @@ async def test_loop_lag_tells_busy_work_from_waiting(
         samples = await scrape(client)
         return samples[(f"{metric}_count", "")] - samples[(f"{metric}_bucket", "le=0.1")]
 
-    await asyncio.sleep(0.25)
     lag, cpu = "gateway_event_loop_lag_seconds", "gateway_event_loop_lag_cpu_seconds"
+
+    async def counted(at_least: int) -> bool:
+        return (await scrape(client))[(f"{lag}_count", "")] >= at_least
+
+    await eventually(lambda: counted(1), message="a first sample")
     before = await late(lag), await late(cpu)
     time.sleep(0.4)  # the loop blocked, its thread off the CPU
-    await asyncio.sleep(0.25)
+
+    async def waited_counted() -> bool:
+        return await late(lag) >= before[0] + 1
+
+    await eventually(waited_counted, message="the late sample")
     waited = await late(lag), await late(cpu)
     assert waited[0] >= before[0] + 1
     assert waited[1] == before[1]  # not the gateway's work
     end = time.perf_counter() + 0.4
     while time.perf_counter() < end:  # the loop blocked by busy work
         pass
-    await asyncio.sleep(0.25)
+
+    async def busy_counted() -> bool:
+        return await late(lag) >= waited[0] + 1 and await late(cpu) >= waited[1] + 1
+
+    await eventually(busy_counted, message="the busy sample")
     busy = await late(lag), await late(cpu)
     assert busy[0] >= waited[0] + 1
     assert busy[1] >= waited[1] + 1

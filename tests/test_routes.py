@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+import re
 import socket
 from typing import Any
 
@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.appkeys import FLEET
 from gateway.core import ttyd
-from gateway.core.hub import DEFAULT_VIEWER_QUEUE_BYTES
+from gateway.limits import DEFAULT_VIEWER_QUEUE_BYTES
 from gateway.local import LocalAgent
 from gateway.web.terminal import VIEWER_SEND_BUFFER
 
@@ -173,8 +173,12 @@ async def test_fifty_viewers_receive_the_same_bytes_in_order(
     await viewers[0].send_input(b"seq 1 2000 | sed 's/^/n=/'; echo done-$((1000+1))\r")
     for viewer in viewers:
         await viewer.wait_text("done-1001", within=30)
-    await asyncio.sleep(timeout(0.2))
-    tails = {bytes(v.output[m:]) for v, m in zip(viewers, marks, strict=True)}
+    # Up to the marker every viewer has it all: no waiting for stragglers.
+    end = b"done-1001"
+    tails = {
+        bytes(v.output[m : v.output.index(end, m) + len(end)])
+        for v, m in zip(viewers, marks, strict=True)
+    }
     # Everyone saw the same byte sequence after their (identical) snapshots.
     assert len(tails) == 1
     (tail,) = tails
@@ -293,6 +297,10 @@ async def test_shutdown_closes_viewers_with_1001(
     assert await viewer.wait_closed() == 1001
 
 
+def _last_row(viewer: Terminal) -> int:
+    return max(map(int, re.findall(r"row (\d+)", viewer.screen.text())), default=0)
+
+
 async def test_viewers_joining_during_a_flood_end_equal_to_tmux(
     agent: LocalAgent, gateway: GatewayFactory
 ) -> None:
@@ -304,8 +312,9 @@ async def test_viewers_joining_during_a_flood_end_equal_to_tmux(
         b" echo flood-$((5*5))-over\r"
     )
     late = []
-    for _ in range(3):
-        await asyncio.sleep(timeout(0.3))
+    for row in (2000, 8000, 14000):
+        # Join while the flood is on: once the first viewer's screen is past this row.
+        await eventually(lambda row=row: _last_row(first) >= row, within=60, message=str(row))
         late.append(await open_terminal(client, agent.name))
     for viewer in [first, *late]:
         await viewer.wait_text("flood-25-over", within=60)
