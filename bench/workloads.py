@@ -20,8 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import ghostty
-from gateway.screen import Screen
+from gateway.screen import Screen, ghostty
 
 from .harness import (
     Agent,

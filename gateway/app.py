@@ -62,9 +62,9 @@ from .core.target import Target
 from .discovery import Discovery
 from .errors import ConfigError
 from .events import EventBus
-from .ghostty import screen_backend
 from .local import LocalAgent, find_ttyd
 from .logs import LogHub
+from .screen.ghostty import screen_backend
 from .shares import ShareStore
 from .tasks import running
 from .users import Role, User

@@ -20,10 +20,10 @@ from typing import Any
 from .core import ttyd
 from .core.target import Target
 from .errors import ConfigError
-from .ghostty import BACKENDS, UNAVAILABLE
 from .limits import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import HostPolicy, OriginPolicy, normalize_origin
 from .proxies import ProxyPolicy, parse_networks
+from .screen.ghostty import BACKENDS, UNAVAILABLE
 from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
 # A viewer queue must hold a few output frames, and must not hold a flood.

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.ghostty import UNAVAILABLE, GhosttyScreen
 from gateway.screen import Cell, Screen, ScreenState
+from gateway.screen.ghostty import UNAVAILABLE, GhosttyScreen
 from tests.test_screen import (
     AGENTS,
     FIXTURES,

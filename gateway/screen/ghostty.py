@@ -28,8 +28,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from .errors import EmulatorError
-from .screen import MAX_OSC, MAX_TITLE, Screen, TerminalScreen, check_size
+from ..errors import EmulatorError
+from . import MAX_OSC, MAX_TITLE, Screen, TerminalScreen, check_size
 
 log = logging.getLogger(__name__)
 
