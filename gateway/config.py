@@ -23,7 +23,8 @@ from .errors import ConfigError
 from .limits import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import HostPolicy, OriginPolicy, normalize_origin
 from .proxies import ProxyPolicy, parse_networks
-from .screen.ghostty import BACKENDS, UNAVAILABLE
+from .screen.base import BACKENDS
+from .screen.ghostty import UNAVAILABLE
 from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
 # A viewer queue must hold a few output frames, and must not hold a flood.

@@ -39,19 +39,17 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar, Final, NamedTuple, Protocol
+from typing import Any, ClassVar, Final, NamedTuple
 
 import pyte
 import pyte.screens
+
+from .base import JSON_MODES, MAX_OSC, MAX_TITLE, TerminalScreen, check_size
 
 __all__ = ["Cell", "SavedCursor", "Screen", "ScreenState", "TerminalScreen"]
 
 log = logging.getLogger(__name__)
 
-#: An unterminated OSC string is kept up to this many characters; the rest is dropped.
-MAX_OSC: Final = 4096
-#: Window titles are cut to this many characters.
-MAX_TITLE: Final = 1024
 # CSI parameters: characters kept, parameters used (as xterm.js), largest value.
 _MAX_PARAM_CHARS: Final = 256
 _MAX_PARAMS: Final = 32
@@ -155,25 +153,9 @@ _DECTCEM: Final = _private(25)
 _DEFAULT_MODES: Final = frozenset({_DECAWM, _DECTCEM})
 _ALTERNATE_SCREEN_MODES: Final = frozenset({47, 1047, 1049})
 
+# JSON_MODES as pyte's screen keeps them.
 _JSON_MODES: Final = {
-    "application_cursor_keys": _private(1),
-    "reverse_video": _private(5),
-    "origin": _DECOM,
-    "autowrap": _DECAWM,
-    "mouse_x10": _private(9),
-    "cursor_blink": _private(12),
-    "cursor_visible": _DECTCEM,
-    "mouse_normal": _private(1000),
-    "mouse_button_event": _private(1002),
-    "mouse_any_event": _private(1003),
-    "focus_events": _private(1004),
-    "mouse_utf8": _private(1005),
-    "mouse_sgr": _private(1006),
-    "mouse_urxvt": _private(1015),
-    "bracketed_paste": _private(2004),
-    "synchronized_output": _private(2026),
-    "insert": _IRM,
-    "linefeed_newline": _LNM,
+    name: number if ansi else _private(number) for name, (number, ansi) in JSON_MODES.items()
 }
 
 # DEC special graphics (ESC ( 0), as xterm.js draws it.
@@ -1203,32 +1185,6 @@ class ScreenState:
     main_saved_cursor: SavedCursor | None
     pending: tuple[object, ...]
     pending_bytes: bytes
-
-
-class TerminalScreen(Protocol):
-    """What the hub needs of a screen backend (this pyte one, or gateway.ghostty's)."""
-
-    #: How many bytes to feed at once: about a millisecond of this backend's work.
-    FEED_PIECE: ClassVar[int]
-    offset: int
-
-    @property
-    def columns(self) -> int: ...
-    @property
-    def rows(self) -> int: ...
-    @property
-    def title(self) -> str: ...
-    def feed(self, data: bytes) -> None: ...
-    def resize(self, columns: int, rows: int) -> None: ...
-    def snapshot(self) -> bytes: ...
-    def text(self) -> str: ...
-    def ansi(self) -> str: ...
-    def to_json(self) -> dict[str, Any]: ...
-
-
-def check_size(columns: int, rows: int) -> None:
-    if columns < 1 or rows < 1:
-        raise ValueError(f"a screen needs at least one column and one row, not {columns}x{rows}")
 
 
 class Screen:

@@ -29,7 +29,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ..errors import EmulatorError
-from . import MAX_OSC, MAX_TITLE, Screen, TerminalScreen, check_size
+from . import Screen
+from .base import JSON_MODES, MAX_OSC, MAX_TITLE, TerminalScreen, check_size
 
 log = logging.getLogger(__name__)
 
@@ -47,35 +48,11 @@ else:
         "GhosttyResult(*)(GhosttyTerminal, GhosttyPointS, GhosttyGridRef*)",
     )
 
-__all__ = ["BACKENDS", "MAX_CONTINUATION", "UNAVAILABLE", "GhosttyScreen", "screen_backend"]
-
-#: The names ``server.screen`` accepts.
-BACKENDS: Final = ("auto", "ghostty", "pyte")
+__all__ = ["MAX_CONTINUATION", "UNAVAILABLE", "GhosttyScreen", "screen_backend"]
 
 #: The longest unfinished sequence a snapshot continues exactly.
 MAX_CONTINUATION: Final = MAX_OSC + 64
 
-# The modes /api/agents/{id}/screen?format=json reports: (number, is an ANSI mode).
-_JSON_MODES: Final = {
-    "application_cursor_keys": (1, False),
-    "reverse_video": (5, False),
-    "origin": (6, False),
-    "autowrap": (7, False),
-    "mouse_x10": (9, False),
-    "cursor_blink": (12, False),
-    "cursor_visible": (25, False),
-    "mouse_normal": (1000, False),
-    "mouse_button_event": (1002, False),
-    "mouse_any_event": (1003, False),
-    "focus_events": (1004, False),
-    "mouse_utf8": (1005, False),
-    "mouse_sgr": (1006, False),
-    "mouse_urxvt": (1015, False),
-    "bracketed_paste": (2004, False),
-    "synchronized_output": (2026, False),
-    "insert": (4, True),
-    "linefeed_newline": (20, True),
-}
 _DECNKM: Final = 66  # the keypad mode ESC = / ESC > set; ghostty keeps it as a mode
 
 
@@ -156,7 +133,7 @@ class GhosttyScreen:
 
     def to_json(self) -> dict[str, Any]:
         """The screen for the HTTP API: size, title, cursor, modes and text rows."""
-        modes = {name: self._mode(*mode) for name, mode in _JSON_MODES.items()}
+        modes = {name: self._mode(*mode) for name, mode in JSON_MODES.items()}
         modes["application_keypad"] = self._mode(_DECNKM)
         visible = self._get("CURSOR_VISIBLE", "bool")
         return {
