@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.screen import Screen, ghostty
+from gateway.screen import ghostty
+from gateway.screen.reference import Screen
 
 from .harness import (
     Agent,

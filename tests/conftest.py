@@ -22,7 +22,7 @@ from gateway.app import create_app
 from gateway.config import AgentSettings, DockerSettings, Settings
 from gateway.core import ttyd
 from gateway.local import LocalAgent, find_ttyd
-from gateway.screen import Screen
+from gateway.screen.reference import Screen
 
 from .browser import browsers  # noqa: F401 - a fixture, used by the E2E tests
 from .dockerd import Containers, DockerEngine, build_image, unavailable_reason

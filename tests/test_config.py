@@ -8,8 +8,8 @@ import pytest
 
 from gateway import config
 from gateway.errors import ConfigError
-from gateway.screen import Screen
 from gateway.screen.ghostty import GhosttyScreen, screen_backend
+from gateway.screen.reference import Screen
 
 GOOD = """
 [server]

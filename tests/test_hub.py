@@ -24,7 +24,7 @@ from gateway.core.state import AgentState
 from gateway.core.target import Target
 from gateway.errors import AgentNotFound, UpstreamUnavailable
 from gateway.local import LocalAgent
-from gateway.screen import Screen
+from gateway.screen.reference import Screen
 
 from .conftest import AgentFactory, eventually, timeout
 

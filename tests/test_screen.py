@@ -12,7 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.screen import MAX_OSC, MAX_TITLE, Cell, Screen, _Emulator, _Parser
+from gateway.screen.base import MAX_OSC, MAX_TITLE
+from gateway.screen.cells import Cell
+from gateway.screen.emulator import Emulator
+from gateway.screen.parser import Parser
+from gateway.screen.reference import Screen
 
 # Recorded from the real CLIs (how: tests/fixtures/agent-tui/README.md); kept here so
 # that a clone alone passes the tests.
@@ -661,7 +665,7 @@ def test_ansi_is_like_capture_pane_e() -> None:
 # --- hostile output ---------------------------------------------------------------
 
 
-class Listening(_Emulator):
+class Listening(Emulator):
     """The emulator, noting every way pyte has to answer the agent."""
 
     def __init__(self) -> None:
@@ -686,7 +690,7 @@ QUERIES = [
 
 def test_queries_get_no_answer() -> None:
     emulator = Listening()
-    parser = _Parser(emulator)
+    parser = Parser(emulator)
     for query in QUERIES:
         parser.feed(query)
     assert emulator.answers == []

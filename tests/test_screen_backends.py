@@ -23,8 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.screen import Cell, Screen, ScreenState
+from gateway.screen.cells import Cell
 from gateway.screen.ghostty import UNAVAILABLE, GhosttyScreen
+from gateway.screen.reference import Screen, ScreenState
 from tests.test_screen import (
     AGENTS,
     FIXTURES,

@@ -43,7 +43,8 @@ from dataclasses import dataclass
 
 from ..errors import AgentNotFound, UpstreamUnavailable
 from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
-from ..screen import Screen, TerminalScreen
+from ..screen.base import TerminalScreen
+from ..screen.reference import Screen
 from ..tasks import cancel
 from . import ttyd
 from .backoff import Backoff

@@ -1,6 +1,6 @@
 """The native screen backend: Ghostty's terminal core (libghostty-vt, via pyghostty).
 
-Same interface as :class:`gateway.screen.Screen`, the pyte reference, at
+Same interface as :class:`gateway.screen.reference.Screen`, the pyte reference, at
 30-90 times its speed: the parser and the grid are Zig, so a busy agent costs
 the event loop a few per cent of a core instead of all of it. libghostty-vt was
 built for what a gateway needs: its VT formatter writes the screen back as
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ..errors import EmulatorError
-from . import Screen
 from .base import JSON_MODES, MAX_OSC, MAX_TITLE, TerminalScreen, check_size
+from .reference import Screen
 
 log = logging.getLogger(__name__)
 
