@@ -17,5 +17,40 @@ output from there. Two backends do this behind one interface:
 * :mod:`.ghostty`: the native backend, :class:`~.ghostty.GhosttyScreen`,
   Ghostty's terminal core (libghostty-vt, via pyghostty), 30-90 times faster.
 
-Importing this package loads neither emulator.
+:func:`screen_backend` picks the class ``server.screen`` names and imports
+its module only then: importing this package loads neither emulator.
 """
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+from ..errors import ConfigError
+from .base import TerminalScreen
+
+__all__ = ["screen_backend"]
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
+    """The screen class ``server.screen`` names: ``auto`` is ghostty where it loads.
+
+    Config checks only that the name is one of ``BACKENDS`` (it loads no
+    emulator), so an explicit ``ghostty`` that cannot load is refused here,
+    when the gateway starts, with a :class:`~gateway.errors.ConfigError`.
+    """
+    if name != "pyte":
+        from . import ghostty
+
+        if ghostty.UNAVAILABLE is None:
+            return ghostty.GhosttyScreen
+        if name == "ghostty":
+            raise ConfigError(f"server.screen = 'ghostty', but {ghostty.UNAVAILABLE}")
+        log.warning("%s; emulating with pyte, the slower reference backend", ghostty.UNAVAILABLE)
+    from .reference import Screen
+
+    return Screen

@@ -22,17 +22,11 @@ to the generated C declarations, so its version is pinned below 0.2.
 
 from __future__ import annotations
 
-import functools
-import logging
 import weakref
-from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from ..errors import EmulatorError
-from .base import JSON_MODES, MAX_OSC, MAX_TITLE, TerminalScreen, check_size
-from .reference import Screen
-
-log = logging.getLogger(__name__)
+from .base import JSON_MODES, MAX_OSC, MAX_TITLE, check_size
 
 try:
     from pyghostty._ffi import ffi, lib, union_fn
@@ -48,7 +42,7 @@ else:
         "GhosttyResult(*)(GhosttyTerminal, GhosttyPointS, GhosttyGridRef*)",
     )
 
-__all__ = ["MAX_CONTINUATION", "UNAVAILABLE", "GhosttyScreen", "screen_backend"]
+__all__ = ["MAX_CONTINUATION", "UNAVAILABLE", "GhosttyScreen"]
 
 #: The longest unfinished sequence a snapshot continues exactly.
 MAX_CONTINUATION: Final = MAX_OSC + 64
@@ -267,16 +261,3 @@ _CONTROLS: Final = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 def _printable(text: str) -> str:
     """``text`` without the control characters that would end an OSC string."""
     return text.translate(_CONTROLS)
-
-
-@functools.cache
-def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
-    """The screen class ``server.screen`` names: ``auto`` is ghostty where it loads."""
-    if name == "pyte":
-        return Screen
-    if UNAVAILABLE is None:
-        return GhosttyScreen
-    if name == "ghostty":
-        raise RuntimeError(UNAVAILABLE)
-    log.warning("%s; emulating with pyte, the slower reference backend", UNAVAILABLE)
-    return Screen
