@@ -13,7 +13,7 @@ from gateway.app import create_app
 from gateway.errors import ConfigError
 from gateway.screen import ghostty, screen_backend
 from gateway.screen.ghostty import GhosttyScreen
-from gateway.screen.reference import Screen
+from gateway.screen.reference import PyteScreen
 
 GOOD = """
 [server]
@@ -128,7 +128,7 @@ def test_screen_backend(tmp_path: Path, name: str) -> None:
     settings = config.load(write(tmp_path, f"[server]\nscreen = '{name}'\n"))
     assert settings.screen == name
     backend = screen_backend(name)
-    assert backend is (Screen if name == "pyte" else GhosttyScreen)
+    assert backend is (PyteScreen if name == "pyte" else GhosttyScreen)
     assert config.load(write(tmp_path, "")).screen == "auto"
 
 
@@ -146,7 +146,7 @@ def test_a_ghostty_that_cannot_load_is_refused_at_start(
         with pytest.raises(ConfigError, match=message):
             create_app(settings)
         with caplog.at_level("WARNING", logger="gateway.screen"):
-            assert screen_backend("auto") is Screen
+            assert screen_backend("auto") is PyteScreen
         assert "no wheel; emulating with pyte" in caplog.text
     finally:
         screen_backend.cache_clear()

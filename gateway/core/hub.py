@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from ..errors import AgentNotFound, UpstreamUnavailable
 from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
 from ..screen.base import TerminalScreen
-from ..screen.reference import Screen
+from ..screen.reference import PyteScreen
 from ..tasks import cancel
 from . import ttyd
 from .backoff import Backoff
@@ -311,7 +311,7 @@ class Hub:
         rows: int = 40,
         viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES,
         backoff: Backoff | None = None,
-        screen: Callable[[int, int], TerminalScreen] = Screen,
+        screen: Callable[[int, int], TerminalScreen] = PyteScreen,
     ) -> None:
         self.agent_id = agent_id
         self._size = ttyd.clamp_size(columns, rows)

@@ -9,7 +9,7 @@ output from there. Two backends do this behind one interface:
   it): the :class:`~.base.TerminalScreen` protocol the hub uses,
   ``check_size``, the OSC and title limits, the mode names the JSON view
   reports, and ``BACKENDS``, the names ``server.screen`` accepts.
-* :mod:`.reference`: the pyte backend, :class:`~.reference.Screen`, the
+* :mod:`.reference`: the pyte backend, :class:`~.reference.PyteScreen`, the
   reference the tests hold every backend to. It is built from
   :mod:`.cells` (the cell and SGR both ways), :mod:`.parser` (a bounded VT
   parser that never answers the agent), :mod:`.emulator` (pyte's grid with
@@ -51,6 +51,6 @@ def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
         if name == "ghostty":
             raise ConfigError(f"server.screen = 'ghostty', but {ghostty.UNAVAILABLE}")
         log.warning("%s; emulating with pyte, the slower reference backend", ghostty.UNAVAILABLE)
-    from .reference import Screen
+    from .reference import PyteScreen
 
-    return Screen
+    return PyteScreen

@@ -1,13 +1,13 @@
 """The native screen backend: Ghostty's terminal core (libghostty-vt, via pyghostty).
 
-Same interface as :class:`gateway.screen.reference.Screen`, the pyte reference, at
-30-90 times its speed: the parser and the grid are Zig, so a busy agent costs
-the event loop a few per cent of a core instead of all of it. libghostty-vt was
-built for what a gateway needs: its VT formatter writes the screen back as
-escape sequences (cells, pen, cursor, modes, scroll region, tab stops,
-charsets), and its *continuation* is the escape sequence or UTF-8 character
-the output stopped in the middle of, so a snapshot taken anywhere continues
-exactly with the raw bytes after :attr:`GhosttyScreen.offset`.
+Same interface as :class:`gateway.screen.reference.PyteScreen`, the pyte
+reference, at 30-90 times its speed: the parser and the grid are Zig, so a busy
+agent costs the event loop a few per cent of a core instead of all of it.
+libghostty-vt was built for what a gateway needs: its VT formatter writes the
+screen back as escape sequences (cells, pen, cursor, modes, scroll region, tab
+stops, charsets), and its *continuation* is the escape sequence or UTF-8
+character the output stopped in the middle of, so a snapshot taken anywhere
+continues exactly with the raw bytes after :attr:`GhosttyScreen.offset`.
 
 What a snapshot of this backend does not carry, and the reference does
 (``tests/test_screen_backends.py`` pins each one): the main screen while the
@@ -77,7 +77,7 @@ class GhosttyScreen:
         #: Bytes fed so far: the stream position :meth:`snapshot` is exact for.
         self.offset = 0
 
-    # --- the Screen interface ------------------------------------------------
+    # --- the TerminalScreen interface ----------------------------------------
 
     @property
     def columns(self) -> int:

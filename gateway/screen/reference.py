@@ -1,11 +1,11 @@
 """The reference screen backend: pyte underneath, an exact repaint on top.
 
-The hub feeds every byte an agent prints into a :class:`Screen` and, whenever a
-viewer joins, sends :meth:`Screen.snapshot`: bytes that repaint any terminal to
-exactly the state the screen is in at :attr:`Screen.offset`, so the viewer can
-follow the live output from that offset on. :meth:`Screen.state` lists
-everything a repaint reproduces; the tests hold ``A.state() == B.state()``
-after ``B.feed(A.snapshot())``.
+The hub feeds every byte an agent prints into a :class:`PyteScreen` and,
+whenever a viewer joins, sends :meth:`PyteScreen.snapshot`: bytes that repaint
+any terminal to exactly the state the screen is in at
+:attr:`PyteScreen.offset`, so the viewer can follow the live output from that
+offset on. :meth:`PyteScreen.state` lists everything a repaint reproduces; the
+tests hold ``A.state() == B.state()`` after ``B.feed(A.snapshot())``.
 
 pyte's ``Screen`` keeps the character grid. Two things around it are ours:
 the parser (:mod:`.parser`), bounded, which never answers the agent, and the
@@ -15,8 +15,8 @@ behaviour where pyte and xterm disagree visibly for a viewer running xterm.js
 
 A snapshot starts with RIS, so it also repairs a terminal that saw garbage, and
 ends with whatever escape sequence or UTF-8 character the output was in the
-middle of at :attr:`Screen.offset`, so the raw bytes after the offset continue
-it on the viewer exactly as they do here.
+middle of at :attr:`PyteScreen.offset`, so the raw bytes after the offset
+continue it on the viewer exactly as they do here.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .emulator import Buffer, Emulator, SavedCursor, cell_rows, private_mode
 from .painter import Painter
 from .parser import Parser
 
-__all__ = ["Screen", "ScreenState"]
+__all__ = ["PyteScreen", "ScreenState"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ScreenState:
     pending_bytes: bytes
 
 
-class Screen:
+class PyteScreen:
     """One agent's terminal: feed it output, read it as text, or repaint it exactly.
 
     Sans-I/O and synchronous; every method is cheap except :meth:`feed`, which
