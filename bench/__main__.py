@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.ghostty import BACKENDS
+from gateway.screen.base import BACKENDS
 
 from .harness import Stack
 from .workloads import (

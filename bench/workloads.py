@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import ghostty
-from gateway.screen import Screen
+from gateway.screen import ghostty
+from gateway.screen.reference import PyteScreen
 
 from .harness import (
     Agent,
@@ -643,7 +643,7 @@ def _backends() -> dict[str, Callable[[], Callable[[bytes], object]]]:
     """The gateway's screen backends, and asciinema's avt (a native candidate) if installed."""
 
     def reference() -> Callable[[bytes], object]:
-        return Screen(120, 40).feed
+        return PyteScreen(120, 40).feed
 
     backends = {"gateway Screen (pyte)": reference}
     if ghostty.UNAVAILABLE is None:
@@ -687,7 +687,7 @@ def b7_emulator(size: int) -> list[Row]:
 
 def _snapshot_times(streams: dict[str, bytes]) -> list[Row]:
     """What a joining viewer costs the gateway: one snapshot of a busy 200x60 screen."""
-    makers: dict[str, Callable[[int, int], Any]] = {"gateway Screen (pyte)": Screen}
+    makers: dict[str, Callable[[int, int], Any]] = {"gateway Screen (pyte)": PyteScreen}
     if ghostty.UNAVAILABLE is None:
         makers["gateway GhosttyScreen (libghostty-vt)"] = ghostty.GhosttyScreen
     rows = []

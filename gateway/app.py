@@ -61,10 +61,10 @@ from .core.target import Target
 from .discovery import Discovery
 from .errors import ConfigError
 from .events import EventBus
-from .ghostty import screen_backend
 from .limits import ConnectionCount
 from .local import LocalAgent, find_ttyd
 from .logs import LogHub
+from .screen import screen_backend
 from .shares import ShareStore
 from .tasks import running
 from .users import Role, User
@@ -80,6 +80,8 @@ ACTIVITY_INTERVAL = 1.0
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application for ``settings``."""
+    # Before anything opens or starts: refuses a server.screen that cannot load.
+    screen_backend(settings.screen)
     fleet = Fleet()
     audit = AuditLog(settings.audit_log)
     app_metrics = metrics.Metrics(fleet, audit)

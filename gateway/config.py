@@ -20,10 +20,10 @@ from typing import Any
 from .core import ttyd
 from .core.target import Target
 from .errors import ConfigError
-from .ghostty import BACKENDS, UNAVAILABLE
 from .limits import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import HostPolicy, OriginPolicy, normalize_origin
 from .proxies import ProxyPolicy, parse_networks
+from .screen.base import BACKENDS
 from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
 # A viewer queue must hold a few output frames, and must not hold a flood.
@@ -327,8 +327,6 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
     screen = server.get("screen", "auto")
     if screen not in BACKENDS:
         raise ConfigError(f"server.screen must be one of {', '.join(BACKENDS)}, got {screen!r}")
-    if screen == "ghostty" and UNAVAILABLE is not None:
-        raise ConfigError(f"server.screen = 'ghostty', but {UNAVAILABLE}")
     host, port = parse_listen(server.get("listen", "127.0.0.1:8080"))
     default_origin = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     origin = _origin(server.get("public_origin", default_origin), "server.public_origin")

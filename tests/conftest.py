@@ -21,7 +21,7 @@ from gateway.app import create_app
 from gateway.config import AgentSettings, DockerSettings, Settings
 from gateway.core import ttyd
 from gateway.local import LocalAgent, find_ttyd
-from gateway.screen import Screen
+from gateway.screen.reference import PyteScreen
 from gateway.web.accesslog import AccessLogger
 
 from .browser import browsers  # noqa: F401 - a fixture, used by the E2E tests
@@ -216,11 +216,11 @@ async def raw_http(port: int, request: bytes) -> bytes:
 
 
 class Terminal:
-    """What a browser viewer sees: frames from a WebSocket fed into a Screen."""
+    """What a browser viewer sees: frames from a WebSocket fed into a PyteScreen."""
 
     def __init__(self, ws: ClientWebSocketResponse, columns: int, rows: int) -> None:
         self.ws = ws
-        self.screen = Screen(columns, rows)
+        self.screen = PyteScreen(columns, rows)
         self.output = bytearray()
         self.statuses: list[ttyd.Status] = []
         self.notices: list[ttyd.Notice] = []

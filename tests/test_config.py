@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gateway import config
+from gateway.app import create_app
 from gateway.errors import ConfigError
-from gateway.ghostty import GhosttyScreen, screen_backend
-from gateway.screen import Screen
+from gateway.screen import ghostty, screen_backend
+from gateway.screen.ghostty import GhosttyScreen
+from gateway.screen.reference import PyteScreen
 
 GOOD = """
 [server]
@@ -124,8 +128,52 @@ def test_screen_backend(tmp_path: Path, name: str) -> None:
     settings = config.load(write(tmp_path, f"[server]\nscreen = '{name}'\n"))
     assert settings.screen == name
     backend = screen_backend(name)
-    assert backend is (Screen if name == "pyte" else GhosttyScreen)
+    assert backend is (PyteScreen if name == "pyte" else GhosttyScreen)
     assert config.load(write(tmp_path, "")).screen == "auto"
+
+
+def test_a_ghostty_that_cannot_load_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Config checks the name only; the backend choice refuses it, before the app starts.
+    monkeypatch.setattr(ghostty, "UNAVAILABLE", "pyghostty cannot be loaded: no wheel")
+    screen_backend.cache_clear()
+    try:
+        settings = config.load(write(tmp_path, "[server]\nscreen = 'ghostty'\n"))
+        message = "^server.screen = 'ghostty', but pyghostty cannot be loaded: no wheel$"
+        with pytest.raises(ConfigError, match=message):
+            screen_backend("ghostty")
+        with pytest.raises(ConfigError, match=message):
+            create_app(settings)
+        with caplog.at_level("WARNING", logger="gateway.screen"):
+            assert screen_backend("auto") is PyteScreen
+        assert "no wheel; emulating with pyte" in caplog.text
+    finally:
+        screen_backend.cache_clear()
+
+
+# What must stay out of the process that only reads settings: an emulator
+# (pyte, pyghostty and its cffi), the network stack, the Docker SDK, argon2.
+HEAVY = (
+    "asyncio",
+    "aiohttp",
+    "websockets",
+    "docker",
+    "cffi",
+    "_cffi_backend",
+    "pyghostty",
+    "pyte",
+    "argon2",
+)
+
+
+def test_config_imports_nothing_heavy() -> None:
+    code = f"import gateway.config, sys; print(sorted(set({HEAVY!r}) & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_users(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from gateway.core.target import Target
 from gateway.core.viewer import Viewer
 from gateway.errors import AgentNotFound, UpstreamUnavailable
 from gateway.local import LocalAgent
-from gateway.screen import Screen
+from gateway.screen.reference import PyteScreen
 
 from .conftest import AgentFactory, eventually, timeout
 
@@ -83,10 +83,10 @@ async def test_join_midstream_has_no_gap_and_no_duplicate(seed: int) -> None:
     try:
         chunks = stream(seed)
         join_at = random.Random(seed).sample(range(len(chunks)), 4)
-        viewers: list[tuple[Viewer, Screen]] = []
+        viewers: list[tuple[Viewer, PyteScreen]] = []
         for i, chunk in enumerate(chunks):
             if i in join_at:
-                viewers.append((hub.join(), Screen(80, 24)))
+                viewers.append((hub.join(), PyteScreen(80, 24)))
             await output(hub, chunk)
             if i % 10 == 0:
                 # Let the emulator run part of the way, so joins hit a lagging screen.
@@ -96,7 +96,7 @@ async def test_join_midstream_has_no_gap_and_no_duplicate(seed: int) -> None:
         for viewer, screen in viewers:
             screen.feed(output_of(await drain(viewer)))
         await hub.wait_emulated()
-        reference = Screen(80, 24)
+        reference = PyteScreen(80, 24)
         reference.feed(b"".join(chunks))
         assert hub.screen.state() == reference.state()
         for _, screen in viewers:
@@ -113,7 +113,7 @@ async def test_first_batch_is_status_then_snapshot() -> None:
     assert isinstance(ttyd.parse_server(frames[0]), ttyd.Status)
     first_output = ttyd.parse_server(frames[1])
     assert isinstance(first_output, ttyd.Output)
-    screen = Screen(80, 24)
+    screen = PyteScreen(80, 24)
     screen.feed(first_output.data)
     assert screen.text().startswith("hello world")
 
@@ -123,7 +123,7 @@ async def test_slow_viewer_is_resynced_with_bounded_memory() -> None:
     await hub.start()
     try:
         fast, slow = hub.join(), hub.join()
-        fast_screen = Screen(80, 24)
+        fast_screen = PyteScreen(80, 24)
         fast_screen.feed(output_of(await drain(fast)))
         await drain(slow)
         peak = 0
@@ -137,7 +137,7 @@ async def test_slow_viewer_is_resynced_with_bounded_memory() -> None:
         assert slow.resyncs >= 1
         assert fast.resyncs == 0
         # The slow viewer catches up in one snapshot, to the exact same screen.
-        slow_screen = Screen(80, 24)
+        slow_screen = PyteScreen(80, 24)
         slow_screen.feed(output_of(await drain(slow)))
         assert slow_screen.state() == fast_screen.state()
         assert hub.statistics().resyncs == slow.resyncs
@@ -192,7 +192,7 @@ async def test_joining_while_output_is_held_gets_it_once() -> None:
     frames = await drain(joiner)  # the snapshot flushes "b" to the watcher
     await output(hub, b"c")
     frames += await drain(joiner)
-    screen = Screen(10, 2)
+    screen = PyteScreen(10, 2)
     screen.feed(output_of(frames))
     assert screen.text() == "abc\n\n"
     assert output_of(await drain(watcher)).endswith(b"abc")
@@ -278,7 +278,7 @@ async def test_the_hubs_of_a_fleet_share_one_budget() -> None:
             await output(b, chunk)
         await a.wait_emulated()
         await b.wait_emulated()
-        reference = Screen(80, 24)
+        reference = PyteScreen(80, 24)
         reference.feed(b"".join(chunks))
         assert a.screen.text() == b.screen.text() == reference.text()
     finally:
@@ -313,7 +313,7 @@ async def test_resize_is_clamped_and_applied_in_order() -> None:
         await hub.resize(100, 30)
         await output(hub, b"\x1b[30;100HZ")
         viewer = hub.join()
-        screen = Screen(100, 30)
+        screen = PyteScreen(100, 30)
         screen.feed(output_of(await drain(viewer)))
         await hub.wait_emulated()
         assert (hub.screen.columns, hub.screen.rows) == (100, 30)

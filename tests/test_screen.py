@@ -12,7 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.screen import MAX_OSC, MAX_TITLE, Cell, Screen, _Emulator, _Parser
+from gateway.screen.base import MAX_OSC, MAX_TITLE
+from gateway.screen.cells import Cell
+from gateway.screen.emulator import Emulator
+from gateway.screen.parser import Parser
+from gateway.screen.reference import PyteScreen
 
 # Recorded from the real CLIs (how: tests/fixtures/agent-tui/README.md); kept here so
 # that a clone alone passes the tests.
@@ -22,26 +26,26 @@ AGENTS = ("claude", "codex", "gemini", "gemini-flow")
 SGR = re.compile(r"\x1b\[[0-9;:]*m")
 
 
-def replay(snapshot_of: Screen, onto: Screen | None = None) -> Screen:
+def replay(snapshot_of: PyteScreen, onto: PyteScreen | None = None) -> PyteScreen:
     """A screen of the same size that saw only ``snapshot_of``'s snapshot."""
-    screen = onto or Screen(snapshot_of.columns, snapshot_of.rows)
+    screen = onto or PyteScreen(snapshot_of.columns, snapshot_of.rows)
     screen.feed(snapshot_of.snapshot())
     return screen
 
 
-def assert_round_trip(screen: Screen) -> Screen:
+def assert_round_trip(screen: PyteScreen) -> PyteScreen:
     copy = replay(screen)
     assert copy.state() == screen.state()
     return copy
 
 
-def fed(data: bytes | str, columns: int = 10, rows: int = 4) -> Screen:
-    screen = Screen(columns, rows)
+def fed(data: bytes | str, columns: int = 10, rows: int = 4) -> PyteScreen:
+    screen = PyteScreen(columns, rows)
     screen.feed(data.encode() if isinstance(data, str) else data)
     return screen
 
 
-def cell(screen: Screen, x: int, y: int) -> Cell:
+def cell(screen: PyteScreen, x: int, y: int) -> Cell:
     return screen.state().lines[y][x]
 
 
@@ -130,7 +134,7 @@ SIZES = st.tuples(st.integers(1, 12), st.integers(1, 8))
 FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def feed_in_pieces(screen: Screen, data: bytes, cuts: list[int]) -> None:
+def feed_in_pieces(screen: PyteScreen, data: bytes, cuts: list[int]) -> None:
     start = 0
     for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         screen.feed(data[start:cut])
@@ -150,7 +154,7 @@ def feed_in_pieces(screen: Screen, data: bytes, cuts: list[int]) -> None:
 def test_snapshot_reproduces_the_state(
     size: tuple[int, int], program: list[bytes | tuple[int, int]], cuts: list[int], stop: int
 ) -> None:
-    screen = Screen(*size)
+    screen = PyteScreen(*size)
     for step in program:
         if isinstance(step, tuple):
             screen.resize(*step)
@@ -169,9 +173,9 @@ def test_snapshot_reproduces_the_state(
 def test_snapshot_repairs_any_terminal_and_the_output_continues(
     size: tuple[int, int], data: bytes, garbage: bytes, suffix: bytes
 ) -> None:
-    screen = Screen(*size)
+    screen = PyteScreen(*size)
     screen.feed(data)
-    dirty = Screen(*size)
+    dirty = PyteScreen(*size)
     dirty.feed(garbage + b"\x1b[?1049h\x1b[2;3r\x1b[?6h\x1b[4h\x1b(0\x0e\x1b=\x1b]2;old\x07")
     dirty.feed(garbage)
     copy = replay(screen, onto=dirty)
@@ -189,9 +193,9 @@ def test_snapshot_repairs_any_terminal_and_the_output_continues(
 def test_how_output_is_split_does_not_matter(
     size: tuple[int, int], data: bytes, cuts: list[int]
 ) -> None:
-    whole = Screen(*size)
+    whole = PyteScreen(*size)
     whole.feed(data)
-    pieces = Screen(*size)
+    pieces = PyteScreen(*size)
     feed_in_pieces(pieces, data, cuts)
     assert pieces.state() == whole.state()
 
@@ -215,11 +219,11 @@ SETUPS = st.lists(
 def test_ascii_is_printed_like_any_text(size: tuple[int, int], before: bytes, text: str) -> None:
     # Runs of ASCII take a faster path; a combining mark (which changes no
     # other cell) sends the same run down the general one.
-    fast = Screen(*size)
+    fast = PyteScreen(*size)
     fast.feed(before)
     fast.feed(text.encode())
     fast.feed("\u0301".encode())
-    general = Screen(*size)
+    general = PyteScreen(*size)
     general.feed(before)
     general.feed((text + "\u0301").encode())
     assert fast.state() == general.state()
@@ -265,7 +269,7 @@ def test_every_split_point(text: str) -> None:
     data = text.encode()
     whole = fed(data, 12, 6)
     for cut in range(len(data) + 1):
-        screen = Screen(12, 6)
+        screen = PyteScreen(12, 6)
         screen.feed(data[:cut])
         assert_round_trip(screen)
         screen.feed(data[cut:])
@@ -275,9 +279,9 @@ def test_every_split_point(text: str) -> None:
 # --- real agents ------------------------------------------------------------------
 
 
-def parse_capture(ansi: str, columns: int, rows: int) -> Screen:
+def parse_capture(ansi: str, columns: int, rows: int) -> PyteScreen:
     """A screen painted row by row from `tmux capture-pane -p -e` output."""
-    screen = Screen(columns, rows)
+    screen = PyteScreen(columns, rows)
     for y, line in enumerate(ansi.split("\n")[:rows]):
         screen.feed(f"\x1b[{y + 1};1H{line}".encode())
     return screen
@@ -292,7 +296,7 @@ def palette(colour: str) -> str:
     return colour
 
 
-def assert_same_cells(screen: Screen, capture: str) -> None:
+def assert_same_cells(screen: PyteScreen, capture: str) -> None:
     """Every cell tmux captured, compared character and attributes."""
     expected = parse_capture(capture, screen.columns, screen.rows).state().lines
     for y, (row, want_row) in enumerate(zip(screen.state().lines, expected, strict=True)):
@@ -314,7 +318,7 @@ def test_fixtures_are_there() -> None:
 
 @pytest.mark.parametrize("name", AGENTS)
 def test_real_agent_matches_tmux(name: str) -> None:
-    screen = Screen(120, 40)
+    screen = PyteScreen(120, 40)
     screen.feed((FIXTURES / f"{name}.bin").read_bytes())
     capture = (FIXTURES / f"{name}.screen.ansi").read_text()
 
@@ -326,7 +330,7 @@ def test_real_agent_matches_tmux(name: str) -> None:
 
 
 def test_real_agent_state() -> None:
-    screen = Screen(120, 40)
+    screen = PyteScreen(120, 40)
     screen.feed((FIXTURES / "gemini-flow.bin").read_bytes())
     info = screen.to_json()
     # tmux runs its clients on the alternate screen with keypad and cursor keys on.
@@ -358,7 +362,7 @@ def test_text_matches_a_real_tmux(tmp_path: Path) -> None:
             time.sleep(0.05)
     finally:
         subprocess.run([*tmux, "kill-server"], check=False)
-    screen = Screen(20, 6)
+    screen = PyteScreen(20, 6)
     screen.feed(output.encode())
     assert screen.text() == captured
 
@@ -545,7 +549,7 @@ def test_cursor_visibility() -> None:
     ],
 )
 def test_modes(sequence: str, name: str) -> None:
-    default = Screen().to_json()["modes"][name]
+    default = PyteScreen().to_json()["modes"][name]
     screen = fed(sequence)
     assert screen.to_json()["modes"][name] is not default
     copy = assert_round_trip(screen)
@@ -641,7 +645,7 @@ def test_json() -> None:
 
 
 def test_offset_counts_every_byte() -> None:
-    screen = Screen()
+    screen = PyteScreen()
     screen.feed(b"\xe4\xb8")
     screen.feed(b"\xad\x1b[")
     screen.feed(b"")
@@ -661,7 +665,7 @@ def test_ansi_is_like_capture_pane_e() -> None:
 # --- hostile output ---------------------------------------------------------------
 
 
-class Listening(_Emulator):
+class Listening(Emulator):
     """The emulator, noting every way pyte has to answer the agent."""
 
     def __init__(self) -> None:
@@ -686,18 +690,18 @@ QUERIES = [
 
 def test_queries_get_no_answer() -> None:
     emulator = Listening()
-    parser = _Parser(emulator)
+    parser = Parser(emulator)
     for query in QUERIES:
         parser.feed(query)
     assert emulator.answers == []
-    screen = Screen()
+    screen = PyteScreen()
     for query in QUERIES:
         screen.feed(query.encode())
     assert screen.text() == "\n" * 24
 
 
 def test_endless_osc_is_bounded() -> None:
-    screen = Screen(20, 2)
+    screen = PyteScreen(20, 2)
     screen.feed(b"\x1b]2;")
     piece = b"A" * 65536
     for _ in range(160):  # 10 MiB
@@ -710,7 +714,7 @@ def test_endless_osc_is_bounded() -> None:
 
 
 def test_endless_dcs_and_csi_are_bounded() -> None:
-    screen = Screen(20, 2)
+    screen = PyteScreen(20, 2)
     screen.feed(b"\x1bP")
     screen.feed(b"q" * 1_000_000)
     screen.feed(b"\x1b\\\x1b[")
@@ -724,7 +728,7 @@ def test_endless_dcs_and_csi_are_bounded() -> None:
 # so a hang guard (not a speed claim: speed is `make bench`'s) catches it.
 @pytest.mark.timeout(60)
 def test_huge_parameters() -> None:
-    screen = Screen(20, 5)
+    screen = PyteScreen(20, 5)
     for sequence in [
         b"\x1b[99999999999A",
         b"\x1b[1;99999999H",
@@ -748,7 +752,7 @@ def test_huge_parameters() -> None:
 
 
 def test_garbage_does_not_crash() -> None:
-    screen = Screen(10, 3)
+    screen = PyteScreen(10, 3)
     junk = bytes(range(256)) * 4 + b"\xff\xfe\x00\x1b\x1b[\x1b]\x9b\x9d\xc2\x9b\xc2\x9d"
     screen.feed(junk)
     screen.feed(b"\x1b[?3h\x1b[?3l")  # DECCOLM must not resize: the caller sizes the screen
@@ -773,7 +777,7 @@ def test_a_bug_of_ours_is_contained(
     def explode(*args: object) -> None:
         raise Broken
 
-    screen = Screen()
+    screen = PyteScreen()
     monkeypatch.setattr(screen._screen, "erase_in_line", explode)
     with caplog.at_level("DEBUG", logger="gateway.screen"):
         screen.feed(b"\x1b[K")

@@ -1,9 +1,9 @@
 """Every screen backend against the reference: what a viewer sees after a snapshot.
 
-The pyte reference (:class:`gateway.screen.Screen`) is the oracle: its own
-round trip is proven cell for cell in test_screen.py. A backend conforms when
-a terminal repainted with its snapshot (then fed the live output that
-follows) looks like the reference fed the same stream: same characters,
+The pyte reference (:class:`gateway.screen.reference.PyteScreen`) is the
+oracle: its own round trip is proven cell for cell in test_screen.py. A backend
+conforms when a terminal repainted with its snapshot (then fed the live output
+that follows) looks like the reference fed the same stream: same characters,
 colours, attributes, cursor, modes, margins, tab stops, charsets and title.
 What a viewer cannot see is left out (the foreground of a blank cell, the
 colour form 31 versus 38;5;1, a tab stop at the first or last column).
@@ -23,8 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.ghostty import UNAVAILABLE, GhosttyScreen
-from gateway.screen import Cell, Screen, ScreenState
+from gateway.screen.cells import Cell
+from gateway.screen.ghostty import UNAVAILABLE, GhosttyScreen
+from gateway.screen.reference import PyteScreen, ScreenState
 from tests.test_screen import (
     AGENTS,
     FIXTURES,
@@ -38,7 +39,7 @@ Backend = Callable[[int, int], Any]
 # The reference is always there; without pyghostty the native test must fail
 # in CI (REQUIRE_ALL), not quietly vanish.
 BACKENDS = [
-    pytest.param(Screen, id="pyte"),
+    pytest.param(PyteScreen, id="pyte"),
     pytest.param(
         GhosttyScreen,
         id="ghostty",
@@ -110,7 +111,7 @@ def visible(state: ScreenState, *, exact: bool = True) -> dict[str, object]:
 
 def as_seen(screen: Any) -> dict[str, object]:
     """The reference's view of a terminal repainted with ``screen``'s snapshot."""
-    viewer = Screen(screen.columns, screen.rows)
+    viewer = PyteScreen(screen.columns, screen.rows)
     viewer.feed(screen.snapshot())
     return visible(viewer.state())
 
@@ -128,11 +129,11 @@ def conforms(
     ``forgiving`` applies the backend's known, pinned gaps that a random
     stream would hit all the time.
     """
-    reference = Screen(*size)
+    reference = PyteScreen(*size)
     reference.feed(data + rest)
     screen = backend(*size)
     screen.feed(data)
-    viewer = Screen(*size)
+    viewer = PyteScreen(*size)
     viewer.feed(screen.snapshot() + rest)
     exact = not (forgiving and backend is GhosttyScreen)
     return visible(viewer.state(), exact=exact) == visible(reference.state(), exact=exact)
@@ -218,7 +219,7 @@ def test_how_output_is_split_does_not_matter(
     assert split.offset == whole.offset == len(data)
 
 
-def assert_same_cells_seen(screen: Screen, capture: str) -> None:
+def assert_same_cells_seen(screen: PyteScreen, capture: str) -> None:
     """Every cell tmux captured looks the same on ``screen``."""
     want = parse_capture(capture, screen.columns, screen.rows).state().lines
     for y, (row, want_row) in enumerate(zip(screen.state().lines, want, strict=True)):
@@ -238,12 +239,12 @@ def test_real_agent_matches_tmux(backend: Backend, name: str) -> None:
     capture = (FIXTURES / f"{name}.screen.ansi").read_text()
     screen = backend(120, 40)
     screen.feed(data)
-    reference = Screen(120, 40)
+    reference = PyteScreen(120, 40)
     reference.feed(data)
 
     assert screen.text() == SGR.sub("", capture)
     # What a joining viewer is painted, and the wall's picture (ansi), cell for cell.
-    viewer = Screen(120, 40)
+    viewer = PyteScreen(120, 40)
     viewer.feed(screen.snapshot())
     assert_same_cells_seen(viewer, capture)
     assert_same_cells_seen(parse_capture(screen.ansi(), 120, 40), capture)
@@ -257,7 +258,7 @@ def test_json_and_text(backend: Backend) -> None:
     stream = "\x1b]2;build\x07\x1b[?2004h\x1b=\x1b[?1h\x1b[4h\x1b[?25l中x\r\n\x1b[1mbold"
     screen = backend(8, 3)
     screen.feed(stream.encode())
-    reference = Screen(8, 3)
+    reference = PyteScreen(8, 3)
     reference.feed(stream.encode())
     assert screen.to_json() == reference.to_json()
     assert screen.to_json()["modes"]["bracketed_paste"] is True
@@ -299,7 +300,7 @@ def test_an_endless_sequence_is_swallowed_not_printed(backend: Backend) -> None:
     # Past what a snapshot continues, the viewer still never prints the payload.
     screen = backend(20, 2)
     screen.feed(b"ok\x1b]2;" + b"x" * 20_000)
-    viewer = Screen(20, 2)
+    viewer = PyteScreen(20, 2)
     viewer.feed(screen.snapshot() + b"y" * 100 + b"\x07done")
     assert viewer.text() == "okdone\n\n"
 
@@ -348,4 +349,4 @@ def test_ghostty_gap(gap: str) -> None:
 @pytest.mark.parametrize("gap", list(GAPS))
 def test_the_reference_has_none_of_those_gaps(gap: str) -> None:
     data, rest = GAPS[gap]
-    assert conforms(Screen, data, rest, forgiving=False)
+    assert conforms(PyteScreen, data, rest, forgiving=False)

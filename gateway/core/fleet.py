@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 
 from ..errors import AgentNotFound
 from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
-from ..screen import Screen, TerminalScreen
+from ..screen.base import TerminalScreen
+from ..screen.reference import PyteScreen
 from .backoff import Backoff
 from .budget import EmulationBudget
 from .hub import Hub
@@ -51,7 +52,7 @@ class Fleet:
         rows: int = 40,
         viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES,
         backoff: Backoff | None = None,
-        screen: Callable[[int, int], TerminalScreen] = Screen,
+        screen: Callable[[int, int], TerminalScreen] = PyteScreen,
     ) -> Hub:
         """A hub of this fleet (not added yet)."""
         return Hub(

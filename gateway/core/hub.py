@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 from ..errors import UpstreamUnavailable
 from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
-from ..screen import Screen, TerminalScreen
+from ..screen.base import TerminalScreen
+from ..screen.reference import PyteScreen
 from ..tasks import cancel
 from . import ttyd
 from .backlog import Backlog, ResizeMark
@@ -94,7 +95,7 @@ class Hub:
         rows: int = 40,
         viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES,
         backoff: Backoff | None = None,
-        screen: Callable[[int, int], TerminalScreen] = Screen,
+        screen: Callable[[int, int], TerminalScreen] = PyteScreen,
         budget: EmulationBudget | None = None,
         on_change: Callable[[Hub], None] | None = None,
         source: SourceFactory = ttyd_source,

@@ -1,13 +1,13 @@
 """The native screen backend: Ghostty's terminal core (libghostty-vt, via pyghostty).
 
-Same interface as :class:`gateway.screen.Screen`, the pyte reference, at
-30-90 times its speed: the parser and the grid are Zig, so a busy agent costs
-the event loop a few per cent of a core instead of all of it. libghostty-vt was
-built for what a gateway needs: its VT formatter writes the screen back as
-escape sequences (cells, pen, cursor, modes, scroll region, tab stops,
-charsets), and its *continuation* is the escape sequence or UTF-8 character
-the output stopped in the middle of, so a snapshot taken anywhere continues
-exactly with the raw bytes after :attr:`GhosttyScreen.offset`.
+Same interface as :class:`gateway.screen.reference.PyteScreen`, the pyte
+reference, at 30-90 times its speed: the parser and the grid are Zig, so a busy
+agent costs the event loop a few per cent of a core instead of all of it.
+libghostty-vt was built for what a gateway needs: its VT formatter writes the
+screen back as escape sequences (cells, pen, cursor, modes, scroll region, tab
+stops, charsets), and its *continuation* is the escape sequence or UTF-8
+character the output stopped in the middle of, so a snapshot taken anywhere
+continues exactly with the raw bytes after :attr:`GhosttyScreen.offset`.
 
 What a snapshot of this backend does not carry, and the reference does
 (``tests/test_screen_backends.py`` pins each one): the main screen while the
@@ -22,16 +22,11 @@ to the generated C declarations, so its version is pinned below 0.2.
 
 from __future__ import annotations
 
-import functools
-import logging
 import weakref
-from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from .errors import EmulatorError
-from .screen import MAX_OSC, MAX_TITLE, Screen, TerminalScreen, check_size
-
-log = logging.getLogger(__name__)
+from ..errors import EmulatorError
+from .base import JSON_MODES, MAX_OSC, MAX_TITLE, check_size
 
 try:
     from pyghostty._ffi import ffi, lib, union_fn
@@ -47,35 +42,11 @@ else:
         "GhosttyResult(*)(GhosttyTerminal, GhosttyPointS, GhosttyGridRef*)",
     )
 
-__all__ = ["BACKENDS", "MAX_CONTINUATION", "UNAVAILABLE", "GhosttyScreen", "screen_backend"]
-
-#: The names ``server.screen`` accepts.
-BACKENDS: Final = ("auto", "ghostty", "pyte")
+__all__ = ["MAX_CONTINUATION", "UNAVAILABLE", "GhosttyScreen"]
 
 #: The longest unfinished sequence a snapshot continues exactly.
 MAX_CONTINUATION: Final = MAX_OSC + 64
 
-# The modes /api/agents/{id}/screen?format=json reports: (number, is an ANSI mode).
-_JSON_MODES: Final = {
-    "application_cursor_keys": (1, False),
-    "reverse_video": (5, False),
-    "origin": (6, False),
-    "autowrap": (7, False),
-    "mouse_x10": (9, False),
-    "cursor_blink": (12, False),
-    "cursor_visible": (25, False),
-    "mouse_normal": (1000, False),
-    "mouse_button_event": (1002, False),
-    "mouse_any_event": (1003, False),
-    "focus_events": (1004, False),
-    "mouse_utf8": (1005, False),
-    "mouse_sgr": (1006, False),
-    "mouse_urxvt": (1015, False),
-    "bracketed_paste": (2004, False),
-    "synchronized_output": (2026, False),
-    "insert": (4, True),
-    "linefeed_newline": (20, True),
-}
 _DECNKM: Final = 66  # the keypad mode ESC = / ESC > set; ghostty keeps it as a mode
 
 
@@ -106,7 +77,7 @@ class GhosttyScreen:
         #: Bytes fed so far: the stream position :meth:`snapshot` is exact for.
         self.offset = 0
 
-    # --- the Screen interface ------------------------------------------------
+    # --- the TerminalScreen interface ----------------------------------------
 
     @property
     def columns(self) -> int:
@@ -156,7 +127,7 @@ class GhosttyScreen:
 
     def to_json(self) -> dict[str, Any]:
         """The screen for the HTTP API: size, title, cursor, modes and text rows."""
-        modes = {name: self._mode(*mode) for name, mode in _JSON_MODES.items()}
+        modes = {name: self._mode(*mode) for name, mode in JSON_MODES.items()}
         modes["application_keypad"] = self._mode(_DECNKM)
         visible = self._get("CURSOR_VISIBLE", "bool")
         return {
@@ -290,16 +261,3 @@ _CONTROLS: Final = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 def _printable(text: str) -> str:
     """``text`` without the control characters that would end an OSC string."""
     return text.translate(_CONTROLS)
-
-
-@functools.cache
-def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
-    """The screen class ``server.screen`` names: ``auto`` is ghostty where it loads."""
-    if name == "pyte":
-        return Screen
-    if UNAVAILABLE is None:
-        return GhosttyScreen
-    if name == "ghostty":
-        raise RuntimeError(UNAVAILABLE)
-    log.warning("%s; emulating with pyte, the slower reference backend", UNAVAILABLE)
-    return Screen

@@ -1,0 +1,77 @@
+"""What every screen backend shares: the interface, the limits, the mode names.
+
+Light on purpose: no emulator is loaded here (no pyte, no pyghostty/cffi),
+so :mod:`gateway.config` can check ``server.screen`` against
+:data:`BACKENDS` without loading one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final, Protocol
+
+__all__ = [
+    "BACKENDS",
+    "JSON_MODES",
+    "MAX_OSC",
+    "MAX_TITLE",
+    "TerminalScreen",
+    "check_size",
+]
+
+#: The names ``server.screen`` accepts.
+BACKENDS: Final = ("auto", "ghostty", "pyte")
+
+#: An unterminated OSC string is kept up to this many characters; the rest is dropped.
+MAX_OSC: Final = 4096
+#: Window titles are cut to this many characters.
+MAX_TITLE: Final = 1024
+
+#: The modes /api/agents/{id}/screen?format=json reports: (number, is an ANSI mode).
+#: Every other number is a DEC private mode (``CSI ? n h``). Both backends add
+#: ``application_keypad``, which each keeps in its own way.
+JSON_MODES: Final = {
+    "application_cursor_keys": (1, False),
+    "reverse_video": (5, False),
+    "origin": (6, False),
+    "autowrap": (7, False),
+    "mouse_x10": (9, False),
+    "cursor_blink": (12, False),
+    "cursor_visible": (25, False),
+    "mouse_normal": (1000, False),
+    "mouse_button_event": (1002, False),
+    "mouse_any_event": (1003, False),
+    "focus_events": (1004, False),
+    "mouse_utf8": (1005, False),
+    "mouse_sgr": (1006, False),
+    "mouse_urxvt": (1015, False),
+    "bracketed_paste": (2004, False),
+    "synchronized_output": (2026, False),
+    "insert": (4, True),
+    "linefeed_newline": (20, True),
+}
+
+
+class TerminalScreen(Protocol):
+    """What the hub needs of a screen backend (the pyte reference, or libghostty-vt's)."""
+
+    #: How many bytes to feed at once: about a millisecond of this backend's work.
+    FEED_PIECE: ClassVar[int]
+    offset: int
+
+    @property
+    def columns(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    def feed(self, data: bytes) -> None: ...
+    def resize(self, columns: int, rows: int) -> None: ...
+    def snapshot(self) -> bytes: ...
+    def text(self) -> str: ...
+    def ansi(self) -> str: ...
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def check_size(columns: int, rows: int) -> None:
+    if columns < 1 or rows < 1:
+        raise ValueError(f"a screen needs at least one column and one row, not {columns}x{rows}")
