@@ -59,12 +59,12 @@ from .bundle import Bundle
 from .config import Settings
 from .core.hub import Fleet, Hub
 from .core.target import Target
-from .discovery import Discovery
+from .docker.discovery import Discovery
+from .docker.logs import LogHub
 from .errors import ConfigError
 from .events import EventBus
 from .ghostty import screen_backend
 from .local import LocalAgent, find_ttyd
-from .logs import LogHub
 from .shares import ShareStore
 from .tasks import running
 from .users import Role, User

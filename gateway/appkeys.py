@@ -13,10 +13,10 @@ from .auth import Authenticator
 from .bundle import Bundle
 from .config import Settings
 from .core.hub import Fleet
-from .discovery import Discovery
+from .docker.discovery import Discovery
+from .docker.logs import LogHub
 from .events import EventBus
 from .local import LocalAgent
-from .logs import LogHub
 from .metrics import Metrics
 from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy

@@ -81,7 +81,7 @@ class DockerSettings:
 
     # unix:///path, tcp://host:port, ...; None means $DOCKER_HOST or the local socket.
     url: str | None = None
-    # Containers labelled <prefix>.agent=<id> are agents; see gateway/discovery.py.
+    # Containers labelled <prefix>.agent=<id> are agents; see gateway/docker/planner.py.
     label_prefix: str = "gateway"
     # Reach ttyd at the container's address on this network...
     network: str | None = None

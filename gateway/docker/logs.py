@@ -35,9 +35,10 @@ from docker.errors import DockerException, NotFound
 from docker.types import CancellableStream
 from requests.exceptions import RequestException
 
-from .core.backoff import Backoff
-from .discovery import Container, Discovery
-from .sse import Ring, Signal
+from ..core.backoff import Backoff
+from ..sse import Ring, Signal
+from .discovery import Discovery
+from .planner import Container
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from gateway.appkeys import DISCOVERY
 from gateway.auth import hash_password
 from gateway.config import DockerSettings
-from gateway.logs import LogDecoder, LogLine, Position, parse_timestamp, since_param
+from gateway.docker.logs import LogDecoder, LogLine, Position, parse_timestamp, since_param
 from gateway.users import Role, User
 
 from .conftest import EventReader, GatewayFactory, browser, eventually
