@@ -1,10 +1,4 @@
-"""Container logs: Docker's log stream, decoded, in a ring shared by SSE listeners.
-
-:class:`LogDecoder` is sans-I/O: the body of ``GET /containers/{id}/logs``
-with ``timestamps=1`` in, :class:`LogLine` out. For a container without a TTY
-that body is multiplexed (an 8-byte header per message: stream, 0, 0, 0,
-length); with a TTY it is one raw stream. Either way every message starts
-with Docker's RFC 3339 timestamp.
+"""Container logs: Docker's log stream, in a ring shared by SSE listeners.
 
 :class:`ContainerLogs` keeps one container's last lines in a
 :class:`~gateway.sse.Ring`. While somebody listens, one thread follows the
@@ -15,20 +9,17 @@ the ring stays, and the next listener's stream resumes from the last
 timestamp taken (skipping the lines already held at that very timestamp), so
 nothing is lost or doubled across the pause. The first stream loads the
 history (``tail`` = the ring's size) before following, so ``?tail=N`` on a
-first connect has something to show.
+first connect has something to show. The bytes are decoded by
+:mod:`gateway.docker.logdecode`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from docker.errors import DockerException, NotFound
@@ -38,12 +29,11 @@ from requests.exceptions import RequestException
 from ..core.backoff import Backoff
 from ..sse import Ring, Signal
 from .discovery import Discovery
+from .logdecode import LogDecoder, LogLine, Position, Seen, since_param
 from .planner import Container
 
 log = logging.getLogger(__name__)
 
-# One log line is cut at this many characters (Docker itself splits at 16 KiB).
-MAX_LINE = 16 * 1024
 # Bytes one ring may hold besides its line count, so long lines cannot pile up.
 MAX_RING_BYTES = 16 * 1024 * 1024
 # Batches handed to the event loop and not yet taken: the follower waits past this.
@@ -53,111 +43,6 @@ BATCH_LINES = 256
 API_TIMEOUT = 10.0
 # A follower whose stream ended reopens it after this long at the latest.
 RECHECK_SECONDS = 10.0
-
-_STREAMS = {0: "stdin", 1: "stdout", 2: "stderr"}
-_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    """One line of a container's output, as Docker recorded it."""
-
-    ts: str  # RFC 3339, as Docker wrote it
-    ns: int  # the same instant in nanoseconds since the epoch
-    stream: str  # stdout or stderr
-    text: str
-
-    def json(self) -> str:
-        return json.dumps(
-            {"ts": self.ts, "stream": self.stream, "line": self.text}, ensure_ascii=False
-        )
-
-
-def parse_timestamp(text: str) -> int:
-    """Docker's RFC 3339 (nano) timestamp → nanoseconds since the epoch."""
-    match = _TIMESTAMP.fullmatch(text)
-    if match is None:
-        raise ValueError(f"not a Docker timestamp: {text[:40]!r}")
-    zone = "+00:00" if match[3] == "Z" else match[3]
-    seconds = int(datetime.fromisoformat(match[1] + zone).timestamp())
-    return seconds * 1_000_000_000 + int((match[2] or "0").ljust(9, "0"))
-
-
-def since_param(ns: int) -> str:
-    """Docker's ``since`` for an instant: seconds with nine decimals."""
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
-
-
-@dataclass(slots=True)
-class Position:
-    """How far a log has been read: the newest timestamp, and lines taken at exactly it.
-
-    Docker's ``since`` is inclusive and timestamps can repeat, so resuming
-    means asking ``since`` :attr:`ns` and skipping :attr:`count` lines there.
-    """
-
-    ns: int = 0
-    count: int = 0
-
-    def advance(self, line: LogLine) -> None:
-        if line.ns > self.ns:
-            self.ns, self.count = line.ns, 1
-        elif line.ns == self.ns:
-            self.count += 1
-
-
-class LogDecoder:
-    """Bytes of a Docker logs body in, lines out (sans I/O)."""
-
-    def __init__(self, tty: bool) -> None:
-        self._tty = tty
-        self._buffer = bytearray()
-        # A message Docker split (no newline yet), per stream: (timestamp, text so far).
-        self._partial: dict[str, tuple[str, bytearray]] = {}
-        self._last_ns = 0
-
-    def feed(self, data: bytes) -> list[LogLine]:
-        self._buffer += data
-        lines: list[LogLine] = []
-        if self._tty:
-            while (end := self._buffer.find(b"\n")) >= 0:
-                lines += self._message("stdout", bytes(self._buffer[: end + 1]))
-                del self._buffer[: end + 1]
-            if len(self._buffer) > MAX_LINE + 64:
-                # An endless line: cut it like Docker would have.
-                lines += self._message("stdout", bytes(self._buffer))
-                self._buffer.clear()
-            return lines
-        while len(self._buffer) >= 8:
-            kind, length = self._buffer[0], int.from_bytes(self._buffer[4:8], "big")
-            if len(self._buffer) < 8 + length:
-                break
-            payload = bytes(self._buffer[8 : 8 + length])
-            del self._buffer[: 8 + length]
-            lines += self._message(_STREAMS.get(kind, "stdout"), payload)
-        return lines
-
-    def _message(self, stream: str, payload: bytes) -> list[LogLine]:
-        stamp, _, rest = payload.partition(b" ")
-        ts = stamp.decode("ascii", "replace")
-        complete = rest.endswith(b"\n")
-        if complete:
-            rest = rest[:-1]
-        partial = self._partial.pop(stream, None)
-        if partial is not None:
-            ts, text = partial[0], partial[1] + rest
-        else:
-            text = bytearray(rest)
-        if not complete and len(text) < MAX_LINE:
-            self._partial[stream] = (ts, text)
-            return []
-        try:
-            ns = parse_timestamp(ts)
-        except ValueError:
-            ts, ns = "", self._last_ns
-        self._last_ns = ns
-        body = bytes(text[:MAX_LINE]).decode("utf-8", "replace").removesuffix("\r")
-        return [LogLine(ts, ns, stream, body)]
 
 
 class ContainerLogs:
@@ -311,7 +196,7 @@ class _Follower:
             if self._stopped.is_set():
                 return
             decoder = LogDecoder(self._logs._tty)
-            seen = _Seen(self._position)
+            seen = Seen(self._position)
             for chunk in self._chunks():
                 fresh = [line for line in decoder.feed(chunk) if seen.fresh(line)]
                 for start in range(0, len(fresh), BATCH_LINES):
@@ -343,23 +228,6 @@ class _Follower:
             self._loop.call_soon_threadsafe(deliver)
         except RuntimeError:  # the loop is closed: the gateway is shutting down
             self._stopped.set()
-
-
-class _Seen:
-    """Filters one stream read from ``position`` on, advancing it."""
-
-    def __init__(self, position: Position) -> None:
-        self._position = position
-        self._at, self._skip = position.ns, position.count
-
-    def fresh(self, line: LogLine) -> bool:
-        if line.ns < self._at:
-            return False
-        if line.ns == self._at and self._skip > 0:
-            self._skip -= 1
-            return False
-        self._position.advance(line)
-        return True
 
 
 class LogHub:
