@@ -28,6 +28,7 @@ from ..config import DockerSettings
 from ..core.backoff import Backoff
 from ..core.hub import Fleet, Hub
 from ..core.target import Target
+from ..errors import ConfigError
 from ..tasks import cancel
 from .planner import Container, Desired, describe, plan
 
@@ -212,7 +213,7 @@ class Discovery:
         await self.apply(desired)
 
     def _list(self) -> list[Container]:
-        credential = self.settings.credential()
+        credential = read_credential(self.settings)
         client = self.client()
         try:
             found = client.containers.list(
@@ -248,6 +249,28 @@ class Discovery:
     def _tell(self, agent_id: str, container: Container | None) -> None:
         for listener in self.container_listeners:
             listener(agent_id, container)
+
+
+def read_credential(settings: DockerSettings) -> str | None:
+    """The credential file's first line, read at each listing so that it can be rotated.
+
+    Config only names the file: what it holds is checked here, where it is
+    used, and a bad file fails one reconcile (logged), not the gateway.
+    """
+    if settings.credential_file is None:
+        return None
+    try:
+        text = settings.credential_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"docker.credential_file {settings.credential_file}: {exc.strerror}"
+        ) from None
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    if ":" not in line:
+        raise ConfigError(
+            f"docker.credential_file {settings.credential_file} must hold 'user:password'"
+        )
+    return line
 
 
 def _reconnect_needed(had: Desired | None, want: Desired) -> bool:
