@@ -10,7 +10,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.config import DockerSettings
 from gateway.core.target import Target
-from gateway.docker.planner import describe
+from gateway.docker.discovery import Discovery
+from gateway.docker.planner import Container, Desired, DesiredChange, describe, plan
 
 from .conftest import (
     EventReader,
@@ -21,6 +22,58 @@ from .conftest import (
 from .dockerd import Containers, DockerEngine
 
 SETTINGS = DockerSettings()
+
+
+# --- what discovery emits, without an engine ------------------------------------------
+
+
+class RecordingApplier:
+    """Stands in for the app's FleetApplier: which ids are taken, and every change it got."""
+
+    def __init__(self, *taken: str) -> None:
+        self.taken = list(taken)
+        self.changes: list[DesiredChange] = []
+
+    def agent_ids(self) -> list[str]:
+        return self.taken
+
+    async def apply(self, change: DesiredChange) -> None:
+        self.changes.append(change)
+
+
+def planned(*states: str) -> dict[str, Desired]:
+    found = [
+        Container(f"{n}" * 12, f"box-{n}", "box", state, None, False, Target("unix:/s"))
+        for n, state in enumerate(states)
+    ]
+    return plan(found, ())[0]
+
+
+async def test_discovery_emits_each_change_then_tells_the_container_listeners() -> None:
+    applier = RecordingApplier()
+    discovery = Discovery(SETTINGS, applier)
+    told: list[tuple[str, Container | None, int]] = []
+    discovery.container_listeners.append(
+        lambda agent_id, container: told.append((agent_id, container, len(applier.changes)))
+    )
+    running, stopped = planned("running"), planned("exited")
+    await discovery.publish(running)
+    assert applier.changes == [DesiredChange("box", None, running["box"])]
+    assert discovery.container_of("box") == running["box"].container
+    await discovery.publish(planned("running"))  # the same plan again: nothing to do
+    await discovery.publish(stopped)
+    await discovery.publish({})
+    assert applier.changes[1:] == [
+        DesiredChange("box", running["box"], stopped["box"]),
+        DesiredChange("box", stopped["box"], None),
+    ]
+    assert discovery.container_of("box") is None
+    # Each listener call comes after its change was applied.
+    assert told == [
+        ("box", running["box"].container, 1),
+        ("box", stopped["box"].container, 2),
+        ("box", None, 3),
+    ]
 
 
 # --- against a real Docker Engine -------------------------------------------------------

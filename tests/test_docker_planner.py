@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,7 +10,14 @@ import pytest
 from gateway.config import DockerSettings
 from gateway.core.state import AgentState
 from gateway.core.target import Target
-from gateway.docker.planner import Container, describe, plan
+from gateway.docker.planner import (
+    Container,
+    DesiredChange,
+    changes,
+    describe,
+    plan,
+    reconnect_needed,
+)
 
 SETTINGS = DockerSettings()
 
@@ -190,3 +198,40 @@ def test_ids_of_the_config_and_invalid_ids_are_refused() -> None:
     assert set(desired) == {"ok"}
     assert any("config file defines" in p for p in problems)
     assert any("is not valid" in p for p in problems)
+
+
+# --- changes, and when a hub must reconnect ----------------------------------------------
+
+
+def test_changes_are_new_and_changed_agents_then_gone_ones() -> None:
+    before, _ = plan([container("a", "one"), container("b", "two"), container("c", "three")], ())
+    after, _ = plan(
+        [container("d", "four"), container("b", "two", "exited"), container("a", "one")], ()
+    )
+    assert changes(before, after) == [
+        DesiredChange("d", None, after["d"]),
+        DesiredChange("b", before["b"], after["b"]),
+        DesiredChange("c", before["c"], None),
+    ]
+    assert changes(after, after) == []
+
+
+def test_only_a_new_target_state_message_or_container_means_reconnecting() -> None:
+    (want,) = plan([container("a", "one")], ())[0].values()
+    assert want.container is not None
+    assert reconnect_needed(None, want)
+    assert not reconnect_needed(want, want)
+    # Health and names show in the agent's JSON; the connection stays.
+    renamed = replace(want, container=replace(want.container, name="new", health="healthy"))
+    assert not reconnect_needed(want, renamed)
+    # The same address in a recreated container is a dead connection.
+    recreated = replace(want, container=replace(want.container, id="recreated"))
+    assert reconnect_needed(want, recreated)
+    moved = replace(want, target=Target("unix:/run/elsewhere.sock"))
+    assert reconnect_needed(want, moved)
+    # Without a target there is no connection to lose: only the message counts.
+    (stopped,) = plan([container("a", "one", "exited")], ())[0].values()
+    assert stopped.container is not None
+    other = replace(stopped, container=replace(stopped.container, id="another"))
+    assert not reconnect_needed(stopped, other)
+    assert reconnect_needed(stopped, replace(stopped, message="container one is dead"))

@@ -6,6 +6,11 @@ pokes the event loop. Every poke leads to one full reconcile (list, then
 :func:`~gateway.docker.planner.plan`), so missed or reordered events cannot
 leave a wrong state behind. What an agent should be is decided in
 :mod:`gateway.docker.planner`; this module only asks Docker and passes it on.
+
+Discovery never touches the fleet: it emits each :class:`DesiredChange` to
+an :class:`Applier`, which the app owns (``gateway.app.FleetApplier`` adds,
+retargets and removes hubs). So the adapter knows Docker and the planner,
+not hubs, and what it decides can be watched without a fleet.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import docker
 from docker.constants import DEFAULT_DOCKER_API_VERSION
@@ -26,11 +31,9 @@ from requests.exceptions import RequestException
 
 from ..config import DockerSettings
 from ..core.backoff import Backoff
-from ..core.hub import Fleet, Hub
-from ..core.target import Target
 from ..errors import ConfigError
 from ..tasks import cancel
-from .planner import Container, Desired, describe, plan
+from .planner import Container, Desired, DesiredChange, changes, describe, plan
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +44,27 @@ DEBOUNCE = 0.05
 # A reconcile now and then, whatever the events said.
 RESYNC_INTERVAL = 30.0
 
-HubFactory = Callable[[str, Target | None], Hub]
 StatusListener = Callable[[str, str], None]
-ContainerListener = Callable[[str, "Container | None"], None]
+ContainerListener = Callable[[str, Container | None], None]
+
+
+class Applier(Protocol):
+    """Whoever owns the fleet, as discovery sees it."""
+
+    def agent_ids(self) -> Iterable[str]:
+        """Every agent id the fleet has now, Docker's own included."""
+        ...
+
+    async def apply(self, change: DesiredChange) -> None:
+        """Make one agent what ``change.after`` says (``None``: remove it)."""
+        ...
 
 
 class Discovery:
-    """Keeps the fleet's Docker agents in step with the Docker Engine.
+    """Keeps the Docker agents' desired state in step with the Docker Engine.
+
+    Each change goes to ``applier`` and then to ``container_listeners``, one
+    agent at a time, so a listener already finds the fleet changed.
 
     ``status`` is ``starting``, ``up`` or ``down`` (with ``message``); while
     the daemon is down everything already known stays as it is and the
@@ -57,14 +74,12 @@ class Discovery:
     def __init__(
         self,
         settings: DockerSettings,
-        fleet: Fleet,
-        make_hub: HubFactory,
+        applier: Applier,
         *,
         backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
-        self._fleet = fleet
-        self._make_hub = make_hub
+        self._applier = applier
         self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self.status = "starting"
         self.message = ""
@@ -202,15 +217,15 @@ class Discovery:
                 log.warning("docker: reconcile failed: %s", _reason(exc))
 
     async def reconcile(self) -> None:
-        """List the labelled containers and bring the fleet in line with them."""
+        """List the labelled containers and have the fleet brought in line with them."""
         containers = await asyncio.to_thread(self._list)
         # Ids the fleet has from elsewhere (the config file, the demo) are taken.
-        reserved = {hub.agent_id for hub in self._fleet if hub.agent_id not in self._desired}
+        reserved = {a for a in self._applier.agent_ids() if a not in self._desired}
         desired, problems = plan(containers, reserved)
         for problem in sorted(set(problems) - self._problems):
             log.warning("docker: %s", problem)
         self._problems = set(problems)
-        await self.apply(desired)
+        await self.publish(desired)
 
     def _list(self) -> list[Container]:
         credential = read_credential(self.settings)
@@ -224,27 +239,15 @@ class Discovery:
         finally:
             client.close()
 
-    async def apply(self, desired: Mapping[str, Desired]) -> None:
-        """Add, retarget, stop and remove hubs so the fleet matches ``desired``."""
-        for agent_id, want in desired.items():
-            had = self._desired.get(agent_id)
-            if had == want:
-                continue
-            self._desired[agent_id] = want
-            if agent_id not in self._fleet:
-                hub = self._make_hub(agent_id, want.target)
-                await self._fleet.add(hub)
-                if want.target is None:
-                    await hub.set_target(None, state=want.state, message=want.message)
-            elif _reconnect_needed(had, want):
-                await self._fleet.get(agent_id).set_target(
-                    want.target, state=want.state, message=want.message
-                )
-            self._tell(agent_id, want.container)
-        for agent_id in [a for a in self._desired if a not in desired]:
-            del self._desired[agent_id]
-            await self._fleet.remove(agent_id)
-            self._tell(agent_id, None)
+    async def publish(self, desired: Mapping[str, Desired]) -> None:
+        """Emit what changed since the last plan to the applier, then to the listeners."""
+        for change in changes(self._desired, desired):
+            if change.after is None:
+                del self._desired[change.agent_id]
+            else:
+                self._desired[change.agent_id] = change.after
+            await self._applier.apply(change)
+            self._tell(change.agent_id, None if change.after is None else change.after.container)
 
     def _tell(self, agent_id: str, container: Container | None) -> None:
         for listener in self.container_listeners:
@@ -271,17 +274,6 @@ def read_credential(settings: DockerSettings) -> str | None:
             f"docker.credential_file {settings.credential_file} must hold 'user:password'"
         )
     return line
-
-
-def _reconnect_needed(had: Desired | None, want: Desired) -> bool:
-    if had is None:
-        return True
-    if (had.target, had.state, had.message) != (want.target, want.state, want.message):
-        return True
-    # The same address in a new container (recreated): the old connection is dead.
-    return want.target is not None and (had.container and had.container.id) != (
-        want.container and want.container.id
-    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,9 +3,10 @@
 Containers labelled ``<prefix>.agent=<id>`` are agents. :func:`describe`
 reads one container's inspect document, :func:`plan` turns all of them into
 what each agent should be (connected to a target, stopped, in conflict,
-unreachable). Nothing here talks to Docker or needs an event loop, so all of
-it is tested on hand-written documents; :mod:`gateway.docker.discovery` is
-the adapter that feeds it.
+unreachable), and :func:`changes` into what changed since the last plan,
+which is what discovery hands to whoever owns the fleet. Nothing here talks
+to Docker or needs an event loop, so all of it is tested on hand-written
+documents; :mod:`gateway.docker.discovery` is the adapter that feeds it.
 
 Where an agent's ttyd is, first match wins:
 
@@ -188,3 +189,42 @@ def plan(
             message = f"container {latest.name} is {latest.state}"
             desired[agent_id] = Desired(agent_id, None, AgentState.STOPPED, message, latest)
     return desired, problems
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredChange:
+    """One agent's desired state changed: ``before`` None is new, ``after`` None is gone."""
+
+    agent_id: str
+    before: Desired | None
+    after: Desired | None
+
+
+def changes(before: Mapping[str, Desired], after: Mapping[str, Desired]) -> list[DesiredChange]:
+    """What changed from one plan to the next: new and changed agents, then gone ones.
+
+    New and changed ones come in ``after``'s order, gone ones in ``before``'s.
+    """
+    changed = [
+        DesiredChange(agent_id, before.get(agent_id), want)
+        for agent_id, want in after.items()
+        if before.get(agent_id) != want
+    ]
+    gone = [DesiredChange(a, had, None) for a, had in before.items() if a not in after]
+    return changed + gone
+
+
+def reconnect_needed(had: Desired | None, want: Desired) -> bool:
+    """Whether an agent's hub must be set to ``want`` anew, dropping its connection.
+
+    A new container's health or name alone is no reason: only a new target,
+    state or message is, or the same address in a recreated container.
+    """
+    if had is None:
+        return True
+    if (had.target, had.state, had.message) != (want.target, want.state, want.message):
+        return True
+    # The same address in a new container (recreated): the old connection is dead.
+    return want.target is not None and (had.container and had.container.id) != (
+        want.container and want.container.id
+    )
