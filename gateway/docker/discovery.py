@@ -1,8 +1,9 @@
 """Docker discovery: the adapter between the Docker Engine and the label planner.
 
 The docker SDK's calls block: short ones (list, inspect) run in worker
-threads, and the endless event stream has a thread of its own that only
-pokes the event loop. Every poke leads to one full reconcile (list, then
+threads, and the endless event stream has a thread of its own (a
+:class:`~gateway.docker.stream.RetryingStream`) that only pokes the event
+loop. Every poke leads to one full reconcile (list, then
 :func:`~gateway.docker.planner.plan`), so missed or reordered events cannot
 leave a wrong state behind. What an agent should be is decided in
 :mod:`gateway.docker.planner`; this module only asks Docker and passes it on.
@@ -18,27 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 import docker
 from docker.constants import DEFAULT_DOCKER_API_VERSION
-from docker.errors import DockerException
 from docker.utils import version_lt
-from requests.exceptions import RequestException
 
 from ..config import DockerSettings
 from ..core.backoff import Backoff
 from ..errors import ConfigError
 from ..tasks import cancel
 from .planner import Container, Desired, DesiredChange, changes, describe, plan
+from .stream import API_TIMEOUT, RETRYABLE, RetryingStream
 
 log = logging.getLogger(__name__)
 
-# Calls to the Docker API (not the event stream) give up after this long.
-API_TIMEOUT = 10
 # Events arrive in bursts (die, stop, kill...): one reconcile after a short pause.
 DEBOUNCE = 0.05
 # A reconcile now and then, whatever the events said.
@@ -80,7 +76,6 @@ class Discovery:
     ) -> None:
         self.settings = settings
         self._applier = applier
-        self._backoff = backoff or Backoff(base=0.5, cap=30.0)
         self.status = "starting"
         self.message = ""
         self.api_version: str | None = None
@@ -90,11 +85,8 @@ class Discovery:
         # Told when the container behind an agent id changes or (re)starts.
         self.container_listeners: list[ContainerListener] = []
         self._dirty = asyncio.Event()
-        self._stopping = threading.Event()
-        self._stream: Any = None
-        self._thread: threading.Thread | None = None
+        self._events = _EventWatcher(self, backoff or Backoff(base=0.5, cap=30.0))
         self._reconciler: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- what the rest of the gateway asks ----------------------------------
 
@@ -130,63 +122,16 @@ class Discovery:
     # --- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._reconciler = asyncio.create_task(self._reconcile_forever(), name="docker-reconcile")
-        self._thread = threading.Thread(target=self._watch, name="docker-events", daemon=True)
-        self._thread.start()
+        self._events.start()
 
     async def aclose(self) -> None:
-        self._stopping.set()
-        stream = self._stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
+        self._events.cancel()
         if self._reconciler is not None:
             await cancel(self._reconciler)
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, API_TIMEOUT)
+        await asyncio.to_thread(self._events.join, API_TIMEOUT)
 
-    # --- the event thread -----------------------------------------------------
-
-    def _watch(self) -> None:
-        """Thread: follow Docker's events; every event is a poke, every failure a retry."""
-        while not self._stopping.is_set():
-            started = time.monotonic()
-            client = None
-            try:
-                client = self.client()
-                self._stream = client.events(
-                    decode=True,
-                    filters={"type": "container", "label": [self.settings.agent_label]},
-                )
-                self._call(self._set_status, "up", "")
-                self._call(self._dirty.set)
-                for _ in self._stream:
-                    self._call(self._dirty.set)
-                reason = "the Docker event stream ended"
-            except (DockerException, RequestException, OSError, ValueError) as exc:
-                reason = _reason(exc)
-            except Exception:
-                log.exception("docker discovery: unexpected error")
-                reason = "internal error (see the gateway log)"
-            finally:
-                self._stream = None
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        client.close()
-            if self._stopping.is_set():
-                return
-            if time.monotonic() - started > RESYNC_INTERVAL:
-                self._backoff.reset()
-            delay = self._backoff.next_delay()
-            self._call(self._set_status, "down", f"{reason}; retrying in {delay:.1f}s")
-            self._stopping.wait(delay)
-
-    def _call(self, callback: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                loop.call_soon_threadsafe(callback, *args)
+    # --- called on the loop by the event thread -------------------------------
 
     def _set_status(self, status: str, message: str) -> None:
         if (status, message) == (self.status, self.message):
@@ -252,6 +197,56 @@ class Discovery:
     def _tell(self, agent_id: str, container: Container | None) -> None:
         for listener in self.container_listeners:
             listener(agent_id, container)
+
+
+class _EventWatcher(RetryingStream):
+    """The thread that follows Docker's events: every event is a poke, every failure a retry.
+
+    The stream's own ending is a failure too (the daemon stopped, say): the
+    status goes down until it is open again. Any error is retried, even an
+    unexpected one, since discovery is worthless once it stops watching; a
+    connection that held for a resync interval starts the backoff over.
+    """
+
+    retry_on = (Exception,)
+    stable_after = RESYNC_INTERVAL
+
+    def __init__(self, discovery: Discovery, backoff: Backoff) -> None:
+        super().__init__("docker-events", backoff)
+        self._discovery = discovery
+
+    def session(self) -> None:
+        discovery = self._discovery
+        client = None
+        try:
+            client = discovery.client()
+            events = client.events(
+                decode=True,
+                filters={"type": "container", "label": [discovery.settings.agent_label]},
+            )
+            with self.holding(events):
+                self.call(discovery._set_status, "up", "")
+                self.call(discovery._dirty.set)
+                for _ in events:
+                    self.call(discovery._dirty.set)
+        except RETRYABLE:
+            raise
+        except Exception:
+            log.exception("docker discovery: unexpected error")
+            raise
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+
+    def retrying(self, error: Exception | None, delay: float) -> None:
+        if error is None:
+            reason = "the Docker event stream ended"
+        elif isinstance(error, RETRYABLE):
+            reason = _reason(error)
+        else:
+            reason = "internal error (see the gateway log)"
+        self.call(self._discovery._set_status, "down", f"{reason}; retrying in {delay:.1f}s")
 
 
 def read_credential(settings: DockerSettings) -> str | None:

@@ -1,10 +1,11 @@
 """Container logs: Docker's log stream, in a ring shared by SSE listeners.
 
 :class:`ContainerLogs` keeps one container's last lines in a
-:class:`~gateway.sse.Ring`. While somebody listens, one thread follows the
-Docker stream (the SDK blocks) and hands lines to the event loop, at most a
-few batches ahead, so a log flood paces itself to the loop instead of
-queueing without bound. When the last listener leaves, the stream is closed;
+:class:`~gateway.sse.Ring`. While somebody listens, one thread (a
+:class:`~gateway.docker.stream.RetryingStream`) follows the Docker stream
+(the SDK blocks) and hands lines to the event loop, at most a few batches
+ahead, so a log flood paces itself to the loop instead of queueing without
+bound. When the last listener leaves, the stream is closed;
 the ring stays, and the next listener's stream resumes from the last
 timestamp taken (skipping the lines already held at that very timestamp), so
 nothing is lost or doubled across the pause. The first stream loads the
@@ -22,15 +23,15 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from docker.errors import DockerException, NotFound
+from docker.errors import NotFound
 from docker.types import CancellableStream
-from requests.exceptions import RequestException
 
 from ..core.backoff import Backoff
 from ..sse import Ring, Signal
 from .discovery import Discovery
 from .logdecode import LogDecoder, LogLine, Position, Seen, since_param
 from .planner import Container
+from .stream import API_TIMEOUT, Finished, RetryingStream
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ MAX_RING_BYTES = 16 * 1024 * 1024
 MAX_IN_FLIGHT = 4
 # Lines per batch from the follower thread.
 BATCH_LINES = 256
-API_TIMEOUT = 10.0
 # A follower whose stream ended reopens it after this long at the latest.
 RECHECK_SECONDS = 10.0
 
@@ -70,7 +70,6 @@ class ContainerLogs:
         self._position = Position()
         self._generation = 0
         self._follower: _Follower | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.asynccontextmanager
     async def listening(self) -> AsyncIterator[None]:
@@ -96,7 +95,6 @@ class ContainerLogs:
             follower.cancel()
 
     def _start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._generation += 1
         follower = _Follower(
             self,
@@ -120,58 +118,53 @@ class ContainerLogs:
             self.signal.fire()
 
 
-class _Follower:
-    """A thread following one container's log stream for a :class:`ContainerLogs`."""
+class _Follower(RetryingStream):
+    """A thread following one container's log stream for a :class:`ContainerLogs`.
+
+    The first session loads the history (if the ring has none yet), then
+    each one follows from where the ring stands. A stream that ends is not a
+    failure: the container stopped, so the follower waits for it to start
+    again (or a recheck) and follows on without a backoff; a failure backs
+    off, and a container that is gone ends the thread.
+    """
 
     def __init__(
         self, logs: ContainerLogs, generation: int, *, history: bool, position: Position
     ) -> None:
+        super().__init__(f"logs:{logs.container_id[:12]}", Backoff(base=0.5, cap=10.0))
         self._logs = logs
         self._generation = generation
         self._history = history
         self._position = position
-        self._stopped = threading.Event()
         self.wake = threading.Event()
         self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
-        self._stream: CancellableStream[bytes] | None = None
-        assert logs._loop is not None
-        self._loop = logs._loop
-
-    def start(self) -> None:
-        name = f"logs:{self._logs.container_id[:12]}"
-        threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def cancel(self) -> None:
-        self._stopped.set()
+        super().cancel()
         self.wake.set()
-        stream = self._stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
 
-    def _run(self) -> None:
-        backoff = Backoff(base=0.5, cap=10.0)
-        while not self._stopped.is_set():
-            try:
-                if self._history:
-                    self._read(follow=False)
-                    self._history = False
-                    self._hand_over([], history_done=True)
+    def session(self) -> None:
+        try:
+            if self._history:
+                self._read(follow=False)
+                self._history = False
+                self._hand_over([], history_done=True)
+            while True:
                 self.wake.clear()
                 self._read(follow=True)
-                backoff.reset()
+                self.backoff.reset()
                 # The stream ends when the container stops: wait for it to start
                 # again. Now and then look anyway: a daemon restart ends it too.
                 self.wake.wait(RECHECK_SECONDS)
-                continue
-            except NotFound:
-                log.info("logs: container %s is gone", self._logs.container_id[:12])
-                return
-            except (DockerException, RequestException, OSError, ValueError) as exc:
-                if self._stopped.is_set():
+                if self.stopped:
                     return
-                log.info("logs of %s: %s", self._logs.container_id[:12], exc)
-            self._stopped.wait(backoff.next_delay())
+        except NotFound:
+            log.info("logs: container %s is gone", self._logs.container_id[:12])
+            raise Finished from None
+
+    def retrying(self, error: Exception | None, delay: float) -> None:
+        # Only failures get here: a session returns only once cancelled.
+        log.info("logs of %s: %s", self._logs.container_id[:12], error)
 
     def _read(self, *, follow: bool) -> None:
         client = self._logs._client()
@@ -192,31 +185,29 @@ class _Follower:
             if response.status_code == 404:
                 raise NotFound(f"no container {self._logs.container_id}")
             response.raise_for_status()
-            self._stream = CancellableStream(response.iter_content(chunk_size=None), response)
-            if self._stopped.is_set():
-                return
-            decoder = LogDecoder(self._logs._tty)
-            seen = Seen(self._position)
-            for chunk in self._chunks():
-                fresh = [line for line in decoder.feed(chunk) if seen.fresh(line)]
-                for start in range(0, len(fresh), BATCH_LINES):
-                    self._hand_over(fresh[start : start + BATCH_LINES])
+            stream = CancellableStream(response.iter_content(chunk_size=None), response)
+            with self.holding(stream):
+                if self.stopped:
+                    return
+                decoder = LogDecoder(self._logs._tty)
+                seen = Seen(self._position)
+                for chunk in self._chunks(stream):
+                    fresh = [line for line in decoder.feed(chunk) if seen.fresh(line)]
+                    for start in range(0, len(fresh), BATCH_LINES):
+                        self._hand_over(fresh[start : start + BATCH_LINES])
         finally:
-            self._stream = None
             client.close()
 
-    def _chunks(self) -> Iterator[bytes]:
-        stream = self._stream
-        assert stream is not None
+    def _chunks(self, stream: CancellableStream[bytes]) -> Iterator[bytes]:
         for chunk in stream:
-            if self._stopped.is_set():
+            if self.stopped:
                 return
             yield chunk
 
     def _hand_over(self, lines: list[LogLine], *, history_done: bool = False) -> None:
         # Wait (in this thread) until the loop has taken earlier batches.
         while not self._in_flight.acquire(timeout=0.5):
-            if self._stopped.is_set():
+            if self.stopped:
                 return
         take = self._logs._take
 
@@ -224,9 +215,7 @@ class _Follower:
             self._in_flight.release()
             take(self._generation, lines, history_done)
 
-        try:
-            self._loop.call_soon_threadsafe(deliver)
-        except RuntimeError:  # the loop is closed: the gateway is shutting down
+        if not self.call(deliver):  # the loop is closed: the gateway is shutting down
             self._stopped.set()
 
 
