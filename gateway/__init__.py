@@ -13,7 +13,8 @@ The layout is the architecture. Lowest first:
   and backlog, and their asyncio hub, viewers and fleet).
 * the adapters: ``docker`` (discovery and container logs), ``local``
   (tmux + ttyd for the demo and the tests, and its fake agent
-  ``demo_agent``) and ``metrics``.
+  ``demo_agent``), ``bundle`` (the built front end, read at start) and
+  ``metrics``.
 * ``appkeys``: the application's typed state.
 * ``web`` (the aiohttp handlers, in layers of their own: see its ``__init__``).
 * ``app`` (wiring and lifecycles) and ``cli``.

@@ -7,8 +7,9 @@ lifecycles run in ``cleanup_ctx`` order and unwind in reverse:
 0. the audit log and the share store (first in, last out);
 1. local agents (``--demo``): spawn tmux + ttyd in a private folder;
 2. the fleet: one :class:`~gateway.core.hub.Hub` per agent, connected upstream;
-3. Docker discovery (with ``[docker]``): adds, parks and removes hubs as
-   labelled containers come and go; stops before the fleet does;
+3. Docker discovery (with ``[docker]``): as labelled containers come and
+   go it emits what each agent should be, and :class:`FleetApplier` adds,
+   parks and removes hubs to match; stops before the fleet does;
 4. background loops: ``activity`` events, the event-loop lag sampler, the
    session sweeper, and SIGHUP reloading of users (with a config file).
 
@@ -27,7 +28,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
@@ -54,22 +55,23 @@ from .appkeys import (
 )
 from .audit import AuditLog
 from .auth import Authenticator, SessionStore, hash_password
+from .bundle import Bundle
 from .config import Settings
 from .core.fleet import Fleet
 from .core.hub import Hub
 from .core.target import Target
-from .discovery import Discovery
+from .docker.discovery import Discovery
+from .docker.logs import LogHub
+from .docker.planner import DesiredChange, reconnect_needed
 from .errors import ConfigError
 from .events import EventBus
 from .limits import ConnectionCount
 from .local import LocalAgent, find_ttyd
-from .logs import LogHub
 from .screen import screen_backend
 from .shares import ShareStore
 from .tasks import running
 from .users import Role, User
 from .web import identity, routes
-from .web.bundle import Bundle
 from .web.common import agent_json
 
 log = logging.getLogger(__name__)
@@ -119,11 +121,10 @@ def create_app(settings: Settings) -> web.Application:
     app[EVENTS] = EventBus()
     app[FLEET].listeners.append(lambda change, hub: _publish_agent(app, change.value, hub))
     if settings.docker is not None:
-        app[DISCOVERY] = discovery = Discovery(
-            settings.docker,
-            app[FLEET],
-            lambda agent_id, target: _hub(app[FLEET], settings, agent_id, target),
+        applier = FleetApplier(
+            fleet, lambda agent_id, target: _hub(fleet, settings, agent_id, target)
         )
+        app[DISCOVERY] = discovery = Discovery(settings.docker, applier)
         app[LOGS] = LogHub(discovery, settings.docker.log_lines)
         discovery.status_listeners.append(
             lambda status, message: app[EVENTS].publish(
@@ -214,6 +215,38 @@ def _hub(
         viewer_queue_bytes=settings.viewer_queue_bytes,
         screen=screen_backend(settings.screen),
     )
+
+
+HubFactory = Callable[[str, Target | None], Hub]
+
+
+class FleetApplier:
+    """Applies Docker discovery's changes to the fleet: adds, retargets, parks, removes hubs.
+
+    Discovery decides what each Docker agent should be; the hubs are the
+    app's, and so is changing them (see :class:`~gateway.docker.discovery.Applier`).
+    """
+
+    def __init__(self, fleet: Fleet, make_hub: HubFactory) -> None:
+        self._fleet = fleet
+        self._make_hub = make_hub
+
+    def agent_ids(self) -> list[str]:
+        return [hub.agent_id for hub in self._fleet]
+
+    async def apply(self, change: DesiredChange) -> None:
+        agent_id, want = change.agent_id, change.after
+        if want is None:
+            await self._fleet.remove(agent_id)
+        elif agent_id not in self._fleet:
+            hub = self._make_hub(agent_id, want.target)
+            await self._fleet.add(hub)
+            if want.target is None:
+                await hub.set_target(None, state=want.state, message=want.message)
+        elif reconnect_needed(change.before, want):
+            await self._fleet.get(agent_id).set_target(
+                want.target, state=want.state, message=want.message
+            )
 
 
 def _publish_agent(app: web.Application, change: str, hub: Hub) -> None:

@@ -12,16 +12,16 @@ from typing import Protocol
 from aiohttp import web
 
 from .auth import Authenticator
+from .bundle import Bundle
 from .config import Settings
 from .core.fleet import Fleet
-from .discovery import Discovery
+from .docker.discovery import Discovery
+from .docker.logs import LogHub
 from .local import LocalAgent
-from .logs import LogHub
 from .metrics import Metrics
 from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
 from .seams import AuditSink, ConnectionBackend, EventSink, ShareBackend
-from .web.bundle import Bundle
 
 
 class Closable(Protocol):

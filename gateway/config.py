@@ -81,13 +81,14 @@ class DockerSettings:
 
     # unix:///path, tcp://host:port, ...; None means $DOCKER_HOST or the local socket.
     url: str | None = None
-    # Containers labelled <prefix>.agent=<id> are agents; see gateway/discovery.py.
+    # Containers labelled <prefix>.agent=<id> are agents; see gateway/docker/planner.py.
     label_prefix: str = "gateway"
     # Reach ttyd at the container's address on this network...
     network: str | None = None
     # ... on this port (also the container port looked up among published ones).
     port: int = 7681
-    # "user:password" for ttyd -c, for containers without a credential label.
+    # "user:password" for ttyd -c, for containers without a credential label; read at
+    # each listing, not here (gateway.docker.discovery.read_credential), so it can be rotated.
     credential_file: Path | None = None
     # Container log lines kept per agent for SSE resume.
     log_lines: int = DEFAULT_LOG_LINES
@@ -95,23 +96,6 @@ class DockerSettings:
     @property
     def agent_label(self) -> str:
         return f"{self.label_prefix}.agent"
-
-    def credential(self) -> str | None:
-        """The credential file's first line (read when needed, so it can be rotated)."""
-        if self.credential_file is None:
-            return None
-        try:
-            text = self.credential_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"docker.credential_file {self.credential_file}: {exc.strerror}"
-            ) from None
-        line = text.strip().splitlines()[0] if text.strip() else ""
-        if ":" not in line:
-            raise ConfigError(
-                f"docker.credential_file {self.credential_file} must hold 'user:password'"
-            )
-        return line
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,10 @@ from aiohttp.test_utils import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway import bundle
 from gateway.auth import hash_password
+from gateway.bundle import Bundle
 from gateway.users import Role, User
-from gateway.web import bundle
-from gateway.web.bundle import Bundle
 
 from .conftest import GatewayFactory, raw_http
 

@@ -10,6 +10,7 @@ import pytest
 
 from gateway import config
 from gateway.app import create_app
+from gateway.docker.discovery import read_credential
 from gateway.errors import ConfigError
 from gateway.screen import ghostty, screen_backend
 from gateway.screen.ghostty import GhosttyScreen
@@ -234,13 +235,13 @@ def test_docker_table(tmp_path: Path) -> None:
         "agents",
         50,
     )
-    assert docker.credential() == "ttyd:s3cret"
+    assert read_credential(docker) == "ttyd:s3cret"
     # Read at each use: a rotated file is picked up without a restart.
     (tmp_path / "cred").write_text("ttyd:rotated\n")
-    assert docker.credential() == "ttyd:rotated"
+    assert read_credential(docker) == "ttyd:rotated"
     (tmp_path / "cred").write_text("no colon\n")
     with pytest.raises(ConfigError, match="must hold 'user:password'"):
-        docker.credential()
+        read_credential(docker)
     assert config.load(write(tmp_path, "")).docker is None
     assert config.load(write(tmp_path, "[docker]\n")).docker == config.DockerSettings()
 

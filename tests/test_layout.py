@@ -34,7 +34,7 @@ LAYERS: list[set[str]] = [
     },
     {"tasks", "logsafe", "seams", "auth", "shares", "audit", "events"},
     {"screen", "core"},
-    {"docker", "metrics", "local", "demo_agent"},
+    {"docker", "metrics", "local", "demo_agent", "bundle"},
     {"appkeys"},
     {"web"},
     {"app", "cli", "__main__"},
@@ -42,7 +42,7 @@ LAYERS: list[set[str]] = [
 HANDLERS = {"web.api", "web.login", "web.pages", "web.streams", "web.terminal"}
 # web's own layers, lowest first (see gateway/web/__init__.py).
 WEB_LAYERS: list[set[str]] = [
-    {"web.common", "web.sse", "web.wsmask", "web.bundle"},
+    {"web.common", "web.sse", "web.wsmask"},
     {"web.identity"},
     {"web.middleware", "web.accesslog"},
     HANDLERS,

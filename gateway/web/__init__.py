@@ -4,8 +4,8 @@ Layers, lowest first; a module imports only from those above it in this list
 (and from outside ``web``), never from a sibling on its own line or below:
 
 * ``common``: JSON bodies and errors, agents as JSON, the audit of input;
-  ``sse``, ``wsmask``, ``bundle``: protocol helpers (SSE framing, the
-  client-frame mask rule, the front-end bundle).
+  ``sse``, ``wsmask``: protocol helpers (SSE framing, the client-frame
+  mask rule).
 * ``identity``: who is calling (cookies, bearer tokens, sessions), the auth
   middleware, and the registry of open connections with their access checks.
 * ``middleware`` (Host, Origin, errors, security headers) and ``accesslog``.
@@ -14,6 +14,6 @@ Layers, lowest first; a module imports only from those above it in this list
   down into ``common`` or ``identity``.
 
 :func:`gateway.web.routes.setup` registers everything on an application.
-This file imports nothing, so that a low module (``bundle``, ``common``) can
+This file imports nothing, so that a low module (``common``, ``sse``) can
 be imported without pulling in every handler.
 """

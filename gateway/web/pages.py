@@ -2,7 +2,7 @@
 
 ``/`` is the wall, ``/agents/{id}/`` the terminal, ``/login`` the login
 form; ``/static/dist/...`` serves the bundle by exact name from memory
-(:mod:`gateway.web.bundle`).
+(:mod:`gateway.bundle`).
 """
 
 from __future__ import annotations

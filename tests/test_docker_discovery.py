@@ -1,4 +1,4 @@
-"""Docker discovery: the pure core on inspect documents, then a real Docker Engine."""
+"""Docker discovery against a real Docker Engine (a private dockerd, tests/dockerd.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.config import DockerSettings
-from gateway.core.state import AgentState
 from gateway.core.target import Target
-from gateway.discovery import Container, describe, plan
+from gateway.docker.discovery import Discovery
+from gateway.docker.planner import Container, Desired, DesiredChange, describe, plan
 
 from .conftest import (
     EventReader,
@@ -24,182 +24,56 @@ from .dockerd import Containers, DockerEngine
 SETTINGS = DockerSettings()
 
 
-def inspect_document(
-    labels: dict[str, str],
-    *,
-    status: str = "running",
-    networks: dict[str, Any] | None = None,
-    ports: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The parts of `docker inspect` that discovery reads, shaped as Docker 20.10 returns them."""
-    return {
-        "Id": "f" * 64,
-        "Name": "/agent-1",
-        "Created": "2026-11-23T10:00:00.000000000Z",
-        "Config": {"Labels": labels, "Tty": False},
-        "State": {
-            "Status": status,
-            "StartedAt": "2026-11-23T10:00:01.000000000Z",
-            "FinishedAt": "0001-01-01T00:00:00Z",
-        },
-        "NetworkSettings": {"Networks": networks or {}, "Ports": ports or {}},
-    }
+# --- what discovery emits, without an engine ------------------------------------------
 
 
-# --- describe -------------------------------------------------------------------------
+class RecordingApplier:
+    """Stands in for the app's FleetApplier: which ids are taken, and every change it got."""
+
+    def __init__(self, *taken: str) -> None:
+        self.taken = list(taken)
+        self.changes: list[DesiredChange] = []
+
+    def agent_ids(self) -> list[str]:
+        return self.taken
+
+    async def apply(self, change: DesiredChange) -> None:
+        self.changes.append(change)
 
 
-def test_unlabelled_containers_are_not_agents() -> None:
-    assert describe(inspect_document({"other": "x"}), SETTINGS) is None
+def planned(*states: str) -> dict[str, Desired]:
+    found = [
+        Container(f"{n}" * 12, f"box-{n}", "box", state, None, False, Target("unix:/s"))
+        for n, state in enumerate(states)
+    ]
+    return plan(found, ())[0]
 
 
-def test_the_url_label_wins() -> None:
-    doc = inspect_document(
-        {"gateway.agent": "a", "gateway.ttyd.url": "unix:/run/ttyd/a.sock"},
-        ports={"7681/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]},
+async def test_discovery_emits_each_change_then_tells_the_container_listeners() -> None:
+    applier = RecordingApplier()
+    discovery = Discovery(SETTINGS, applier)
+    told: list[tuple[str, Container | None, int]] = []
+    discovery.container_listeners.append(
+        lambda agent_id, container: told.append((agent_id, container, len(applier.changes)))
     )
-    container = describe(doc, SETTINGS)
-    assert container is not None
-    assert container.target == Target("unix:/run/ttyd/a.sock")
-    assert (container.agent_id, container.name, container.running) == ("a", "agent-1", True)
-
-
-def test_the_configured_network_gives_the_address() -> None:
-    doc = inspect_document(
-        {"gateway.agent": "a", "gateway.ttyd.port": "7000"},
-        networks={"agents": {"IPAddress": "10.9.0.5"}, "other": {"IPAddress": "10.8.0.5"}},
-    )
-    container = describe(doc, DockerSettings(network="agents"))
-    assert container is not None
-    assert container.target == Target("ws://10.9.0.5:7000/ws")
-    # Without the setting, a network address is never guessed.
-    unset = describe(doc, SETTINGS)
-    assert unset is not None
-    assert unset.target is None
-    assert "no ttyd address" in unset.problem
-
-
-@pytest.mark.parametrize(
-    ("host_ip", "expected"),
-    [
-        ("0.0.0.0", "ws://127.0.0.1:49153/ws"),
-        ("", "ws://127.0.0.1:49153/ws"),
-        ("::", "ws://[::1]:49153/ws"),
-        ("127.0.0.2", "ws://127.0.0.2:49153/ws"),
-    ],
-)
-def test_a_published_port_is_reached_on_the_host(host_ip: str, expected: str) -> None:
-    doc = inspect_document(
-        {"gateway.agent": "a"}, ports={"7681/tcp": [{"HostIp": host_ip, "HostPort": "49153"}]}
-    )
-    container = describe(doc, SETTINGS)
-    assert container is not None
-    assert container.target == Target(expected)
-
-
-def test_credentials_from_the_label_or_the_file() -> None:
-    labels = {"gateway.agent": "a", "gateway.ttyd.url": "ws://127.0.0.1:1/ws"}
-    from_file = describe(inspect_document(labels), SETTINGS, "file:secret")
-    assert from_file is not None
-    assert from_file.target is not None
-    assert from_file.target.credential == "file:secret"
-    labels["gateway.ttyd.credential"] = "label:secret"
-    from_label = describe(inspect_document(labels), SETTINGS, "file:secret")
-    assert from_label is not None
-    assert from_label.target is not None
-    assert from_label.target.credential == "label:secret"
-    assert "secret" not in repr(from_label)
-
-
-@pytest.mark.parametrize(
-    ("labels", "problem"),
-    [
-        ({"gateway.ttyd.url": "http://x/"}, "must start with ws://"),
-        ({"gateway.ttyd.port": "seventy"}, "must be a port number"),
-        ({"gateway.ttyd.url": "ws://h/ws", "gateway.ttyd.credential": "nocolon"}, "user:password"),
-    ],
-)
-def test_bad_labels_are_a_problem_not_a_crash(labels: dict[str, str], problem: str) -> None:
-    container = describe(inspect_document({"gateway.agent": "a", **labels}), SETTINGS)
-    assert container is not None
-    assert container.target is None
-    assert problem in container.problem
-
-
-def test_the_label_prefix_is_configurable() -> None:
-    doc = inspect_document({"acme.agent": "a", "acme.ttyd.url": "unix:/s"})
-    assert describe(doc, SETTINGS) is None
-    container = describe(doc, DockerSettings(label_prefix="acme"))
-    assert container is not None
-    assert container.target == Target("unix:/s")
-
-
-# --- plan -----------------------------------------------------------------------------
-
-
-def container(
-    agent_id: str, name: str, state: str = "running", changed_at: str = "2026-11-23T10:00:00Z"
-) -> Container:
-    return Container(
-        id=name * 4,
-        name=name,
-        agent_id=agent_id,
-        state=state,
-        health=None,
-        tty=False,
-        target=Target(f"unix:/run/{name}.sock"),
-        changed_at=changed_at,
-    )
-
-
-def test_one_running_container_is_connected() -> None:
-    desired, problems = plan([container("a", "one")], reserved=())
-    assert problems == []
-    assert desired["a"].state is AgentState.CONNECTING
-    assert desired["a"].target == Target("unix:/run/one.sock")
-
-
-def test_two_running_containers_with_one_id_are_a_conflict() -> None:
-    desired, problems = plan([container("a", "one"), container("a", "two")], reserved=())
-    assert desired["a"].state == "conflict"
-    assert desired["a"].target is None
-    assert "one (" in desired["a"].message
-    assert "two (" in desired["a"].message
-    assert len(problems) == 1
-    assert "2 running containers" in problems[0]
-
-
-def test_a_running_container_outranks_stopped_ones_with_its_id() -> None:
-    desired, problems = plan(
-        [container("a", "old", "exited"), container("a", "new"), container("a", "x", "created")],
-        reserved=(),
-    )
-    assert problems == []
-    assert desired["a"].state is AgentState.CONNECTING
-    assert desired["a"].container is not None
-    assert desired["a"].container.name == "new"
-
-
-def test_the_latest_stopped_container_stands_for_a_stopped_agent() -> None:
-    desired, _ = plan(
-        [
-            container("a", "older", "exited", "2026-11-23T09:00:00Z"),
-            container("a", "newer", "exited", "2026-11-23T11:00:00Z"),
-        ],
-        reserved=(),
-    )
-    assert desired["a"].state == "stopped"
-    assert desired["a"].message == "container newer is exited"
-
-
-def test_ids_of_the_config_and_invalid_ids_are_refused() -> None:
-    desired, problems = plan(
-        [container("static", "c1"), container("no/slash", "c2"), container("ok", "c3")],
-        reserved={"static"},
-    )
-    assert set(desired) == {"ok"}
-    assert any("config file defines" in p for p in problems)
-    assert any("is not valid" in p for p in problems)
+    running, stopped = planned("running"), planned("exited")
+    await discovery.publish(running)
+    assert applier.changes == [DesiredChange("box", None, running["box"])]
+    assert discovery.container_of("box") == running["box"].container
+    await discovery.publish(planned("running"))  # the same plan again: nothing to do
+    await discovery.publish(stopped)
+    await discovery.publish({})
+    assert applier.changes[1:] == [
+        DesiredChange("box", running["box"], stopped["box"]),
+        DesiredChange("box", stopped["box"], None),
+    ]
+    assert discovery.container_of("box") is None
+    # Each listener call comes after its change was applied.
+    assert told == [
+        ("box", running["box"].container, 1),
+        ("box", stopped["box"].container, 2),
+        ("box", None, 3),
+    ]
 
 
 # --- against a real Docker Engine -------------------------------------------------------

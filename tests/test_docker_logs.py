@@ -1,4 +1,4 @@
-"""Container logs: decoding Docker's stream, and the SSE endpoint on a real engine."""
+"""Container logs: the SSE endpoint on a real engine (a private dockerd, tests/dockerd.py)."""
 
 from __future__ import annotations
 
@@ -7,96 +7,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.appkeys import DISCOVERY
 from gateway.auth import hash_password
 from gateway.config import DockerSettings
-from gateway.logs import LogDecoder, LogLine, Position, parse_timestamp, since_param
+from gateway.docker.logdecode import parse_timestamp
 from gateway.users import Role, User
 
 from .conftest import EventReader, GatewayFactory, browser, eventually
 from .dockerd import Containers, DockerEngine
-
-TS1 = "2026-11-23T22:55:28.094898164Z"
-TS2 = "2026-11-23T22:55:28.1Z"
-
-
-def frame(stream: int, payload: bytes) -> bytes:
-    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload
-
-
-# --- decoding ---------------------------------------------------------------------------
-
-
-def test_timestamps() -> None:
-    assert parse_timestamp(TS1) == 1795474528_094898164
-    assert parse_timestamp(TS2) == 1795474528_100000000
-    assert parse_timestamp("2026-11-23T23:55:28.5+01:00") == 1795474528_500000000
-    assert since_param(1795474528_000000042) == "1795474528.000000042"
-    with pytest.raises(ValueError, match="not a Docker timestamp"):
-        parse_timestamp("yesterday")
-
-
-def test_multiplexed_frames_split_anywhere_give_the_same_lines() -> None:
-    body = (
-        frame(1, f"{TS1} hello \x1b[32mworld\x1b[0m\n".encode())
-        + frame(2, f"{TS2} oops\r\n".encode())
-        + frame(1, f"{TS2} caf\u00e9 ".encode() + b"\xff\n")
-    )
-    expected = [
-        LogLine(TS1, parse_timestamp(TS1), "stdout", "hello \x1b[32mworld\x1b[0m"),
-        LogLine(TS2, parse_timestamp(TS2), "stderr", "oops"),
-        LogLine(TS2, parse_timestamp(TS2), "stdout", "caf\u00e9 \ufffd"),
-    ]
-    assert LogDecoder(tty=False).feed(body) == expected
-    for cut in range(len(body)):
-        decoder = LogDecoder(tty=False)
-        assert decoder.feed(body[:cut]) + decoder.feed(body[cut:]) == expected, cut
-
-
-def test_a_message_docker_split_is_joined_per_stream() -> None:
-    decoder = LogDecoder(tty=False)
-    lines = decoder.feed(
-        frame(1, f"{TS1} first half, ".encode())
-        + frame(2, f"{TS1} meanwhile\n".encode())
-        + frame(1, f"{TS2} second half\n".encode())
-    )
-    assert [(line.stream, line.text, line.ts) for line in lines] == [
-        ("stderr", "meanwhile", TS1),
-        ("stdout", "first half, second half", TS1),
-    ]
-
-
-def test_tty_containers_are_one_raw_stream() -> None:
-    decoder = LogDecoder(tty=True)
-    assert decoder.feed(f"{TS1} a\r\n{TS2} b".encode()) == [
-        LogLine(TS1, parse_timestamp(TS1), "stdout", "a")
-    ]
-    assert [line.text for line in decoder.feed(b"c\n")] == ["bc"]
-
-
-def test_endless_lines_are_cut() -> None:
-    decoder = LogDecoder(tty=True)
-    lines = decoder.feed(f"{TS1} ".encode() + b"x" * 100_000)
-    assert len(lines) == 1
-    assert len(lines[0].text) == 16 * 1024
-
-
-def test_the_json_of_a_line() -> None:
-    line = LogLine(TS1, 1, "stderr", 'say "hi"\ttab')
-    assert line.json() == f'{{"ts": "{TS1}", "stream": "stderr", "line": "say \\"hi\\"\\ttab"}}'
-
-
-def test_position_counts_lines_at_the_newest_timestamp() -> None:
-    position = Position()
-    for ns in (5, 7, 7, 6, 7):
-        position.advance(LogLine("", ns, "stdout", ""))
-    assert (position.ns, position.count) == (7, 3)
-
-
-# --- through the gateway, on a real engine ---------------------------------------------
 
 
 async def logs_gateway(

@@ -1,0 +1,143 @@
+"""Docker's log stream, decoded: sans I/O, bytes in, :class:`LogLine` out.
+
+The body of ``GET /containers/{id}/logs`` with ``timestamps=1``: for a
+container without a TTY it is multiplexed (an 8-byte header per message:
+stream, 0, 0, 0, length); with a TTY it is one raw stream. Either way every
+message starts with Docker's RFC 3339 timestamp, which is what resuming a
+log relies on: :class:`Position` is how far a log has been read, and
+:class:`Seen` drops what a resumed stream repeats. Kept apart from the
+follower threads in :mod:`gateway.docker.logs` so that it is tested on bytes
+alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+# One log line is cut at this many characters (Docker itself splits at 16 KiB).
+MAX_LINE = 16 * 1024
+
+_STREAMS = {0: "stdin", 1: "stdout", 2: "stderr"}
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of a container's output, as Docker recorded it."""
+
+    ts: str  # RFC 3339, as Docker wrote it
+    ns: int  # the same instant in nanoseconds since the epoch
+    stream: str  # stdout or stderr
+    text: str
+
+    def json(self) -> str:
+        return json.dumps(
+            {"ts": self.ts, "stream": self.stream, "line": self.text}, ensure_ascii=False
+        )
+
+
+def parse_timestamp(text: str) -> int:
+    """Docker's RFC 3339 (nano) timestamp → nanoseconds since the epoch."""
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a Docker timestamp: {text[:40]!r}")
+    zone = "+00:00" if match[3] == "Z" else match[3]
+    seconds = int(datetime.fromisoformat(match[1] + zone).timestamp())
+    return seconds * 1_000_000_000 + int((match[2] or "0").ljust(9, "0"))
+
+
+def since_param(ns: int) -> str:
+    """Docker's ``since`` for an instant: seconds with nine decimals."""
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+@dataclass(slots=True)
+class Position:
+    """How far a log has been read: the newest timestamp, and lines taken at exactly it.
+
+    Docker's ``since`` is inclusive and timestamps can repeat, so resuming
+    means asking ``since`` :attr:`ns` and skipping :attr:`count` lines there.
+    """
+
+    ns: int = 0
+    count: int = 0
+
+    def advance(self, line: LogLine) -> None:
+        if line.ns > self.ns:
+            self.ns, self.count = line.ns, 1
+        elif line.ns == self.ns:
+            self.count += 1
+
+
+class LogDecoder:
+    """Bytes of a Docker logs body in, lines out (sans I/O)."""
+
+    def __init__(self, tty: bool) -> None:
+        self._tty = tty
+        self._buffer = bytearray()
+        # A message Docker split (no newline yet), per stream: (timestamp, text so far).
+        self._partial: dict[str, tuple[str, bytearray]] = {}
+        self._last_ns = 0
+
+    def feed(self, data: bytes) -> list[LogLine]:
+        self._buffer += data
+        lines: list[LogLine] = []
+        if self._tty:
+            while (end := self._buffer.find(b"\n")) >= 0:
+                lines += self._message("stdout", bytes(self._buffer[: end + 1]))
+                del self._buffer[: end + 1]
+            if len(self._buffer) > MAX_LINE + 64:
+                # An endless line: cut it like Docker would have.
+                lines += self._message("stdout", bytes(self._buffer))
+                self._buffer.clear()
+            return lines
+        while len(self._buffer) >= 8:
+            kind, length = self._buffer[0], int.from_bytes(self._buffer[4:8], "big")
+            if len(self._buffer) < 8 + length:
+                break
+            payload = bytes(self._buffer[8 : 8 + length])
+            del self._buffer[: 8 + length]
+            lines += self._message(_STREAMS.get(kind, "stdout"), payload)
+        return lines
+
+    def _message(self, stream: str, payload: bytes) -> list[LogLine]:
+        stamp, _, rest = payload.partition(b" ")
+        ts = stamp.decode("ascii", "replace")
+        complete = rest.endswith(b"\n")
+        if complete:
+            rest = rest[:-1]
+        partial = self._partial.pop(stream, None)
+        if partial is not None:
+            ts, text = partial[0], partial[1] + rest
+        else:
+            text = bytearray(rest)
+        if not complete and len(text) < MAX_LINE:
+            self._partial[stream] = (ts, text)
+            return []
+        try:
+            ns = parse_timestamp(ts)
+        except ValueError:
+            ts, ns = "", self._last_ns
+        self._last_ns = ns
+        body = bytes(text[:MAX_LINE]).decode("utf-8", "replace").removesuffix("\r")
+        return [LogLine(ts, ns, stream, body)]
+
+
+class Seen:
+    """Filters one stream read from ``position`` on, advancing it."""
+
+    def __init__(self, position: Position) -> None:
+        self._position = position
+        self._at, self._skip = position.ns, position.count
+
+    def fresh(self, line: LogLine) -> bool:
+        if line.ns < self._at:
+            return False
+        if line.ns == self._at and self._skip > 0:
+            self._skip -= 1
+            return False
+        self._position.advance(line)
+        return True
