@@ -12,8 +12,10 @@ from aiohttp.test_utils import TestClient
 from gateway.appkeys import DISCOVERY
 from gateway.auth import hash_password
 from gateway.config import DockerSettings
-from gateway.docker.logdecode import parse_timestamp
+from gateway.docker.logdecode import LogLine, parse_timestamp
+from gateway.ring import Ring
 from gateway.users import Role, User
+from gateway.web.streams import logged_since
 
 from .conftest import EventReader, GatewayFactory, browser, eventually
 from .dockerd import Containers, DockerEngine
@@ -198,3 +200,15 @@ async def test_who_may_read_which_logs(
     finally:
         for http in (olga, vic, guest):
             await http.close()
+
+
+def test_a_first_tail_keeps_what_was_logged_after_the_request() -> None:
+    # While the history loads, the client waits with its 200 already sent;
+    # lines printed meanwhile arrive as history and must not fall outside tail=0.
+    ring: Ring[LogLine] = Ring(10)
+    for ns in (10, 20, 30, 40):
+        ring.append(LogLine(f"t{ns}", ns, "stdout", f"line {ns}"))
+    assert logged_since(ring, ring.tail(0), asked=25) == ring.tail(2)
+    assert logged_since(ring, ring.tail(1), asked=25) == ring.tail(2)
+    assert logged_since(ring, ring.tail(0), asked=50) == ring.tail(0)
+    assert logged_since(ring, ring.tail(0), asked=0) == ring.first_seq
