@@ -352,9 +352,13 @@ async def b3_fanout(
 async def _scrape(stack: Stack) -> list[str]:
     """The lines of one scrape of the gateway's /metrics (open mode: no login needed)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
-    writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-    body = (await reader.read()).decode()
+    writer.write(f"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{stack.port}\r\n\r\n".encode())
+    answer = (await reader.read()).decode()
     writer.close()
+    head, _, body = answer.partition("\r\n\r\n")
+    if not head.startswith("HTTP/1.1 200") and not head.startswith("HTTP/1.0 200"):
+        # A refused scrape must not pass as figures of nan and 0.
+        raise RuntimeError(f"/metrics answered {head.splitlines()[:1]}")
     return body.splitlines()
 
 

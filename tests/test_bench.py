@@ -6,10 +6,14 @@ import os
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from bench.harness import Drainer, cpu_seconds, machine_busy_seconds, percentile
-from bench.workloads import Marker, _bucket_quantile, colour_text, plain_text
+from bench.workloads import Marker, _bucket_quantile, _metric, _scrape, colour_text, plain_text
 from gateway.appkeys import FLEET
+from gateway.auth import hash_password
 from gateway.local import LocalAgent
+from gateway.users import Role, User
 
 from .conftest import GatewayFactory, eventually, origin_of
 
@@ -79,3 +83,15 @@ async def test_a_drainer_watches_through_the_gateway_and_counts_what_arrives(
         await agent.tmux("send-keys", "-t", agent.name, "echo drained", "Enter")
         await eventually(lambda: drainer.received > before, message="live output arrived")
     await eventually(lambda: len(hub.viewers) == 0, message="the viewer left")
+
+
+async def test_the_metrics_scrape_is_read_and_a_refusal_is_an_error(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    stack = SimpleNamespace(port=client.port)
+    up = await _metric(stack, "gateway_agent_up", agent.name)  # type: ignore[arg-type]
+    assert up in (0.0, 1.0)  # a figure, not nan: the scrape was let in
+    refused = await gateway(agent, users=(User("admin", hash_password("pw"), Role.ADMIN),))
+    with pytest.raises(RuntimeError, match="401"):
+        await _scrape(SimpleNamespace(port=refused.port))  # type: ignore[arg-type]
