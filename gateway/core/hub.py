@@ -292,10 +292,13 @@ class Hub:
 
     async def upstream_output(self, message: bytes) -> None:
         self._offset += len(message) - 1
-        self._bus.output(self.agent_id, self._offset, message)
+        if self._bus is not NO_BUS:
+            self._bus.output(self.agent_id, self._offset, message)
         now = self._clock()
-        self._deliver(self._relay.output(message, now))
-        if self._flush_timer is None and self._relay.deadline is not None:
+        delivery = self._relay.output(message, now)
+        if delivery is not None:
+            self._deliver(delivery)
+        elif self._flush_timer is None and self._relay.deadline is not None:
             self._flush_timer = asyncio.get_running_loop().call_later(
                 self._relay.deadline - now, self._flush
             )

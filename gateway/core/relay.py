@@ -131,6 +131,7 @@ class Relay(Generic[K]):
         self._held_bytes = 0
         self._last_flush = -COALESCE_SECONDS * MAX_COALESCE_STEPS
         self._resyncs_of_departed = 0
+        self._window, self._limit = self.coalescing()
         #: When held output must go (the driver's timer), or None.
         self.deadline: float | None = None
         #: ttyd message bytes handed to viewers' sockets, all viewers together.
@@ -141,6 +142,7 @@ class Relay(Generic[K]):
     def join(self, key: K) -> None:
         """A new viewer; it starts owing a snapshot."""
         self._seats[key] = _Seat()
+        self._window, self._limit = self.coalescing()
 
     def leave(self, key: K) -> bool:
         """Forget a viewer; False if it was not here."""
@@ -149,6 +151,7 @@ class Relay(Generic[K]):
             return False
         seat.state = ViewerState.CLOSED
         self._resyncs_of_departed += seat.resyncs
+        self._window, self._limit = self.coalescing()
         return True
 
     def __contains__(self, key: object) -> bool:
@@ -188,11 +191,10 @@ class Relay(Generic[K]):
         """A ttyd output message arrived at ``now``: what goes out at once, if anything."""
         self._held.append(message)
         self._held_bytes += len(message) - 1
-        window, limit = self.coalescing()
-        if self._held_bytes >= limit:
+        if self._held_bytes >= self._limit:
             return self.flush(now)
         if self.deadline is None:
-            due = self._last_flush + window
+            due = self._last_flush + self._window
             if now >= due:
                 return self.flush(now)
             self.deadline = due
