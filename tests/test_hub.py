@@ -336,12 +336,36 @@ async def test_closed_viewer_ends_and_leaves() -> None:
 
 async def test_fleet_lookup() -> None:
     fleet = Fleet()
-    await fleet.add(offline_hub())
+    await fleet.add(fleet.new_hub("t", None))
     assert fleet.get("t").agent_id == "t"
     with pytest.raises(AgentNotFound):
         fleet.get("missing")
     with pytest.raises(ValueError, match="duplicate"):
-        await fleet.add(offline_hub())
+        await fleet.add(fleet.new_hub("t", None))
+    # A hub made elsewhere would emulate outside the shared budget, unheard.
+    with pytest.raises(ValueError, match="new_hub"):
+        await fleet.add(Hub("other", None))
+
+
+async def test_a_viewer_that_joins_a_closed_hub_is_closed_at_once() -> None:
+    # A handshake can take seconds; the hub may be removed meanwhile.
+    hub = offline_hub()
+    await hub.aclose(1001)
+    viewer = hub.join("late")
+    assert viewer.close_code == 1001
+    assert [batch async for batch in viewer.batches()] == []
+    assert hub.statistics().viewers == 0
+
+
+async def test_a_join_mid_message_gets_exactly_the_bytes_not_yet_emulated() -> None:
+    hub = offline_hub()
+    data = b"".join(b"line %05d\r\n" % i for i in range(2000))  # far past one FEED_PIECE
+    await output(hub, data)
+    hub._feed_one()  # one piece: the emulator stops inside the message
+    emulated = hub.screen.offset
+    assert 0 < emulated < len(data)
+    frames = await drain(hub.join())
+    assert frames[1] == b"0" + hub.screen.snapshot() + data[emulated:]
 
 
 async def test_presence_and_changes_reach_fleet_listeners() -> None:

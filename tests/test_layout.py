@@ -77,12 +77,16 @@ def imports(module: str) -> frozenset[str]:
                 for alias in node.names:
                     whole = ".".join([*target, alias.name])
                     found.add(whole if whole in MODULES else ".".join(target))
-            elif isinstance(node, ast.ImportFrom | ast.Import):
-                names = [node.module] if isinstance(node, ast.ImportFrom) else []
-                names += [] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-                for name in names:
-                    if name and name.startswith("gateway."):
-                        found.add(name.removeprefix("gateway."))
+            elif isinstance(node, ast.ImportFrom) and node.module is not None:
+                if node.module == "gateway" or node.module.startswith("gateway."):
+                    base = node.module.removeprefix("gateway").lstrip(".")
+                    for alias in node.names:
+                        whole = ".".join(filter(None, [base, alias.name]))
+                        found.add(whole if whole in MODULES else base)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("gateway."):
+                        found.add(alias.name.removeprefix("gateway."))
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.stmt):
                     visit([child])

@@ -73,6 +73,9 @@ class Fleet:
         """Add a hub; it is started if the fleet is running."""
         if hub.agent_id in self._hubs:
             raise ValueError(f"duplicate agent id {hub.agent_id!r}")
+        if hub.emulation_budget is not self.emulation_budget:
+            # It would emulate on a budget of its own and its changes go unheard.
+            raise ValueError(f"hub {hub.agent_id!r} was not made by this fleet's new_hub")
         self._hubs[hub.agent_id] = hub
         if self._running:
             await hub.start()

@@ -126,6 +126,8 @@ class Hub:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._emulator: asyncio.Task[None] | None = None
         self._connection: asyncio.Task[None] | None = None
+        # Set by aclose: a viewer that joins afterwards is closed at once.
+        self._closed: int | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -136,6 +138,7 @@ class Hub:
 
     async def aclose(self, code: int = 1001) -> None:
         """Stop the source and emulator, close every viewer with ``code``."""
+        self._closed = code
         self._on_change = None
         if self._flush_timer is not None:
             self._flush_timer.cancel()
@@ -187,8 +190,16 @@ class Hub:
     # --- viewers -------------------------------------------------------------
 
     def join(self, who: str = "") -> Viewer:
-        """A new viewer; its first batch is the current screen."""
+        """A new viewer; its first batch is the current screen.
+
+        A handler may join after a slow handshake; if the hub was removed
+        meanwhile (a recreated container), the viewer is closed at once with
+        the hub's code instead of watching a screen nobody feeds.
+        """
         viewer = Viewer(self, self._relay, who)
+        if self._closed is not None:
+            viewer.close_code = self._closed
+            return viewer
         self._relay.join(viewer)
         self._changed()
         return viewer
