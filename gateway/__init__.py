@@ -4,7 +4,7 @@ The layout is the architecture. Lowest first:
 
 * ``errors``: the one exception tree.
 * pure policy and values, sans I/O: ``users``, ``limits``, ``origins``,
-  ``proxies``, ``ring``, ``core.target``, ``core.state``, ``core.backoff``,
+  ``proxies``, ``ring``, ``readiness``, ``core.target``, ``core.state``, ``core.backoff``,
   ``core.ttyd`` (the wire codec), ``screen.base``; and ``config``, which
   reads settings into them.
 * ``tasks`` (asyncio helpers), ``logsafe``, ``seams`` (what replicas will

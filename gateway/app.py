@@ -48,6 +48,7 @@ from .appkeys import (
     METRICS,
     ORIGINS,
     PROXIES,
+    READINESS,
     SESSION_SOCKETS,
     SETTINGS,
     SHARES,
@@ -67,6 +68,7 @@ from .errors import ConfigError
 from .events import EventBus
 from .limits import ConnectionCount
 from .local import LocalAgent, find_ttyd
+from .readiness import Readiness
 from .screen import screen_backend
 from .shares import ShareStore
 from .tasks import running
@@ -95,6 +97,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[METRICS] = app_metrics
     app[SETTINGS] = settings
+    app[READINESS] = Readiness()
     app[ORIGINS] = settings.origin_policy()
     app[HOSTS] = settings.host_policy()
     app[PROXIES] = settings.proxy_policy()
@@ -138,9 +141,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_activity)
     app.cleanup_ctx.append(lambda app: metrics.watch_loop_lag(app[METRICS]))
     app.cleanup_ctx.append(identity.sweeper)
+    app.on_shutdown.append(_drain)
     app.on_shutdown.append(_close_sockets)
     if settings.config_path is not None:
         app.cleanup_ctx.append(_reload_on_sighup)
+    # Last: ready once everything above has started.
+    app.cleanup_ctx.append(_ready)
     routes.setup(app)
     return app
 
@@ -337,6 +343,16 @@ async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def _ready(app: web.Application) -> AsyncIterator[None]:
+    app[READINESS].started()
+    yield
+
+
+async def _drain(app: web.Application) -> None:
+    """First on shutdown: /readyz says so before anything closes."""
+    app[READINESS].draining()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -21,6 +21,7 @@ from .local import LocalAgent
 from .metrics import Metrics
 from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
+from .readiness import Readiness
 from .seams import AuditSink, ConnectionBackend, EventSink, ShareBackend
 
 
@@ -56,3 +57,5 @@ DISCOVERY = web.AppKey("discovery", Discovery)
 LOGS = web.AppKey("logs", LogHub)
 # Prometheus instruments and registry (GET /metrics).
 METRICS = web.AppKey("metrics", Metrics)
+# Starting, ready or draining (GET /readyz).
+READINESS = web.AppKey("readiness", Readiness)

@@ -120,7 +120,7 @@ async def test_a_labelled_container_becomes_an_agent_you_can_type_into(
     await terminal.send_input(b"echo hello-$((6*7))\r")
     await terminal.wait_text("hello-42")
     health = await (await client.get("/healthz")).json()
-    assert health == {"status": "ok", "docker": "up", "audit": "ok"}
+    assert health == {"status": "ok", "docker": "up", "audit": "ok", "redis": "disabled"}
     await terminal.close()
 
 

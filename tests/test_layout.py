@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
         "origins",
         "proxies",
         "ring",
+        "readiness",
         "core.target",
         "core.state",
         "core.backoff",

@@ -202,3 +202,4 @@ async def test_a_rebound_name_reads_nothing(agent: LocalAgent, gateway: GatewayF
         0
     ] == 200
     assert (await raw_request(port, "GET /healthz HTTP/1.1\r\nHost: gateway:8080\r\n"))[0] == 200
+    assert (await raw_request(port, "GET /readyz HTTP/1.1\r\nHost: gateway:8080\r\n"))[0] == 200

@@ -11,9 +11,12 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 from gateway.appkeys import FLEET
+from gateway.auth import hash_password
 from gateway.core import ttyd
 from gateway.limits import DEFAULT_VIEWER_QUEUE_BYTES
 from gateway.local import LocalAgent
+from gateway.readiness import Phase, Readiness
+from gateway.users import Role, User
 from gateway.web.terminal import VIEWER_SEND_BUFFER
 
 from .conftest import (
@@ -108,7 +111,7 @@ async def test_unknown_agent_is_404_json(agent: LocalAgent, gateway: GatewayFact
 
 async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory) -> None:
     client = await gateway(agent)
-    health = {"status": "ok", "docker": "disabled", "audit": "ok"}
+    health = {"status": "ok", "docker": "disabled", "audit": "ok", "redis": "disabled"}
     assert await (await client.get("/healthz")).json() == health
     assert await (await client.get(f"/agents/{agent.name}/token")).json() == {"token": ""}
     page = await client.get(f"/agents/{agent.name}/")
@@ -123,6 +126,30 @@ async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory)
     # The npm tree and sources are not served, only the bundle.
     assert (await client.get("/static/dist/../package.json")).status == 404
     assert (await client.get("/static/node_modules/@xterm/xterm/package.json")).status == 404
+
+
+async def test_ready_once_started_and_not_while_draining(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    users = (User("admin", hash_password("pw"), Role.ADMIN),)
+    client = await gateway(agent, users=users)
+    # Public, like /healthz: a load balancer has no session.
+    ready = await client.get("/readyz")
+    assert (ready.status, await ready.json()) == (200, {"status": "ready"})
+    await client.app.shutdown()  # what SIGTERM starts: /readyz turns first
+    draining = await client.get("/readyz")
+    assert (draining.status, await draining.json()) == (503, {"status": "draining"})
+    assert (await client.get("/healthz")).status == 200  # still working, just leaving
+
+
+def test_readiness_goes_one_way() -> None:
+    readiness = Readiness()
+    assert (readiness.phase, readiness.ready) == (Phase.STARTING, False)
+    readiness.started()
+    assert readiness.ready
+    readiness.draining()
+    readiness.started()  # a late start never makes a draining gateway ready again
+    assert (readiness.phase, readiness.ready) == (Phase.DRAINING, False)
 
 
 async def test_ttyd_restart_is_survived_and_viewers_told(

@@ -30,6 +30,7 @@ from ..appkeys import (
     AUTH,
     DISCOVERY,
     METRICS,
+    READINESS,
     SETTINGS,
     SHARES,
 )
@@ -65,9 +66,17 @@ async def healthz(request: web.Request) -> web.Response:
     docker = "disabled" if discovery is None else discovery.status
     audit = request.app[AUDIT].status
     healthy = audit == "ok"
+    body = {"status": "ok" if healthy else "degraded", "docker": docker, "audit": audit}
+    # One process, no Redis: replica mode is not built yet.
+    body["redis"] = "disabled"
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Whether to send traffic here: 200 once started, 503 while starting or draining."""
+    readiness = request.app[READINESS]
     return web.json_response(
-        {"status": "ok" if healthy else "degraded", "docker": docker, "audit": audit},
-        status=200 if healthy else 503,
+        {"status": readiness.phase.value}, status=200 if readiness.ready else 503
     )
 
 

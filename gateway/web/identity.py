@@ -55,7 +55,7 @@ SWEEP_INTERVAL = 2.0
 REVOKE_TIMEOUT = 5.0
 
 
-_PUBLIC = ("/healthz", "/login", "/api/login")
+_PUBLIC = ("/healthz", "/readyz", "/login", "/api/login")
 
 
 _PUBLIC_PREFIXES = ("/static/dist/", "/s/", "/login/")

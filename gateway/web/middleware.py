@@ -28,7 +28,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 # Health checks from the gateway's own host (Docker's HEALTHCHECK, a local
 # probe) name it by whatever address they use; they may skip the Host rule.
-LOOPBACK_HEALTH_PATHS = frozenset({"/healthz"})
+LOOPBACK_HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 @web.middleware

@@ -16,6 +16,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/agents/{agent_id}/", pages.terminal_page)
     app.router.add_get("/static/dist/{name}", pages.bundle_file)
     app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.prometheus)
     app.router.add_get("/api/me", api.me)
     app.router.add_get("/api/agents", api.list_agents)
