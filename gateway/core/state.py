@@ -11,7 +11,7 @@ when it is stale).
 The transitions, in one place (:data:`TRANSITIONS`)::
 
     connecting ──► connected ──► reconnecting ──► connecting ...
-         ▲  (ttyd answers)   (it went away)    (backoff ran out)
+         ▲  (ttyd answers)   (it went away)    (its delay is over)
          │
     stopped / conflict / unreachable      no terminal now; a new target
          ▲                                connects (connecting), and the
