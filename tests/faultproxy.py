@@ -18,6 +18,8 @@ import contextlib
 import enum
 import socket
 import struct
+from collections.abc import Coroutine
+from typing import Any
 
 
 class Mode(enum.Enum):
@@ -44,8 +46,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Connections accepted so far, and bytes the blackhole swallowed.
-        self.accepted = 0
+        #: Bytes the blackhole swallowed.
         self.dropped = 0
         self.port = 0
 
@@ -79,13 +80,12 @@ class FaultProxy:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
         if self._mode is Mode.RESET:
             _reset(writer)
             return

@@ -154,9 +154,6 @@ class Relay(Generic[K]):
         self._window, self._limit = self.coalescing()
         return True
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._seats
-
     def __len__(self) -> int:
         return len(self._seats)
 

@@ -37,19 +37,10 @@ class AgentState(enum.StrEnum):
     CONFLICT = "conflict"  # two containers claim the same agent id
     UNREACHABLE = "unreachable"  # its labels name no terminal we can reach
 
-    @property
-    def has_terminal(self) -> bool:
-        """Whether a connection to ttyd exists or is being made."""
-        return self in _WITH_TERMINAL
-
-    @property
-    def needs_attention(self) -> bool:
-        """Whether the wall puts this agent first: something is wrong."""
-        return self in _ATTENTION
-
 
 _WITH_TERMINAL = frozenset({AgentState.CONNECTING, AgentState.CONNECTED, AgentState.RECONNECTING})
 _NO_TERMINAL = frozenset(AgentState) - _WITH_TERMINAL
+# What the wall puts first: something is wrong.
 _ATTENTION = frozenset({AgentState.RECONNECTING, AgentState.CONFLICT, AgentState.UNREACHABLE})
 
 #: Which states may follow which. Staying in a state (a new retry delay, a new

@@ -53,10 +53,6 @@ class Viewer:
     def resyncs(self) -> int:
         return self._relay.resyncs_of(self)
 
-    @property
-    def paused(self) -> bool:
-        return self._relay.state(self) is ViewerState.PAUSED
-
     def attach(self, write: Callable[[bytes], bool]) -> None:
         """Let the hub write output straight to the socket while nothing waits.
 
