@@ -21,7 +21,9 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.appkeys import FLEET
 from gateway.core import ttyd
+from gateway.core.state import AgentState
 from gateway.local import LocalAgent
 from gateway.web.wsmask import MaskedWebSocketResponse, MaskGuard, MaskTracker
 
@@ -354,6 +356,9 @@ async def test_masked_frames_of_every_size_still_arrive(echo: Any) -> None:
 
 
 async def raw_viewer(client: Any, agent: LocalAgent) -> RawWebSocket:
+    # Input sent before the upstream is up is refused, not queued: wait for it.
+    hub = client.app[FLEET].get(agent.name)
+    await eventually(lambda: hub.status.state is AgentState.CONNECTED, message="agent connected")
     ws = await RawWebSocket.connect(client.port, f"/agents/{agent.name}/ws")
     await ws.send(frame(ttyd.Handshake().serialize()))
     return ws
