@@ -34,10 +34,12 @@ system:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq tmux; \
 	  else echo "please install tmux (apt-get install tmux)"; exit 1; fi; }
 
-# What the tests add (Docker discovery, the deploy/ check, the browser tests):
-# a Docker Engine, busybox-static for its test image, docker-compose and
-# Chromium. Installed as root; otherwise said, and those tests skip.
-TEST_PACKAGES := dockerd:docker.io docker-compose:docker-compose /usr/bin/chromium:chromium
+# What the tests add (Docker discovery, the deploy/ check, the browser tests,
+# replica mode): a Docker Engine, busybox-static for its test image,
+# docker-compose, Chromium and redis-server. Installed as root; otherwise
+# said, and those tests skip.
+TEST_PACKAGES := dockerd:docker.io docker-compose:docker-compose /usr/bin/chromium:chromium \
+  redis-server:redis-server
 test-system:
 	@missing=""; \
 	for pair in $(TEST_PACKAGES); do \

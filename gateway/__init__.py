@@ -11,7 +11,8 @@ The layout is the architecture. Lowest first:
   share), and the stateful policies: ``auth``, ``shares``, ``audit``, ``events``.
 * ``screen`` (the emulators) and ``core`` (the upstream, the sans-I/O relay
   and backlog, and their asyncio hub, viewers and fleet).
-* the adapters: ``docker`` (discovery and container logs), ``local``
+* the adapters: ``docker`` (discovery and container logs), ``replica``
+  (several gateways made one by Redis: ownership, streams), ``local``
   (tmux + ttyd for the demo and the tests, and its fake agent
   ``demo_agent``), ``bundle`` (the built front end, read at start) and
   ``metrics``.

@@ -98,6 +98,25 @@ class DockerSettings:
         return f"{self.label_prefix}.agent"
 
 
+DEFAULT_LEASE_MS = 2000
+MIN_LEASE_MS, MAX_LEASE_MS = 500, 60_000
+KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """``[redis]``: replica mode, several gateways made one by a Redis server."""
+
+    # redis://host:port/db, rediss://... (TLS) or unix:///path/to/socket.
+    url: str
+    # The password (AUTH), read when connecting (gateway.replica.client), never here.
+    password_file: Path | None = None
+    # Every key this gateway writes starts with it: several fleets can share one Redis.
+    key_prefix: str = "gateway:"
+    # How long an agent stays with a replica that stopped renewing its lease.
+    lease_ms: int = DEFAULT_LEASE_MS
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway reads from its config, validated."""
@@ -115,6 +134,8 @@ class Settings:
     users: tuple[User, ...] = ()
     # Docker discovery, when the config has a [docker] table.
     docker: DockerSettings | None = None
+    # Replica mode, when the config has a [redis] table.
+    redis: RedisSettings | None = None
     # Session lifetimes in seconds: since the last request, and in all.
     session_idle_seconds: int = IDLE_TIMEOUT
     session_max_seconds: int = ABSOLUTE_TIMEOUT
@@ -284,9 +305,49 @@ def _docker(raw: Mapping[str, Any], base: Path) -> DockerSettings:
     )
 
 
+def _redis(raw: Mapping[str, Any], base: Path) -> RedisSettings:
+    values = _take(
+        raw,
+        "redis",
+        {"url": str, "password_file": str, "key_prefix": str, "lease_ms": int},
+    )
+    _require(values, "redis", "url")
+    url = values["url"]
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("redis", "rediss", "unix") or not rest.strip("/"):
+        raise ConfigError(
+            "redis.url must look like redis://host:6379/0, rediss://host:6379/0 "
+            "or unix:///path/to/redis.sock"
+        )
+    userinfo, at, _ = rest.partition("/")[0].rpartition("@")
+    if at and ":" in userinfo:
+        # The URL shows up in logs and errors; a password in it would too.
+        raise ConfigError("redis.url must not hold a password: put it in redis.password_file")
+    prefix = values.get("key_prefix", "gateway:")
+    if not KEY_PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"redis.key_prefix {prefix!r} must be 1-64 letters, digits or '_.:-' "
+            "(braces are the gateway's own hash tags)"
+        )
+    lease = values.get("lease_ms", DEFAULT_LEASE_MS)
+    if not MIN_LEASE_MS <= lease <= MAX_LEASE_MS:
+        raise ConfigError(f"redis.lease_ms must be {MIN_LEASE_MS}..{MAX_LEASE_MS}")
+    password_file = values.get("password_file")
+    return RedisSettings(
+        url=url,
+        password_file=None if password_file is None else base / password_file,
+        key_prefix=prefix,
+        lease_ms=lease,
+    )
+
+
 def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> Settings:
     """Build settings from parsed TOML; relative paths resolve against ``base``."""
-    top = _take(data, "config", {"server": dict, "agents": list, "users": list, "docker": dict})
+    top = _take(
+        data,
+        "config",
+        {"server": dict, "agents": list, "users": list, "docker": dict, "redis": dict},
+    )
     server = _take(
         top.get("server", {}),
         "server",
@@ -353,11 +414,17 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         agents=agents,
         users=users,
         docker=_docker(top["docker"], base) if "docker" in top else None,
+        redis=_redis(top["redis"], base) if "redis" in top else None,
         viewer_queue_bytes=queue,
         screen=screen,
         demo=demo,
     )
     check_exposure(settings)
+    if settings.redis is not None and demo:
+        raise ConfigError(
+            "--demo runs its agents inside this one process; replicas ([redis]) need "
+            "agents every replica reaches ([[agents]] or [docker])"
+        )
     return settings
 
 

@@ -20,6 +20,9 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     │   ├── LoginBusy            too many login attempts in flight (this client's, or all)
     │   └── PasswordTooLong      refused before hashing, and not counted as a failure
     ├── LocalAgentError        spawning a local ttyd + tmux agent failed
+    ├── ReplicaError           replica mode ([redis]): Redis cannot be used as configured
+    │   ├── RedisUnavailable     Redis did not answer (nothing is assumed; the caller retries)
+    │   └── Fenced               this replica no longer owns the agent: its write was refused
     └── EmulatorError          the native terminal emulator refused a call (out of memory)
 
 Like h11, protocol errors say whose fault they are: a peer's malformed frame
@@ -113,6 +116,18 @@ class PasswordTooLong(AuthError):
 
 class LocalAgentError(GatewayError):
     """Starting or stopping a locally spawned ttyd + tmux agent failed."""
+
+
+class ReplicaError(GatewayError):
+    """Replica mode cannot work as configured (an old Redis, a bad password file)."""
+
+
+class RedisUnavailable(ReplicaError):
+    """Redis did not answer; nothing is assumed about what it holds."""
+
+
+class Fenced(ReplicaError):
+    """Another replica owns the agent now: this one's write was refused by Redis."""
 
 
 class EmulatorError(GatewayError):

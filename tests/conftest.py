@@ -26,6 +26,8 @@ from gateway.web.accesslog import AccessLogger
 
 from .browser import browsers  # noqa: F401 - a fixture, used by the E2E tests
 from .dockerd import Containers, DockerEngine, build_image, unavailable_reason
+from .redisserver import RedisServer
+from .redisserver import unavailable_reason as redis_unavailable
 
 # Every wait in the tests is a multiple of this: raise it on a slow machine.
 SCALE = float(os.environ.get("TEST_TIMEOUT_SCALE", "1"))
@@ -363,3 +365,18 @@ class EventReader:
             while await self.response.content.readline():
                 pass
         return True
+
+
+# --- Redis --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private, empty redis-server per test (skipped, i.e. failed in CI, if impossible)."""
+    reason = redis_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -259,3 +259,48 @@ def test_docker_table(tmp_path: Path) -> None:
 def test_bad_docker_table(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config.load(write(tmp_path, f"[docker]\n{text}\n"))
+
+
+def test_redis_table(tmp_path: Path) -> None:
+    settings = config.load(
+        write(
+            tmp_path,
+            '[redis]\nurl = "rediss://gateway@redis:6380/2"\npassword_file = "pw"\n'
+            'key_prefix = "fleet-a:"\nlease_ms = 5000\n',
+        )
+    )
+    assert settings.redis == config.RedisSettings(
+        "rediss://gateway@redis:6380/2", tmp_path / "pw", "fleet-a:", 5000
+    )
+    defaults = config.load(write(tmp_path, '[redis]\nurl = "unix:///run/redis.sock"\n')).redis
+    assert defaults == config.RedisSettings("unix:///run/redis.sock")
+    assert (defaults.key_prefix, defaults.lease_ms) == ("gateway:", 2000)
+    assert config.load(write(tmp_path, "")).redis is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "redis.url is required"),
+        ('url = "localhost:6379"', "redis.url must look like"),
+        ('url = "http://redis:6379"', "redis.url must look like"),
+        ('url = "redis://"', "redis.url must look like"),
+        ('url = "redis://:hunter2@redis:6379"', "must not hold a password"),
+        ('url = "redis://user:hunter2@redis:6379"', "must not hold a password"),
+        ('url = "redis://r"\nkey_prefix = ""', "redis.key_prefix"),
+        ('url = "redis://r"\nkey_prefix = "a{b}"', "redis.key_prefix"),
+        ('url = "redis://r"\nkey_prefix = "a b"', "redis.key_prefix"),
+        ('url = "redis://r"\nlease_ms = 100', "redis.lease_ms must be 500..60000"),
+        ('url = "redis://r"\nlease_ms = 600000', "redis.lease_ms must be"),
+        ('url = "redis://r"\nttl = 1', "unknown key redis.ttl"),
+    ],
+)
+def test_bad_redis_table(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        config.load(write(tmp_path, f"[redis]\n{text}\n"))
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_demo_is_one_process(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--demo runs its agents inside this one process"):
+        config.load(write(tmp_path, '[redis]\nurl = "redis://r"\n'), demo=True)

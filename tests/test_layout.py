@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     },
     {"tasks", "logsafe", "seams", "auth", "shares", "audit", "events"},
     {"screen", "core"},
-    {"docker", "metrics", "local", "demo_agent", "bundle"},
+    {"docker", "replica", "metrics", "local", "demo_agent", "bundle"},
     {"appkeys"},
     {"web"},
     {"app", "cli", "__main__"},
@@ -49,7 +49,17 @@ WEB_LAYERS: list[set[str]] = [
     HANDLERS,
     {"web.routes"},
 ]
-HEAVY = ("asyncio", "aiohttp", "websockets", "docker", "cffi", "_cffi_backend", "pyghostty", "pyte")
+HEAVY = (
+    "asyncio",
+    "aiohttp",
+    "websockets",
+    "docker",
+    "redis",
+    "cffi",
+    "_cffi_backend",
+    "pyghostty",
+    "pyte",
+)
 
 
 def _name(path: Path) -> str:
@@ -162,7 +172,8 @@ def test_no_module_is_over_700_lines(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["config", "core", "core.target", "core.state", "screen.base", "web", "docker"]
+    "module",
+    ["config", "core", "core.target", "core.state", "screen.base", "web", "docker", "replica"],
 )
 def test_low_modules_import_nothing_heavy(module: str) -> None:
     if module not in MODULES:
@@ -175,3 +186,20 @@ def test_low_modules_import_nothing_heavy(module: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, check=True, text=True
     ).stdout.strip()
     assert loaded == "[]", f"importing gateway.{module} loads {loaded}"
+
+
+def test_a_single_gateway_never_imports_redis(tmp_path: Path) -> None:
+    # The contract of replica mode: without [redis], the package is not even loaded.
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from gateway.app import create_app\n"
+        "from gateway.config import Settings\n"
+        f"create_app(Settings(state_dir=Path({str(tmp_path)!r})))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'"
+        " or m.startswith('gateway.replica.')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, check=True, text=True
+    ).stdout.strip()
+    assert loaded == "[]", f"a gateway without [redis] loads {loaded}"

@@ -173,7 +173,7 @@ class Hub:
     def _new_source(self, target: Target | None) -> Source | None:
         if target is None:
             return None
-        return self._source_factory(target, self, lambda: self._size, self._backoff)
+        return self._source_factory(self.agent_id, target, self, lambda: self._size, self._backoff)
 
     def _connect(self) -> None:
         if self.upstream is not None:
@@ -239,13 +239,14 @@ class Hub:
     async def resize(self, columns: int, rows: int) -> None:
         """Give the agent's one terminal a new (clamped) size."""
         size = ttyd.clamp_size(columns, rows)
+        if self.upstream is not None and self.upstream.mirrors:
+            # The replica holding the terminal resizes it, and its stream says so.
+            with contextlib.suppress(UpstreamUnavailable):
+                await self.upstream.send(ttyd.Resize(*size))
+            return
         if size == self._size:
             return
-        self._size = size
-        self._backlog.resize(*size)
-        self._backlog_ready.set()
-        self._bus.resized(self.agent_id, *size)
-        self._set_status(self._status.state, self._status.retry_in, self._status.message)
+        self.upstream_resized(*size)
         # When down, the next handshake carries the new size.
         if self.upstream is not None:
             with contextlib.suppress(UpstreamUnavailable):
@@ -323,6 +324,16 @@ class Hub:
         if state is AgentState.STOPPED:
             return  # only ever on the way out of set_target/aclose, which say why
         self._set_status(state, retry_in, message)
+
+    def upstream_resized(self, columns: int, rows: int) -> None:
+        size = ttyd.clamp_size(columns, rows)
+        if size == self._size:
+            return
+        self._size = size
+        self._backlog.resize(*size)
+        self._backlog_ready.set()
+        self._bus.resized(self.agent_id, *size)
+        self._set_status(self._status.state, self._status.retry_in, self._status.message)
 
     def _flush(self) -> None:
         """Offer the output held back to every viewer now."""

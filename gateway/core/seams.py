@@ -28,6 +28,15 @@ class Source(Protocol):
     @property
     def state(self) -> AgentState: ...
 
+    @property
+    def mirrors(self) -> bool:
+        """True while it only mirrors a terminal another replica holds.
+
+        The size is then the holder's: the hub asks for a resize through
+        :meth:`send` and applies it when the source reports it
+        (:meth:`UpstreamSink.upstream_resized`), never on its own.
+        """
+
     def statistics(self) -> UpstreamStatistics: ...
 
     async def send(self, message: ttyd.ClientMessage) -> None:
@@ -39,11 +48,12 @@ class Source(Protocol):
 
 #: The terminal size a source puts in its handshake, asked at every connect.
 Size = Callable[[], tuple[int, int]]
-#: Makes a hub's source: (target, sink, current size, backoff) -> source.
-SourceFactory = Callable[[Target, UpstreamSink, Size, Backoff | None], Source]
+#: Makes a hub's source: (agent id, target, sink, current size, backoff) -> source.
+SourceFactory = Callable[[str, Target, UpstreamSink, Size, Backoff | None], Source]
 
 
 def ttyd_source(
+    agent_id: str,
     target: Target,
     sink: UpstreamSink,
     size: Size,

@@ -53,6 +53,9 @@ class UpstreamSink(Protocol):
     def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         """The connection changed state; ``retry_in`` is set while reconnecting."""
 
+    def upstream_resized(self, columns: int, rows: int) -> None:
+        """The terminal is this size now (a mirroring source's holder resized it)."""
+
 
 @dataclass(slots=True)
 class UpstreamStatistics:
@@ -98,6 +101,10 @@ class Upstream:
     @property
     def state(self) -> AgentState:
         return self._state
+
+    @property
+    def mirrors(self) -> bool:
+        return False  # it holds the terminal: the hub's size is the size
 
     def statistics(self) -> UpstreamStatistics:
         return UpstreamStatistics(

@@ -1,0 +1,86 @@
+"""The Lua that makes ownership safe: each runs atomically inside Redis.
+
+A lease alone is not a lock (Kleppmann, "How to do distributed locking"):
+an owner paused past its lease still believes it owns the agent. So every
+write to an agent's stream goes through :data:`APPEND`, which checks the
+caller's lease token and writes in the same atomic step: the resource is
+fenced, not the caller's belief. Tokens are ``<generation>:<replica>``, the
+generation an ever-growing counter per agent.
+"""
+
+from __future__ import annotations
+
+# Heartbeat; KEYS: replicas, epoch. ARGV: replica, lease_ms, leaving (0/1), a fresh epoch.
+# Returns Redis's clock in ms, the live replicas (seen within a lease) and
+# the epoch: a new one is set only if there is none (a fresh or flushed Redis).
+HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[2])
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 10 * lease)
+redis.call('SET', KEYS[2], ARGV[4], 'NX')
+return {now, redis.call('ZRANGEBYSCORE', KEYS[1], now - lease, '+inf'), redis.call('GET', KEYS[2])}
+"""
+
+# Take a free agent; KEYS: lease, gen. ARGV: replica, lease_ms. Returns the token or nil.
+ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local token = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+return token
+"""
+
+# KEYS: lease. ARGV: token, lease_ms. 1 if still ours (and extended), 0 if not.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lease. ARGV: token. 1 if it was ours (and is free now), 0 if not.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+# The fenced append; KEYS: lease, out, ckpt, status. ARGV: token, then
+# (id, kind, data) triples. Kind 'C' writes the checkpoint hash and trims
+# the stream to the checkpoint before it, which any follower may still
+# be reading from; kind 's' also keeps the latest status for joiners.
+APPEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED this replica no longer owns the agent')
+end
+for i = 2, #ARGV, 3 do
+  local id, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if kind == 'C' then
+    local previous = redis.call('HGET', KEYS[3], 'id')
+    redis.call('HSET', KEYS[3], 'id', id, 'data', data)
+    if previous then redis.call('XTRIM', KEYS[2], 'MINID', '~', previous) end
+  else
+    redis.call('XADD', KEYS[2], id, 'k', kind, 'd', data)
+    if kind == 's' then redis.call('SET', KEYS[4], data) end
+  end
+end
+return 1
+"""
+
+# A follower's start, in one step; KEYS: ckpt, out, lease, status.
+# Returns {checkpoint id, checkpoint data, owner token, status, entries after the checkpoint}.
+BOOTSTRAP = """
+local c = redis.call('HMGET', KEYS[1], 'id', 'data')
+local start = '-'
+if c[1] then start = '(' .. c[1] end
+return {c[1], c[2], redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4]),
+        redis.call('XRANGE', KEYS[2], start, '+')}
+"""
