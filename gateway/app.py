@@ -49,6 +49,7 @@ from .appkeys import (
     ORIGINS,
     PROXIES,
     READINESS,
+    REPLICA,
     SESSION_SOCKETS,
     SETTINGS,
     SHARES,
@@ -86,7 +87,14 @@ def create_app(settings: Settings) -> web.Application:
     """Build the gateway application for ``settings``."""
     # Before anything opens or starts: refuses a server.screen that cannot load.
     screen_backend(settings.screen)
-    fleet = Fleet()
+    if settings.redis is not None:
+        # Replica mode only: this is what imports redis.
+        from .replica.node import Node
+
+        node = Node(settings.redis)
+        fleet = Fleet(source=node.source)
+    else:
+        fleet = Fleet()
     audit = AuditLog(settings.audit_log)
     app_metrics = metrics.Metrics(fleet, audit)
     app = web.Application(
@@ -98,6 +106,10 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = app_metrics
     app[SETTINGS] = settings
     app[READINESS] = Readiness()
+    if settings.redis is not None:
+        app[REPLICA] = node
+        # First in, last out: everything after it may use Redis.
+        app.cleanup_ctx.append(_replica)
     app[ORIGINS] = settings.origin_policy()
     app[HOSTS] = settings.host_policy()
     app[PROXIES] = settings.proxy_policy()
@@ -160,6 +172,15 @@ def demo_agents(workdir: Path) -> list[LocalAgent]:
             "busy-agent", [sys.executable, "-m", "gateway.demo_agent"], workdir, ttyd_binary
         ),
     ]
+
+
+async def _replica(app: web.Application) -> AsyncIterator[None]:
+    node = app[REPLICA]
+    await node.start()
+    try:
+        yield
+    finally:
+        await node.aclose()
 
 
 async def _state(app: web.Application) -> AsyncIterator[None]:
@@ -346,13 +367,20 @@ async def _reload_on_sighup(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _ready(app: web.Application) -> AsyncIterator[None]:
+    node = app.get(REPLICA)
+    if node is not None:
+        # Ready once an ownership pass has seen this replica's agents.
+        await node.settled()
     app[READINESS].started()
     yield
 
 
 async def _drain(app: web.Application) -> None:
-    """First on shutdown: /readyz says so before anything closes."""
+    """First on shutdown: /readyz says so before anything closes; owned agents move on."""
     app[READINESS].draining()
+    node = app.get(REPLICA)
+    if node is not None:
+        await node.drain()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -7,7 +7,7 @@ What a replicated gateway will share is typed by its seam
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
@@ -23,6 +23,10 @@ from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
 from .readiness import Readiness
 from .seams import AuditSink, ConnectionBackend, EventSink, ShareBackend
+
+if TYPE_CHECKING:
+    # Imported only in replica mode (it loads redis).
+    from .replica.node import Node
 
 
 class Closable(Protocol):
@@ -59,3 +63,5 @@ LOGS = web.AppKey("logs", LogHub)
 METRICS = web.AppKey("metrics", Metrics)
 # Starting, ready or draining (GET /readyz).
 READINESS = web.AppKey("readiness", Readiness)
+# This replica, with [redis] only: ownership of agents, their streams, Redis's health.
+REPLICA: web.AppKey[Node] = web.AppKey("replica")

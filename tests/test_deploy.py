@@ -477,6 +477,9 @@ class Sink:
     def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         pass
 
+    def upstream_resized(self, columns: int, rows: int) -> None:
+        raise AssertionError("ttyd's upstream never reports a size")
+
 
 async def _token_status(socket: Path, credential: str | None = None) -> int:
     headers = {}

@@ -123,3 +123,26 @@ def test_versions_compare_as_numbers() -> None:
     assert parse_version("7.0.15") > parse_version("6.10")
     assert parse_version("6.0.20") < (6, 2)
     assert parse_version("255.255.255-rc1") > (6, 2)
+
+
+@pytest.mark.parametrize("delay", [0, 0.0001, 0.0005, 0.001, 0.002])
+async def test_a_task_awaiting_redis_can_be_cancelled(
+    redis_server: RedisServer, delay: float
+) -> None:
+    # Every role change of a replica cancels a task that may be in a command;
+    # with a redis-py socket timeout set, that cancellation was sometimes swallowed.
+    link = RedisLink(RedisSettings(redis_server.url), "r1")
+    await link.open()
+    try:
+
+        async def busy() -> None:
+            for _ in range(500):
+                await link.call(link.client.xrange("nothing", "-", "+"))
+
+        task = asyncio.create_task(busy())
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await link.aclose()

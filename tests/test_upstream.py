@@ -35,6 +35,9 @@ class RecordingSink:
     def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self.states.append((state, retry_in, message))
 
+    def upstream_resized(self, columns: int, rows: int) -> None:
+        raise AssertionError("ttyd's upstream never reports a size")
+
 
 @contextlib.asynccontextmanager
 async def running(upstream: Upstream) -> AsyncIterator[Upstream]:

@@ -46,16 +46,28 @@ class Source(Protocol):
         """Connect and keep connected until cancelled."""
 
 
+class SourceSink(UpstreamSink, Protocol):
+    """What a source reports to, and may ask of, its hub (the hub is one)."""
+
+    @property
+    def status(self) -> ttyd.Status: ...
+
+    def join_frames(self) -> list[bytes]:
+        """Status and one output frame that repaints the screen at the current offset."""
+
+    async def resize(self, columns: int, rows: int) -> None: ...
+
+
 #: The terminal size a source puts in its handshake, asked at every connect.
 Size = Callable[[], tuple[int, int]]
 #: Makes a hub's source: (agent id, target, sink, current size, backoff) -> source.
-SourceFactory = Callable[[str, Target, UpstreamSink, Size, Backoff | None], Source]
+SourceFactory = Callable[[str, Target, SourceSink, Size, Backoff | None], Source]
 
 
 def ttyd_source(
     agent_id: str,
     target: Target,
-    sink: UpstreamSink,
+    sink: SourceSink,
     size: Size,
     backoff: Backoff | None,
 ) -> Source:

@@ -4,8 +4,13 @@ redis-py's asyncio client, with what its known pitfalls ask for
 (``../shared/SCALEOUT.md``): raw bytes, never decoded (terminal output); no
 automatic retries, since a retried ``ACQUIRE`` or append could apply twice
 (the node retries whole steps itself); and a connection of its own for
-every blocking read, with a socket timeout well above its ``BLOCK``, since
-a blocked read holds its connection and cannot outlive the timeout.
+every blocking read, since a blocked read holds its connection.
+
+No redis-py socket timeout: with one set, a task cancelled while it awaits
+a reply sometimes goes on as if nothing happened (seen with redis-py 7.4
+and 8.1 on Python 3.11; ``tests/test_replica_client.py`` holds us to it),
+and every role change of a replica cancels such tasks. :meth:`RedisLink.call`
+puts its own deadline around each command instead.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ MIN_VERSION = (6, 2)
 START_TIMEOUT = 30.0
 # A blocking read waits at most this long (ms) in one command.
 BLOCK_MS = 1000
+# How long any command may take before Redis counts as down (a blocking read: plus BLOCK_MS).
+COMMAND_TIMEOUT = 5.0
 
 Health = Literal["up", "down"]
 
@@ -78,6 +85,8 @@ class RedisLink:
             decode_responses=False,
             retry=Retry(NoBackoff(), 0),
             client_name=f"gateway-{self.replica}",
+            socket_timeout=None,
+            socket_connect_timeout=COMMAND_TIMEOUT,
             **extra,
         )
 
@@ -85,19 +94,20 @@ class RedisLink:
         """Connect and check the server; waits up to ``wait`` seconds for Redis to answer."""
         if self.settings.password_file is not None:
             self._password = await asyncio.to_thread(read_password, self.settings.password_file)
-        self._client = self._new(socket_timeout=5, socket_connect_timeout=5, max_connections=16)
+        self._client = self._new(max_connections=16)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         delay = 0.1
         while True:
             try:
-                info = await self._client.info("server")
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    info = await self._client.info("server")
                 break
             except (AuthenticationError, ResponseError) as exc:
                 # Waiting will not fix a wrong password or a refused command.
                 await self.aclose()
                 raise ReplicaError(f"Redis at {self.settings.url} refused us: {exc}") from None
-            except RedisError as exc:
+            except (RedisError, TimeoutError) as exc:
                 if loop.time() + delay > deadline:
                     await self.aclose()
                     raise ReplicaError(
@@ -118,11 +128,7 @@ class RedisLink:
 
     def reader(self) -> aioredis.Redis:
         """A client with one connection of its own, for blocking reads."""
-        reader = self._new(
-            socket_timeout=BLOCK_MS / 1000 + 5,
-            socket_connect_timeout=5,
-            single_connection_client=True,
-        )
+        reader = self._new(single_connection_client=True)
         self._readers.append(reader)
         return reader
 
@@ -133,17 +139,20 @@ class RedisLink:
             log.warning("replica %s: Redis is %s", self.replica, health)
         self.health = health
 
-    async def call(self, command: Any) -> Any:
-        """Await a redis-py coroutine, translating its errors into ours."""
+    async def call(self, command: Any, *, blocking: bool = False) -> Any:
+        """Await a redis-py coroutine under a deadline, translating its errors into ours."""
+        limit = COMMAND_TIMEOUT + (BLOCK_MS / 1000 if blocking else 0)
         try:
-            result = await command
+            async with asyncio.timeout(limit):
+                result = await command
         except ResponseError:
             # Redis answered, with an error (a script's FENCED): it is up.
             self.answered(True)
             raise
-        except RedisError as exc:
+        except (RedisError, TimeoutError) as exc:
+            # A timed-out command's connection is dropped by redis-py, never reused.
             self.answered(False)
-            raise RedisUnavailable(str(exc) or type(exc).__name__) from exc
+            raise RedisUnavailable(str(exc) or f"no answer within {limit:.0f} s") from exc
         self.answered(True)
         return result
 

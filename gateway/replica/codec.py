@@ -161,7 +161,7 @@ class Forwarded:
     owner: str  # the lease token the sender saw: another owner drops it
     message: bytes  # the ttyd client message (Input or Resize), serialized
 
-    def fields(self) -> dict[str, bytes | str]:
+    def fields(self) -> dict[Any, Any]:  # redis-py's field types
         return {"q": self.request, "g": self.owner, "m": self.message}
 
     @classmethod

@@ -7,7 +7,8 @@ agent is contended for after ``rank x CONTEND_STEP`` (the first choice at
 once, the second a little later in case the first is gone), and an owner
 hands an agent over to its first choice once that replica has been live
 for :data:`SETTLE` (not on a blip), one agent per pass, so a new replica
-fills up without a storm of reconnections.
+fills up without a storm of reconnections; the replica that let go leaves
+the agent alone for as long, unless nobody else takes it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Placement:
     me: str
     # When each free agent was first seen free (by this replica).
     _free_since: dict[str, float] = field(default_factory=dict)
+    # Agents this replica handed over, and until when it leaves them to the others.
+    _held_back: dict[str, float] = field(default_factory=dict)
 
     def plan(
         self,
@@ -64,9 +67,18 @@ class Placement:
                         release.append(agent_id)
                 continue
             since = self._free_since.setdefault(agent_id, now)
+            if self._held_back.get(agent_id, now) > now:
+                continue
             rank = ranking(agent_id, replicas).index(self.me)
             if now - since >= rank * CONTEND_STEP:
                 contend.append(agent_id)
         for agent_id in set(self._free_since) - set(owners):
             del self._free_since[agent_id]
+        for agent_id, until in list(self._held_back.items()):
+            if until <= now:
+                del self._held_back[agent_id]
         return Plan(tuple(contend), tuple(release))
+
+    def handed_over(self, agent_id: str, now: float) -> None:
+        """This replica let go of ``agent_id`` for its first choice: do not take it back at once."""
+        self._held_back[agent_id] = now + SETTLE

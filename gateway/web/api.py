@@ -31,6 +31,7 @@ from ..appkeys import (
     DISCOVERY,
     METRICS,
     READINESS,
+    REPLICA,
     SETTINGS,
     SHARES,
 )
@@ -67,8 +68,9 @@ async def healthz(request: web.Request) -> web.Response:
     audit = request.app[AUDIT].status
     healthy = audit == "ok"
     body = {"status": "ok" if healthy else "degraded", "docker": docker, "audit": audit}
-    # One process, no Redis: replica mode is not built yet.
-    body["redis"] = "disabled"
+    # Reported, not failed on: restarting a gateway would not bring Redis back.
+    node = request.app.get(REPLICA)
+    body["redis"] = "disabled" if node is None else node.link.health
     return web.json_response(body, status=200 if healthy else 503)
 
 

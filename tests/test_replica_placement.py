@@ -1,0 +1,47 @@
+"""Who should own which agent (pure): rendezvous ranks, turns, hand-overs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from gateway.replica.placement import CONTEND_STEP, SETTLE, Placement, ranking
+
+
+def test_every_replica_ranks_alike_and_agents_spread() -> None:
+    replicas = ["r0", "r1", "r2"]
+    agents = [f"agent-{i}" for i in range(300)]
+    firsts = Counter(ranking(agent, replicas)[0] for agent in agents)
+    assert set(firsts) == set(replicas)
+    assert min(firsts.values()) > 60
+    assert all(ranking(a, replicas) == ranking(a, list(reversed(replicas))) for a in agents)
+    # A replica leaving moves only the agents it ranked first.
+    moved = [a for a in agents if ranking(a, replicas)[0] != ranking(a, ["r0", "r1"])[0]]
+    assert all(ranking(a, replicas)[0] == "r2" for a in moved)
+
+
+def test_the_first_choice_contends_at_once_the_others_in_turn() -> None:
+    live = {"r0": 0.0, "r1": 0.0}
+    agent = "shell"
+    first, second = ranking(agent, live)
+    a, b = Placement(first), Placement(second)
+    assert a.plan(10.0, {agent: None}, live).contend == (agent,)
+    assert b.plan(10.0, {agent: None}, live).contend == ()
+    assert b.plan(10.0 + CONTEND_STEP * 1.01, {agent: None}, live).contend == (agent,)
+
+
+def test_an_owner_hands_over_to_a_settled_first_choice_one_agent_a_pass() -> None:
+    agents = [f"agent-{i}" for i in range(20)]
+    me = "r0"
+    theirs = [a for a in agents if ranking(a, ["r0", "r1"])[0] == "r1"]
+    owners = {a: me for a in agents}
+    placement = Placement(me)
+    # r1 only just came: nothing moves on a blip.
+    assert placement.plan(10.0, owners, {"r0": 0.0, "r1": 9.0}).release == ()
+    plan = placement.plan(9.0 + SETTLE, owners, {"r0": 0.0, "r1": 9.0})
+    assert len(plan.release) == 1
+    assert plan.release[0] in theirs
+    # Having let go, it leaves the agent to r1 for a while, then takes it if nobody did.
+    placement.handed_over(plan.release[0], 20.0)
+    owners[plan.release[0]] = None
+    assert plan.release[0] not in placement.plan(20.5, owners, {"r0": 0.0, "r1": 9.0}).contend
+    assert plan.release[0] in placement.plan(20.0 + SETTLE + 1, owners, {"r0": 0.0}).contend
