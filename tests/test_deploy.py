@@ -1,11 +1,14 @@
 """The Docker deployment in deploy/.
 
-The compose file is checked as Compose itself reads it: Debian's
-``docker-compose config`` (1.29) validates and normalises it, and the tests
-assert the properties the deployment's security rests on. The gateway's
-config is loaded by the gateway's own loader, and the agent image's
-entrypoint is run for real (tmux + ttyd on a unix socket, the gateway's
-upstream client in front).
+The compose files are checked as Compose itself reads them: Debian's
+``docker-compose config`` (1.29) validates and normalises the single-gateway
+deployment (docker-compose.yml) and replica mode (with
+docker-compose.replicas.yml over it), and the tests assert the properties the
+deployment's security rests on. The gateway's configs are loaded by the
+gateway's own loader; the agent image's entrypoint is run for real (tmux +
+ttyd on a unix socket, the gateway's upstream client in front), and so is the
+redis service's (Debian's redis-server on deploy/redis.conf, the gateway's
+Redis client in front).
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import stat
 import subprocess
+import time
 import tomllib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis
 
 from gateway import config
 from gateway.core import ttyd
@@ -35,14 +43,21 @@ from gateway.core.backoff import Backoff
 from gateway.core.state import AgentState
 from gateway.core.target import Target
 from gateway.core.upstream import Upstream
+from gateway.replica.client import RedisLink
 
 from .conftest import eventually, timeout
+from .redisserver import free_port
+from .redisserver import unavailable_reason as redis_unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+REPLICAS_FILE = DEPLOY / "docker-compose.replicas.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 GATEWAY_TOML = DEPLOY / "gateway.toml"
+REPLICAS_TOML = DEPLOY / "gateway.replicas.toml"
+REDIS_CONF = DEPLOY / "redis.conf"
+REDIS_ENTRYPOINT = DEPLOY / "redis-entrypoint.sh"
 ENTRYPOINT = DEPLOY / "agent-entrypoint.sh"
 AGENTS = {"claude", "gemini", "codex"}
 # The agent image's ttyd socket folder (agent.Dockerfile, TTYD_SOCKET).
@@ -88,12 +103,14 @@ def _yaml_interpreter(binary: str) -> list[str]:
     return first_line[2:].split()
 
 
-@pytest.fixture(scope="module")
-def compose() -> ComposeConfig:
+def _compose_config(*files: Path) -> ComposeConfig:
     binary = _compose_binary()
     # Only PATH: variables from the caller's shell would override .env.example.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    args = [binary, "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE), "config"]
+    args = [binary]
+    for file in files:
+        args += ["-f", str(file)]
+    args += ["--env-file", str(ENV_EXAMPLE), "config"]
     version = subprocess.run(
         [binary, "version", "--short"], capture_output=True, text=True, env=env, timeout=60
     ).stdout.strip()
@@ -116,6 +133,26 @@ def compose() -> ComposeConfig:
         )
         data = _json(run.stdout) if run.returncode == 0 else {}
     return ComposeConfig(run.returncode, run.stderr, data)
+
+
+@pytest.fixture(scope="module")
+def compose() -> ComposeConfig:
+    """The single-gateway deployment: docker-compose.yml alone."""
+    return _compose_config(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def replicas() -> ComposeConfig:
+    """Replica mode: docker-compose.replicas.yml over docker-compose.yml."""
+    return _compose_config(COMPOSE_FILE, REPLICAS_FILE)
+
+
+@pytest.fixture(scope="module", params=["single", "replicas"])
+def deployment(request: pytest.FixtureRequest) -> ComposeConfig:
+    """Each deployment in turn, for what must hold in both."""
+    if request.param == "single":
+        return _compose_config(COMPOSE_FILE)
+    return _compose_config(COMPOSE_FILE, REPLICAS_FILE)
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -211,23 +248,24 @@ def _env_example() -> dict[str, str]:
     return values
 
 
-def test_compose_config_is_valid_with_the_example_env(compose: ComposeConfig) -> None:
-    assert compose.returncode == 0, compose.stderr
-    # Every variable the compose file uses has a value or a default.
-    assert "is not set" not in compose.stderr, compose.stderr
+def test_compose_config_is_valid_with_the_example_env(deployment: ComposeConfig) -> None:
+    assert deployment.returncode == 0, deployment.stderr
+    # Every variable the compose files use has a value or a default.
+    assert "is not set" not in deployment.stderr, deployment.stderr
     # The Compose Specification: no version key.
-    assert not re.search(r"(?m)^version\s*:", COMPOSE_FILE.read_text())
+    for file in (COMPOSE_FILE, REPLICAS_FILE):
+        assert not re.search(r"(?m)^version\s*:", file.read_text()), file
 
 
-def test_only_traefik_publishes_ports(compose: ComposeConfig) -> None:
-    published = {name: _published_ports(s) for name, s in compose.services.items()}
+def test_only_traefik_publishes_ports(deployment: ComposeConfig) -> None:
+    published = {name: _published_ports(s) for name, s in deployment.services.items()}
     assert published.pop("traefik") == {80, 443}
     assert all(not ports for ports in published.values()), published
-    assert all("network_mode" not in s for s in compose.services.values())
+    assert all("network_mode" not in s for s in deployment.services.values())
 
 
-def test_gateway_runs_unprivileged(compose: ComposeConfig) -> None:
-    gateway = compose.services["gateway"]
+def test_gateway_runs_unprivileged(deployment: ComposeConfig) -> None:
+    gateway = deployment.services["gateway"]
     user = str(gateway.get("user", ""))
     assert user.split(":")[0] not in {"", "0", "root"}, user
     assert "ALL" in gateway.get("cap_drop", [])
@@ -239,20 +277,20 @@ def test_gateway_runs_unprivileged(compose: ComposeConfig) -> None:
 
 
 def test_only_the_socket_proxy_mounts_the_docker_socket_read_only(
-    compose: ComposeConfig,
+    deployment: ComposeConfig,
 ) -> None:
     holders = {
         name: [m for m in _mounts(s) if "docker.sock" in m.source + m.target]
-        for name, s in compose.services.items()
+        for name, s in deployment.services.items()
     }
     holders = {name: mounts for name, mounts in holders.items() if mounts}
     assert set(holders) == {"socket-proxy"}
     assert all(m.read_only for m in holders["socket-proxy"])
-    assert not any(s.get("privileged") for s in compose.services.values())
+    assert not any(s.get("privileged") for s in deployment.services.values())
 
 
-def test_agents_are_labelled_with_a_unix_socket(compose: ComposeConfig) -> None:
-    agents = _agents(compose)
+def test_agents_are_labelled_with_a_unix_socket(deployment: ComposeConfig) -> None:
+    agents = _agents(deployment)
     assert set(agents) == AGENTS
     for name, service in agents.items():
         labels = _labels(service)
@@ -265,14 +303,14 @@ def test_agents_are_labelled_with_a_unix_socket(compose: ComposeConfig) -> None:
 
 
 def test_each_socket_volume_is_shared_by_its_agent_and_the_gateway_only(
-    compose: ComposeConfig,
+    deployment: ComposeConfig,
 ) -> None:
-    gateway_mounts = {m.source: m for m in _mounts(compose.services["gateway"])}
-    for name, service in _agents(compose).items():
+    gateway_mounts = {m.source: m for m in _mounts(deployment.services["gateway"])}
+    for name, service in _agents(deployment).items():
         sockets = [m for m in _mounts(service) if m.target == AGENT_SOCKET_DIR]
         assert len(sockets) == 1, f"{name} mounts no volume on {AGENT_SOCKET_DIR}"
         volume = sockets[0].source
-        assert volume in compose.data["volumes"], f"{name}: {volume} is not a named volume"
+        assert volume in deployment.data["volumes"], f"{name}: {volume} is not a named volume"
         # The gateway sees the agent's socket where the agent's label says.
         in_gateway = gateway_mounts.get(volume)
         assert in_gateway is not None, f"the gateway does not mount {volume}"
@@ -281,7 +319,7 @@ def test_each_socket_volume_is_shared_by_its_agent_and_the_gateway_only(
         assert in_gateway.read_only
         others = [
             other
-            for other, s in compose.services.items()
+            for other, s in deployment.services.items()
             if other not in {name, "gateway"} and volume in {m.source for m in _mounts(s)}
         ]
         assert not others, f"{volume} is also mounted in {others}"
@@ -305,8 +343,8 @@ def test_networks_separate_the_proxy_the_gateway_and_the_agents(
     assert _networks(compose.services["gateway"]) == {"edge", "docker-api"}
 
 
-def test_socket_proxy_forwards_only_the_read_endpoints(compose: ComposeConfig) -> None:
-    proxy = compose.services["socket-proxy"]
+def test_socket_proxy_forwards_only_the_read_endpoints(deployment: ComposeConfig) -> None:
+    proxy = deployment.services["socket-proxy"]
     allow = {
         arg.split("=", 1)[0].removeprefix("-allow"): arg.split("=", 1)[1]
         for arg in _command(proxy)
@@ -397,6 +435,353 @@ def test_gateway_toml_loads_with_the_gateways_loader() -> None:
     assert settings.docker.url == "tcp://socket-proxy:2375"
     assert settings.docker.agent_label == "gateway.agent"
     assert [user.role.value for user in settings.users] == ["admin"]
+
+
+# --- replica mode: docker-compose.replicas.yml over docker-compose.yml ---------------
+
+# The secret the redis service and every gateway replica read.
+REDIS_SECRET = "redis_password"
+
+
+def _secrets(service: dict[str, Any]) -> dict[str, str]:
+    """Each secret a service has, by name, and where it is mounted."""
+    mounted = {}
+    for secret in service.get("secrets") or []:
+        source = secret if isinstance(secret, str) else secret["source"]
+        target = source if isinstance(secret, str) else secret.get("target") or source
+        mounted[source] = target if target.startswith("/") else f"/run/secrets/{target}"
+    return mounted
+
+
+def _redis_conf() -> dict[str, str]:
+    """deploy/redis.conf as directive -> arguments (the last one wins, as in Redis)."""
+    directives = {}
+    for line in REDIS_CONF.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.strip().partition(" ")
+            directives[name.lower()] = value.strip()
+    return directives
+
+
+def _entrypoint_default(variable: str) -> str:
+    """A path redis-entrypoint.sh uses unless the environment says otherwise."""
+    match = re.search(rf"\$\{{{variable}:-([^}}]+)\}}", REDIS_ENTRYPOINT.read_text())
+    assert match, f"redis-entrypoint.sh has no default for {variable}"
+    return match.group(1)
+
+
+def _healthcheck_command(service: dict[str, Any]) -> str:
+    test = service["healthcheck"]["test"]
+    test = test.split(maxsplit=1) if isinstance(test, str) else list(test)
+    assert test[0] == "CMD-SHELL", test
+    # Compose keeps $$ (an escaped $) in its normalised output; the shell gets $.
+    return str(test[1]).replace("$$", "$")
+
+
+def test_the_single_gateway_deployment_has_no_redis(compose: ComposeConfig) -> None:
+    # docker-compose.yml alone stays the one-process gateway of gateway.toml.
+    assert "redis" not in compose.services
+    assert "redis" not in compose.data.get("networks", {})
+    assert REDIS_SECRET not in compose.data.get("secrets", {})
+    assert "redis" not in tomllib.loads(GATEWAY_TOML.read_text())
+
+
+def test_redis_publishes_no_port_and_is_only_on_an_internal_network(
+    replicas: ComposeConfig,
+) -> None:
+    redis = replicas.services["redis"]
+    assert not redis.get("ports")
+    assert "network_mode" not in redis
+    assert _networks(redis) == {"redis"}
+    assert replicas.data["networks"]["redis"].get("internal") is True
+    members = {name for name, s in replicas.services.items() if "redis" in _networks(s)}
+    assert members == {"redis", "gateway"}
+
+
+def test_replica_networks_add_only_redis_to_the_gateway(replicas: ComposeConfig) -> None:
+    assert _networks(replicas.services["gateway"]) == {"edge", "docker-api", "redis"}
+    assert _networks(replicas.services["traefik"]) == {"public", "edge", "docker-api"}
+    for name in AGENTS:
+        assert _networks(replicas.services[name]) == {"egress"}, name
+
+
+def test_redis_runs_unprivileged_from_a_pinned_image(replicas: ComposeConfig) -> None:
+    redis = replicas.services["redis"]
+    image = str(redis["image"])
+    match = re.fullmatch(r"redis:(\d+)\.(\d+)(?:\.\d+)?(?:-[a-z0-9]+)?", image)
+    assert match, f"{image}: the official image, pinned to a version"
+    # Replica mode needs Redis 6.2 or later (MINID trimming).
+    assert (int(match[1]), int(match[2])) >= (6, 2), image
+    user = str(redis.get("user", ""))
+    assert user.split(":")[0] not in {"", "0", "root"}, user
+    assert "ALL" in redis.get("cap_drop", [])
+    assert not redis.get("cap_add")
+    assert redis.get("read_only") is True
+    assert _no_new_privileges(redis)
+    assert not redis.get("privileged")
+
+
+def test_redis_persists_and_never_evicts(replicas: ComposeConfig) -> None:
+    conf = _redis_conf()
+    assert conf["appendonly"] == "yes"
+    assert conf["appendfsync"] in {"everysec", "always"}
+    assert conf["maxmemory-policy"] == "noeviction"
+    # With a limit, a full Redis refuses writes instead of being OOM-killed.
+    assert conf["maxmemory"] not in {"", "0"}
+    # Its files go to the working directory, a named volume.
+    redis = replicas.services["redis"]
+    assert "dir" not in conf
+    mounts = {m.target: m for m in _mounts(redis)}
+    data = mounts[str(redis["working_dir"])]
+    assert data.source in replicas.data["volumes"]
+    assert not data.read_only
+    # The entrypoint starts redis-server on this file, mounted read-only.
+    config_mount = mounts[_entrypoint_default("REDIS_CONF")]
+    assert config_mount.read_only
+    assert config_mount.source.endswith("deploy/redis.conf")
+    script = mounts[_command(redis)[-1]]
+    assert _command(redis)[0] == "sh"
+    assert script.source.endswith("deploy/redis-entrypoint.sh")
+    assert script.read_only
+
+
+def test_the_redis_password_comes_from_a_secret_file(replicas: ComposeConfig) -> None:
+    redis = replicas.services["redis"]
+    secret_file = replicas.data["secrets"][REDIS_SECRET]["file"]
+    assert secret_file.endswith("deploy/secrets/redis_password")
+    # deploy/secrets/ is never committed.
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(DEPLOY / "secrets" / "redis_password")], cwd=REPO
+    )
+    assert ignored.returncode == 0, "deploy/secrets/redis_password would be committed"
+    # Redis reads it where the compose file mounts it; no password anywhere else.
+    assert _secrets(redis)[REDIS_SECRET] == _entrypoint_default("REDIS_PASSWORD_FILE")
+    assert not redis.get("environment")
+    assert "requirepass" not in _redis_conf()
+    assert not [arg for arg in _command(redis) if "pass" in arg.lower()]
+    # The health check authenticates with the same file.
+    assert f"/run/secrets/{REDIS_SECRET}" in _healthcheck_command(redis)
+
+
+def test_the_gateway_scales(replicas: ComposeConfig) -> None:
+    gateway = replicas.services["gateway"]
+    # Names, host ports, addresses and host names that would collide.
+    assert "container_name" not in gateway
+    assert not gateway.get("ports")
+    assert "hostname" not in gateway
+    for network, settings in (gateway.get("networks") or {}).items():
+        assert not (settings or {}).get("ipv4_address"), network
+    assert int(gateway.get("scale", 1)) >= 2
+    # Each replica has its own state volume (anonymous), not one shared file set.
+    state_dir = str(config.load(REPLICAS_TOML).state_dir)
+    (state,) = [m for m in _mounts(gateway) if m.target == state_dir]
+    assert state.source == "", f"{state.source} would be shared by every replica"
+    # Every replica reaches Redis with the password and keeps the ttyd credential.
+    assert set(_secrets(gateway)) >= {REDIS_SECRET, "ttyd_credential"}
+    # One config at the config's path: the replica one, read-only.
+    configs = [m for m in _mounts(gateway) if m.target == "/etc/gateway/config.toml"]
+    assert [(m.source.rsplit("/", 1)[-1], m.read_only) for m in configs] == [
+        ("gateway.replicas.toml", True)
+    ]
+    # Redis is up before the replicas start.
+    depends = gateway["depends_on"]
+    assert isinstance(depends, dict)
+    assert depends["redis"]["condition"] == "service_healthy"
+
+
+def test_traefik_balances_the_replicas_without_sticky_sessions(
+    replicas: ComposeConfig,
+) -> None:
+    labels = {
+        name: _labels(service)
+        for name, service in replicas.services.items()
+        if _labels(service).get("traefik.enable") == "true"
+    }
+    assert set(labels) == {"gateway"}
+    gateway = labels["gateway"]
+    assert not [key for key in gateway if "sticky" in key.lower()]
+    assert not [arg for arg in _command(replicas.services["traefik"]) if "sticky" in arg]
+    # To the port each replica listens on, probed on /readyz.
+    settings = config.load(REPLICAS_TOML)
+    service = "traefik.http.services.gateway.loadbalancer"
+    assert gateway[f"{service}.server.port"] == str(settings.port)
+    assert settings.host == "0.0.0.0"
+    assert gateway[f"{service}.healthcheck.path"] == "/readyz"
+    # With the public host name: any other Host is answered 421, every replica
+    # would look down.
+    host = _env_example()["GATEWAY_HOST"]
+    assert gateway[f"{service}.healthcheck.hostname"] == host
+    assert settings.public_origin == f"https://{host}"
+    # A draining replica leaves the rotation within seconds.
+    interval = re.fullmatch(r"(\d+)(ms|s)", gateway[f"{service}.healthcheck.interval"])
+    assert interval, gateway[f"{service}.healthcheck.interval"]
+    assert int(interval[1]) / (1000 if interval[2] == "ms" else 1) <= 5
+
+
+def test_the_replica_config_loads_with_a_redis_table(replicas: ComposeConfig) -> None:
+    settings = config.load(REPLICAS_TOML)
+    assert settings.redis is not None
+    # The redis service, on the port its config names.
+    assert settings.redis.url == f"redis://redis:{_redis_conf()['port']}/0"
+    # The password is the mounted secret.
+    assert settings.redis.password_file == Path(
+        _secrets(replicas.services["gateway"])[REDIS_SECRET]
+    )
+    assert settings.redis.key_prefix == "gateway:"
+    assert settings.redis.lease_ms == config.DEFAULT_LEASE_MS
+
+
+def test_the_replica_config_is_the_single_config_plus_redis() -> None:
+    # Users, origins and trusted proxies cannot drift apart between the two.
+    single = tomllib.loads(GATEWAY_TOML.read_text())
+    replica = tomllib.loads(REPLICAS_TOML.read_text())
+    assert set(replica) - set(single) == {"redis"}
+    replica.pop("redis")
+    assert replica == single
+
+
+# --- the redis service's entrypoint, for real ----------------------------------------
+
+
+@dataclass
+class DeployRedis:
+    port: int
+    password: str
+    process: subprocess.Popen[bytes]
+    data: Path
+    folder: Path
+
+    def client(self, password: str | None) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=password, decode_responses=True
+        )
+
+
+def _start_redis_entrypoint(folder: Path, secret_text: str, port: int) -> subprocess.Popen[bytes]:
+    """deploy/redis-entrypoint.sh with Debian's redis-server, data in ``folder/data``."""
+    if (reason := redis_unavailable()) is not None:
+        pytest.skip(reason)
+    (folder / "data").mkdir(exist_ok=True)
+    secret = folder / "redis_password"
+    secret.write_text(secret_text)
+    return subprocess.Popen(
+        # Loopback and a free port here; the container listens on 6379.
+        ["sh", str(REDIS_ENTRYPOINT), "--bind", "127.0.0.1", "--port", str(port)],
+        cwd=folder / "data",
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "REDIS_CONF": str(REDIS_CONF),
+            "REDIS_PASSWORD_FILE": str(secret),
+        },
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.fixture
+def deploy_redis(tmp_path: Path) -> Iterator[DeployRedis]:
+    password = secrets.token_hex(32)
+    port = free_port()
+    # As README.md makes it: printf '%s\n' "$(openssl rand -hex 32)".
+    process = _start_redis_entrypoint(tmp_path, f"{password}\n", port)
+    server = DeployRedis(port, password, process, tmp_path / "data", tmp_path)
+    try:
+        deadline = time.monotonic() + timeout(10)
+        while True:
+            assert process.poll() is None, "redis-entrypoint.sh exited"
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            assert time.monotonic() < deadline, "redis-server did not listen"
+            time.sleep(0.05)
+        yield server
+    finally:
+        process.terminate()
+        process.communicate(timeout=timeout(10))
+
+
+def test_redis_entrypoint_requires_the_secret_and_keeps_it_out_of_sight(
+    deploy_redis: DeployRedis,
+) -> None:
+    with pytest.raises(redis.AuthenticationError):
+        deploy_redis.client(None).ping()
+    with pytest.raises(redis.AuthenticationError):
+        deploy_redis.client("0" * 64).ping()
+    client = deploy_redis.client(deploy_redis.password)
+    assert client.ping() is True
+    # exec: the container's main process is redis-server itself (SIGTERM reaches it).
+    # (Redis sets its title to "redis-server <address>".)
+    title = Path(f"/proc/{deploy_redis.process.pid}/cmdline").read_bytes()
+    assert title.startswith(b"redis-server "), title
+    # Not in its command line nor its environment.
+    for name in ("cmdline", "environ"):
+        exposed = Path(f"/proc/{deploy_redis.process.pid}/{name}").read_bytes()
+        assert deploy_redis.password.encode() not in exposed, name
+
+
+def test_redis_runs_with_append_only_persistence_and_no_eviction(
+    deploy_redis: DeployRedis,
+) -> None:
+    client = deploy_redis.client(deploy_redis.password)
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    assert int(str(client.config_get("maxmemory")["maxmemory"])) > 0
+    client.set(b"gateway:probe", b"1")
+    # The append-only file is in the working directory (the redis-data volume).
+    assert (deploy_redis.data / "appendonlydir").is_dir()
+    assert Path(str(client.config_get("dir")["dir"])).resolve() == deploy_redis.data.resolve()
+
+
+def test_redis_healthcheck_needs_the_right_password(
+    replicas: ComposeConfig, deploy_redis: DeployRedis
+) -> None:
+    command = _healthcheck_command(replicas.services["redis"])
+    here = command.replace("redis-cli", f"redis-cli -p {deploy_redis.port}")
+
+    def check(secret: Path) -> int:
+        script = here.replace(f"/run/secrets/{REDIS_SECRET}", str(secret))
+        return subprocess.run(["sh", "-c", script], timeout=timeout(10)).returncode
+
+    assert check(deploy_redis.folder / "redis_password") == 0
+    wrong = deploy_redis.folder / "wrong"
+    wrong.write_text("0" * 64 + "\n")
+    # redis-cli itself exits 0 on NOAUTH/WRONGPASS: the check must not.
+    assert check(wrong) != 0
+
+
+async def test_the_gateways_redis_client_connects_with_the_replica_config(
+    deploy_redis: DeployRedis,
+) -> None:
+    settings = config.load(REPLICAS_TOML).redis
+    assert settings is not None
+    # Only the address differs from the deployment's; the secret has the same form.
+    here = dataclasses.replace(
+        settings,
+        url=f"redis://127.0.0.1:{deploy_redis.port}/0",
+        password_file=deploy_redis.folder / "redis_password",
+    )
+    link = RedisLink(here, "deploy-test")
+    try:
+        await link.open(wait=timeout(5))
+        assert link.health == "up"
+    finally:
+        await link.aclose()
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("", "must hold one line of letters and digits"),
+        ("short\n", "at least 32 characters"),
+        ("has space " + "0" * 32 + "\n", "must hold one line of letters and digits"),
+        ("0" * 32 + "\nrequirepass other\n", "must hold one line of letters and digits"),
+    ],
+)
+def test_redis_entrypoint_refuses_a_bad_secret(tmp_path: Path, password: str, message: str) -> None:
+    process = _start_redis_entrypoint(tmp_path, password, free_port())
+    output, _ = process.communicate(timeout=timeout(10))
+    assert process.returncode == 1
+    assert message in output.decode()
 
 
 # --- the agent entrypoint, for real ------------------------------------------------
