@@ -207,6 +207,7 @@ def _replica_state(app: web.Application, link: RedisLink, local_audit: AuditLog)
         prefix,
         idle_timeout=settings.session_idle_seconds,
         absolute_timeout=settings.session_max_seconds,
+        users=auth.users,
     )
     auth.throttle = RedisThrottle(link, prefix)
     auth.links = RedisLoginLinks(link, prefix)

@@ -5,7 +5,7 @@ many that replica holds open for the user, and ``t:<replica>``, until when
 (ms, Redis's clock) that count holds. :data:`ACQUIRE` sums the counts still
 valid and takes a place in the same step, so two replicas cannot both give
 away the last one. A replica refreshes its deadlines every
-:data:`REFRESH_SECONDS`, writing its own counts as it knows them; one that
+third of :data:`TTL_MS`, writing its own counts as it knows them; one that
 crashed stops refreshing, and its counts stop counting :data:`TTL_MS`
 later (and are deleted by the next acquire). Writing the whole count, not a
 difference, also repairs a release that Redis missed while it was down.
@@ -26,8 +26,8 @@ from .lua import NOW_MS, Arg, Lua
 
 log = logging.getLogger(__name__)
 
+# A replica's counts hold this long unless refreshed (every third of it).
 TTL_MS = 15_000
-REFRESH_SECONDS = TTL_MS / 1000 / 3
 
 # Sums the valid counts and drops the lapsed ones; the prelude of ACQUIRE and HELD.
 _TOTAL = (
@@ -84,8 +84,9 @@ return 1
 class RedisConnections:
     """:class:`~gateway.seams.ConnectionBackend` shared by the replicas."""
 
-    def __init__(self, link: RedisLink, prefix: str, replica: str) -> None:
+    def __init__(self, link: RedisLink, prefix: str, replica: str, ttl_ms: int = TTL_MS) -> None:
         self._link = link
+        self._ttl_ms = ttl_ms
         self._prefix = prefix
         self._replica = replica
         # What this replica holds open, per user: the truth its refresh writes.
@@ -104,7 +105,7 @@ class RedisConnections:
 
     async def acquire(self, name: str, limit: int | None) -> bool:
         async with self._lock:
-            args: list[Arg] = [self._replica, -1 if limit is None else limit, TTL_MS]
+            args: list[Arg] = [self._replica, -1 if limit is None else limit, self._ttl_ms]
             if not await ACQUIRE(self._link, [self._key(name)], args):
                 return False
             self._mine[name] += 1
@@ -124,7 +125,8 @@ class RedisConnections:
                 self._unsaid.add(name)
 
     async def _write(self, name: str) -> None:
-        await SET_COUNT(self._link, [self._key(name)], [self._replica, self._mine[name], TTL_MS])
+        args: list[Arg] = [self._replica, self._mine[name], self._ttl_ms]
+        await SET_COUNT(self._link, [self._key(name)], args)
         if name not in self._mine:
             self._unsaid.discard(name)
 
@@ -140,7 +142,7 @@ class RedisConnections:
 
         async def loop() -> None:
             while True:
-                await asyncio.sleep(REFRESH_SECONDS)
+                await asyncio.sleep(self._ttl_ms / 1000 / 3)
                 try:
                     await self.refresh()
                 except RedisUnavailable as exc:

@@ -111,15 +111,21 @@ class RedisSessions:
     """:class:`~gateway.seams.SessionBackend` in Redis."""
 
     def __init__(
-        self, link: RedisLink, prefix: str, *, idle_timeout: float, absolute_timeout: float
+        self,
+        link: RedisLink,
+        prefix: str,
+        *,
+        idle_timeout: float,
+        absolute_timeout: float,
+        users: Iterable[str] = (),
     ) -> None:
         self._link = link
         self._prefix = prefix
         self._idle_ms = int(idle_timeout * 1000)
         self._absolute_ms = int(absolute_timeout * 1000)
         self._index = f"{prefix}sessions"
-        # The users this replica was last told to keep (see expire).
-        self._kept: frozenset[str] | None = None
+        # The users this replica was started with or last told to keep (see expire).
+        self._kept = frozenset(users)
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}session:{key}"
@@ -190,13 +196,12 @@ class RedisSessions:
 
         Timed-out sessions need nothing: Redis deletes them. Users removed
         are looked for only when this replica's list of users *changes*
-        (a reload), never on a replica's first call: during a rolling
-        change of the config, a replica still on the old file must not end
-        the sessions of users that the new one added.
+        (a reload), not at every sweep: during a rolling change of the
+        config, a replica still on the old file must not end the sessions
+        of users that the new one added.
         """
         keep = frozenset(keep_users)
-        if self._kept is None or keep == self._kept:
-            self._kept = keep
+        if keep == self._kept:
             return []
         self._kept = keep
         keys = await self._members(self._index)
