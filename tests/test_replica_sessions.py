@@ -201,7 +201,7 @@ async def _status_is(status: Any, expected: int) -> bool:
 async def test_forged_huge_or_odd_cookies_are_nobody(
     pair: PairFactory, redis_server: RedisServer, cookie: str
 ) -> None:
-    a, b = await pair()
+    _, b = await pair()
     redis = direct(redis_server)
     before = await redis.dbsize()
     try:

@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 from ..errors import RedisUnavailable
 from ..tasks import running
@@ -25,6 +26,8 @@ from .client import RedisLink
 from .lua import NOW_MS, Arg, Lua
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A replica's counts hold this long unless refreshed (every third of it).
 TTL_MS = 15_000
@@ -96,6 +99,8 @@ class RedisConnections:
         # One change of this replica's counts in Redis at a time: a refresh
         # written after an acquire but computed before it would undo it.
         self._lock = asyncio.Lock()
+        # Writes under way, shielded from their caller's cancellation.
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}conn:{name}"
@@ -104,6 +109,11 @@ class RedisConnections:
         return int(await HELD(self._link, [self._key(name)]))
 
     async def acquire(self, name: str, limit: int | None) -> bool:
+        # Shielded, like release: a handler cancelled (its client gone) while
+        # Redis counts must still count here what Redis counted.
+        return await self._shielded(self._acquire(name, limit))
+
+    async def _acquire(self, name: str, limit: int | None) -> bool:
         async with self._lock:
             args: list[Arg] = [self._replica, -1 if limit is None else limit, self._ttl_ms]
             if not await ACQUIRE(self._link, [self._key(name)], args):
@@ -116,13 +126,25 @@ class RedisConnections:
         self._mine[name] -= 1
         if self._mine[name] <= 0:
             del self._mine[name]
+            # Until Redis has heard it: the next refresh says it again.
+            self._unsaid.add(name)
+        # Called from a handler's ``finally``, often one being cancelled (its
+        # client went away): shielded, the write is not cut off half-way.
+        await self._shielded(self._release(name))
+
+    async def _release(self, name: str) -> None:
         try:
             async with self._lock:
                 await self._write(name)
-        except RedisUnavailable:
+        except RedisUnavailable as exc:
             # The next refresh writes it; until then the user has one place fewer.
-            if name not in self._mine:
-                self._unsaid.add(name)
+            log.info("a released connection of %s not written yet: %s", name, exc)
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
 
     async def _write(self, name: str) -> None:
         args: list[Arg] = [self._replica, self._mine[name], self._ttl_ms]
@@ -150,6 +172,8 @@ class RedisConnections:
 
         async with running(loop(), "connection-counts"):
             yield
+        if self._tasks:
+            await asyncio.wait(self._tasks)
         # A clean stop gives its places back at once (a crash: after TTL_MS).
         self._unsaid |= set(self._mine)
         self._mine.clear()
