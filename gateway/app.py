@@ -30,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, web
 
@@ -39,6 +40,7 @@ from .appkeys import (
     AUTH,
     BUNDLE,
     CONNECTIONS,
+    CONTROL,
     DISCOVERY,
     EVENTS,
     FLEET,
@@ -66,7 +68,7 @@ from .docker.discovery import Discovery
 from .docker.logs import LogHub
 from .docker.planner import DesiredChange, reconnect_needed
 from .errors import ConfigError
-from .events import EventBus
+from .events import EventBus, Loopback
 from .limits import ConnectionCount
 from .local import LocalAgent, find_ttyd
 from .readiness import Readiness
@@ -76,6 +78,9 @@ from .tasks import running
 from .users import Role, User
 from .web import identity, routes
 from .web.common import agent_json
+
+if TYPE_CHECKING:
+    from .replica.client import RedisLink
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +128,13 @@ def create_app(settings: Settings) -> web.Application:
         absolute_timeout=settings.session_max_seconds,
     )
     app[AUTH] = Authenticator(users, sessions)
-    if settings.demo_login_token is not None:
-        app[AUTH].add_one_time_login(settings.demo_login_token.reveal(), "demo")
     app[AUDIT] = audit
     app[SHARES] = ShareStore(settings.state_dir / "shares.json")
     app[SESSION_SOCKETS] = {}
     app[CONNECTIONS] = ConnectionCount()
+    app[CONTROL] = Loopback()
+    if settings.redis is not None:
+        _replica_state(app, node.link, audit)
     app.cleanup_ctx.append(_state)
     app[FLEET] = fleet
     app[LOCAL_AGENTS] = []
@@ -183,9 +189,59 @@ async def _replica(app: web.Application) -> AsyncIterator[None]:
         await node.aclose()
 
 
+def _replica_state(app: web.Application, link: RedisLink, local_audit: AuditLog) -> None:
+    """Replica mode: sessions, links, throttle, caps and audit in Redis (issue 13, item 3).
+
+    The in-process defaults built before are replaced; the modules (and so
+    the ``redis`` package) are imported here only, never in a single gateway.
+    Logout, expiry, revocation and a SIGHUP's removals end sessions in
+    Redis; the control channel tells the other replicas to close their
+    sockets of those sessions (1008), as :func:`identity.end_session` does here.
+    """
+    from .replica.audit import FleetAudit
+    from .replica.connections import RedisConnections
+    from .replica.control import RedisControl
+    from .replica.sessions import RedisLoginLinks, RedisSessions
+    from .replica.shares import RedisShares
+    from .replica.throttle import RedisThrottle
+
+    settings = app[SETTINGS]
+    assert settings.redis is not None
+    prefix, replica = settings.redis.key_prefix, link.replica
+    auth = app[AUTH]
+    auth.sessions = RedisSessions(
+        link,
+        prefix,
+        idle_timeout=settings.session_idle_seconds,
+        absolute_timeout=settings.session_max_seconds,
+        users=auth.users,
+    )
+    auth.throttle = RedisThrottle(link, prefix)
+    auth.links = RedisLoginLinks(link, prefix)
+    app[SHARES] = RedisShares(link, prefix)
+    app[CONNECTIONS] = connections = RedisConnections(link, prefix, replica)
+    app[AUDIT] = FleetAudit(local_audit, link, prefix, replica)
+    app[CONTROL] = control = RedisControl(link, prefix, replica)
+
+    async def on_control(kind: str, value: str) -> None:
+        if kind == "session":
+            await identity.close_session_sockets(app, value)
+
+    control.listeners.append(on_control)
+
+    async def shared_state(app: web.Application) -> AsyncIterator[None]:
+        async with connections.refreshing(), running(control.run(), "control-reader"):
+            yield
+
+    app.cleanup_ctx.append(shared_state)
+
+
 async def _state(app: web.Application) -> AsyncIterator[None]:
     # First in, last out: every other lifecycle may still record on the way down.
     await app[AUDIT].start()
+    settings = app[SETTINGS]
+    if settings.demo_login_token is not None:
+        await app[AUTH].add_one_time_login(settings.demo_login_token.reveal(), "demo")
     await app[SHARES].load()
     app[BUNDLE] = await asyncio.to_thread(Bundle.load, app[SETTINGS].static_dir / "dist")
     try:
@@ -342,8 +398,8 @@ async def reload_users(app: web.Application) -> None:
         return
     demo = [auth.users["demo"]] if settings.demo and "demo" in auth.users else []
     auth.replace_users([*fresh.users, *demo])
-    for session in auth.sessions.expire(auth.users):
-        await identity.end_session(app, session.id)
+    for session in await auth.sessions.expire(auth.users):
+        await identity.end_session(app, session.key)
     await identity.end_lapsed_links(app)
     await identity.revalidate(app)
     app[AUDIT].record("config_reloaded", users=sorted(auth.users))

@@ -6,7 +6,7 @@ What a replicated gateway will share is typed by its seam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
@@ -22,7 +22,7 @@ from .metrics import Metrics
 from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
 from .readiness import Readiness
-from .seams import AuditSink, ConnectionBackend, EventSink, ShareBackend
+from .seams import AuditSink, ConnectionBackend, ControlChannel, EventSink, ShareBackend
 
 if TYPE_CHECKING:
     # Imported only in replica mode (it loads redis).
@@ -45,13 +45,16 @@ LOCAL_AGENTS = web.AppKey("local_agents", list[LocalAgent])
 AUTH = web.AppKey("auth", Authenticator)
 AUDIT: web.AppKey[AuditSink] = web.AppKey("audit")
 SHARES: web.AppKey[ShareBackend] = web.AppKey("shares")
-# Open WebSockets and event streams by session id, closed (1008) when their session ends.
+# Open WebSockets and event streams by session key (auth.session_key), closed
+# (1008) when their session ends, here or on another replica.
 SESSION_SOCKETS = web.AppKey("session_sockets", dict[str, set[Closable]])
 # Open WebSockets per user name, for the per-user connection limit.
 CONNECTIONS: web.AppKey[ConnectionBackend] = web.AppKey("connections")
 # Open WebSockets and event streams, each with the check of whether its
 # caller may still have it open; closed (1001) at shutdown.
-SOCKETS = web.AppKey("sockets", dict[Closable, Callable[[], bool]])
+SOCKETS = web.AppKey("sockets", dict[Closable, Callable[[], Awaitable[bool]]])
+# What this replica tells the others (a session ended); a no-op in one process.
+CONTROL: web.AppKey[ControlChannel] = web.AppKey("control")
 # The front-end bundle, read at start (GET /static/dist/{name}).
 BUNDLE = web.AppKey("bundle", Bundle)
 # The dashboard's event feed (GET /api/events).

@@ -119,7 +119,7 @@ class AuditLog:
         lines = []
         for entry in entries:
             try:
-                lines.append(_line(entry))
+                lines.append(entry_line(entry))
             except (TypeError, ValueError, RecursionError) as exc:
                 # A bug of ours (a field json cannot write): say so, keep going.
                 log.error("audit: an %r entry could not be written: %s", entry.get("event"), exc)
@@ -163,7 +163,7 @@ class AuditLog:
         return entries, total
 
 
-def _line(entry: dict[str, Any]) -> bytes:
+def entry_line(entry: dict[str, Any]) -> bytes:
     """One JSON line, UTF-8; text that is not valid Unicode is written \\u-escaped."""
     text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
     try:

@@ -34,14 +34,14 @@ import ipaddress
 import secrets
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .errors import LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
-from .seams import SessionBackend, ThrottleBackend
+from .seams import LoginLinkBackend, SessionBackend, ThrottleBackend
 from .tasks import Workers
 from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
@@ -100,10 +100,23 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def session_key(session_id: str) -> str:
+    """What a session is kept and named by: the SHA-256 of its id.
+
+    The id is a bearer secret: only the cookie holds it. Stores, the
+    replicas' messages and the sockets' registry use this key instead, so
+    none of them can be turned back into a login. Any text is accepted (a
+    forged cookie may hold lone surrogates): it simply matches nothing.
+    """
+    return hashlib.sha256(session_id.encode(errors="surrogatepass")).hexdigest()
+
+
 @dataclass(slots=True)
 class Session:
     """One login. ``id`` is 256 random bits, sent only in the cookie."""
 
+    # Empty when the session was read back from a shared store by its key
+    # (only its creator, and the cookie, ever know the id).
     id: str = field(repr=False)
     user: str
     created: float
@@ -111,10 +124,15 @@ class Session:
     # Set for a spectator who came through a share link: read-only, one agent.
     share_id: str | None = None
     agent: str | None = None
+    key: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.key and self.id:
+            self.key = session_key(self.id)
 
 
 class SessionStore:
-    """Server-side sessions with idle and absolute timeouts."""
+    """Server-side sessions with idle and absolute timeouts, in this process."""
 
     def __init__(
         self,
@@ -123,52 +141,72 @@ class SessionStore:
         absolute_timeout: float = ABSOLUTE_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # By key, not id: see session_key.
         self._sessions: dict[str, Session] = {}
         self._idle = idle_timeout
         self._absolute = absolute_timeout
         self._clock = clock
 
-    def create(
+    async def create(
         self, user: str, *, share_id: str | None = None, agent: str | None = None
     ) -> Session:
         now = self._clock()
         session = Session(secrets.token_urlsafe(32), user, now, now, share_id, agent)
-        self._sessions[session.id] = session
+        self._sessions[session.key] = session
         return session
 
-    def get(self, session_id: str, *, touch: bool = True) -> Session | None:
+    async def get(self, session_id: str, *, touch: bool = True) -> Session | None:
         """The live session with this id; an expired one is ended on the spot."""
-        session = self._sessions.get(session_id)
+        return self._live(session_key(session_id), touch=touch)
+
+    def _live(self, key: str, *, touch: bool) -> Session | None:
+        session = self._sessions.get(key)
         if session is None:
             return None
         now = self._clock()
         if now - session.last_seen > self._idle or now - session.created > self._absolute:
-            del self._sessions[session_id]
+            del self._sessions[key]
             return None
         if touch:
             session.last_seen = now
         return session
 
-    def end(self, session_id: str) -> Session | None:
-        return self._sessions.pop(session_id, None)
+    async def alive(self, keys: Collection[str]) -> set[str]:
+        return {key for key in keys if self._live(key, touch=False) is not None}
 
-    def of_share(self, share_id: str) -> list[Session]:
+    async def end(self, key: str) -> Session | None:
+        return self._sessions.pop(key, None)
+
+    async def of_share(self, share_id: str) -> list[Session]:
         return [s for s in self._sessions.values() if s.share_id == share_id]
 
-    def expire(self, keep_users: Iterable[str]) -> list[Session]:
+    async def expire(self, keep_users: Iterable[str]) -> list[Session]:
         """End sessions that timed out or whose user is gone; return them."""
         keep = set(keep_users)
         ended = [
             s
             for s in list(self._sessions.values())
-            if (s.share_id is None and s.user not in keep) or self.get(s.id, touch=False) is None
+            if (s.share_id is None and s.user not in keep) or self._live(s.key, touch=False) is None
         ]
         for session in ended:
-            self._sessions.pop(session.id, None)
+            self._sessions.pop(session.key, None)
         return ended
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+class OneTimeLinks:
+    """One-time login links in this process: the user of each token's digest."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, str] = {}
+
+    async def add(self, token_sha256: str, user: str) -> None:
+        self._links[token_sha256] = user
+
+    async def redeem(self, token_sha256: str) -> str | None:
+        return self._links.pop(token_sha256, None)
 
 
 def client_key(address: str | None) -> str:
@@ -216,11 +254,11 @@ class LoginThrottle:
         # Oldest failure first: what expires or is evicted is at the front.
         self._failures: OrderedDict[Hashable, _Failures] = OrderedDict()
 
-    def retry_after(self, key: Hashable) -> float:
+    async def retry_after(self, key: Hashable) -> float:
         entry = self._failures.get(key)
         return 0.0 if entry is None else max(0.0, entry.locked_until - self._clock())
 
-    def failed(self, key: Hashable) -> None:
+    async def failed(self, key: Hashable) -> None:
         now = self._clock()
         self._forget_stale(now)
         entry = self._failures.pop(key, None) or _Failures()
@@ -233,10 +271,10 @@ class LoginThrottle:
         while len(self._failures) > self._capacity:
             self._failures.popitem(last=False)
 
-    def succeeded(self, key: Hashable) -> None:
+    async def succeeded(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 
-    def first_refusal(self, key: Hashable) -> bool:
+    async def first_refusal(self, key: Hashable) -> bool:
         """True for the first attempt refused under the current lock of ``key``.
 
         Refusals cost an attacker nothing: recording each one would let them
@@ -371,15 +409,16 @@ class Authenticator:
         users: Iterable[User],
         sessions: SessionBackend | None = None,
         throttle: ThrottleBackend | None = None,
+        links: LoginLinkBackend | None = None,
     ) -> None:
         # Not `sessions or ...`: an empty store has len() 0 and is falsy.
         self.sessions: SessionBackend = sessions if sessions is not None else SessionStore()
         self.throttle: ThrottleBackend = throttle if throttle is not None else LoginThrottle()
+        self.links: LoginLinkBackend = links if links is not None else OneTimeLinks()
         self.gate = LoginGate()
         # Keys the digests of unknown names in the audit log (see recorded_name).
         self._name_key = secrets.token_bytes(32)
         self._hashing = Workers("argon2", HASH_THREADS)
-        self._once: dict[str, str] = {}
         self._dummy_hash = ""
         self.replace_users(users)
         # Fixed at start: a reload that removes every user locks everyone
@@ -393,13 +432,13 @@ class Authenticator:
         if self.users and not self._dummy_hash:
             self._dummy_hash = hash_password(secrets.token_urlsafe(16))
 
-    def add_one_time_login(self, token: str, user: str) -> None:
+    async def add_one_time_login(self, token: str, user: str) -> None:
         """A login link that works once (the demo prints one)."""
-        self._once[token_digest(token)] = user
+        await self.links.add(token_digest(token), user)
 
-    def redeem_one_time_login(self, token: str) -> Session | None:
-        user = self._once.pop(token_digest(token), None)
-        return None if user is None else self.sessions.create(user)
+    async def redeem_one_time_login(self, token: str) -> Session | None:
+        user = await self.links.redeem(token_digest(token))
+        return None if user is None else await self.sessions.create(user)
 
     @property
     def enabled(self) -> bool:
@@ -434,34 +473,34 @@ class Authenticator:
         # Throttle by the name asked for, known or not, so the lock itself
         # does not reveal which accounts exist.
         key = (name[:MAX_NAME_CHARS], who)
-        self._check_lock(key)
+        await self._check_lock(key)
         user = self.users.get(name)
         stored = user.password_hash if user is not None else self._dummy_hash
         async with self.gate.admit(who):
             # Again: attempts that waited for a place may have locked it meanwhile.
-            self._check_lock(key)
+            await self._check_lock(key)
             # Counted now, undone on success: concurrent guesses meet the lock.
-            self.throttle.failed(key)
+            await self.throttle.failed(key)
             ok = await self._hashing.run(_verify, stored, password)
         if user is None or not ok:
             raise LoginFailed()
-        self.throttle.succeeded(key)
-        return self.sessions.create(user.name)
+        await self.throttle.succeeded(key)
+        return await self.sessions.create(user.name)
 
-    def _check_lock(self, key: Hashable) -> None:
-        wait = self.throttle.retry_after(key)
+    async def _check_lock(self, key: Hashable) -> None:
+        wait = await self.throttle.retry_after(key)
         if wait > 0:
-            raise LoginThrottled(wait, first=self.throttle.first_refusal(key))
+            raise LoginThrottled(wait, first=await self.throttle.first_refusal(key))
 
     def user_of_token(self, token: str) -> User | None:
         """The user whose bearer token this is, or None."""
         return self._by_token.get(token_digest(token))
 
-    def user_of(self, session_id: str | None, *, touch: bool = True) -> User | None:
+    async def user_of(self, session_id: str | None, *, touch: bool = True) -> User | None:
         """The user behind a live session cookie, or None."""
         if not session_id:
             return None
-        session = self.sessions.get(session_id, touch=touch)
+        session = await self.sessions.get(session_id, touch=touch)
         if session is None:
             return None
         if session.share_id is not None and session.agent is not None:

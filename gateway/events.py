@@ -3,6 +3,9 @@
 Publishers (the fleet, Docker discovery) append to one :class:`EventBus`;
 every ``GET /api/events`` stream reads the same ring from its own position
 (see :mod:`gateway.sse`), filtered by what its user may see.
+
+:class:`Loopback` is the control channel of a gateway that is one process:
+there is no other replica to tell (see :class:`~gateway.seams.ControlChannel`).
 """
 
 from __future__ import annotations
@@ -33,3 +36,10 @@ class EventBus:
     def publish(self, kind: str, data: dict[str, Any], *, agent: str | None = None) -> None:
         self.ring.append(Event(kind, data, agent))
         self.signal.fire()
+
+
+class Loopback:
+    """The control channel of a single gateway: whatever it ends, it ended itself."""
+
+    async def publish(self, kind: str, value: str) -> None:
+        return None

@@ -78,14 +78,17 @@ class ConnectionCount:
     def __getitem__(self, name: str) -> int:
         return self._open[name]
 
-    def acquire(self, name: str, limit: int | None) -> bool:
+    async def held(self, name: str) -> int:
+        return self._open[name]
+
+    async def acquire(self, name: str, limit: int | None) -> bool:
         """Count one more for ``name`` unless it holds ``limit`` already (None: no cap)."""
         if limit is not None and self._open[name] >= limit:
             return False
         self._open[name] += 1
         return True
 
-    def release(self, name: str) -> None:
+    async def release(self, name: str) -> None:
         self._open[name] -= 1
         if self._open[name] <= 0:
             del self._open[name]

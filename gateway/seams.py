@@ -13,9 +13,17 @@ seam                          what it holds                               in pro
 :class:`ThrottleBackend`      failed logins and locks, per name+address   auth.LoginThrottle
 :class:`ShareBackend`         spectator links (redeem is one step)        shares.ShareStore
 :class:`ConnectionBackend`    open terminals and streams per user         limits.ConnectionCount
+:class:`LoginLinkBackend`     one-time login links                        auth.OneTimeLinks
+:class:`ControlChannel`       what one replica tells the others           events.Loopback
 :class:`EventSink`            the dashboard's feed (numbered, resumable)  events.EventBus
 :class:`AuditSink`            the audit trail                             audit.AuditLog
 ============================  ==========================================  ====================
+
+Whatever may live in another process is asynchronous, even where the
+in-process class answers at once: Redis is a round trip away
+(:mod:`gateway.replica`). Sessions are found by their *key*, the SHA-256 of
+the cookie's id (:func:`gateway.auth.session_key`): only the cookie holds the
+id itself, so no store, log or message between replicas ever does.
 
 The terminal core has two more (:mod:`gateway.core.seams`): where a hub's
 output comes from, and the bus its output, resizes and status go to.
@@ -23,7 +31,7 @@ output comes from, and the bus its output, resizes and status go to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -35,33 +43,42 @@ if TYPE_CHECKING:
 
 
 class SessionBackend(Protocol):
-    def create(
+    async def create(
         self, user: str, *, share_id: str | None = None, agent: str | None = None
     ) -> Session: ...
 
-    def get(self, session_id: str, *, touch: bool = True) -> Session | None:
+    async def get(self, session_id: str, *, touch: bool = True) -> Session | None:
         """The live session with this id; an expired one is ended on the spot."""
 
-    def end(self, session_id: str) -> Session | None: ...
+    async def alive(self, keys: Collection[str]) -> set[str]:
+        """Which of these session keys are live sessions now (touching none)."""
 
-    def of_share(self, share_id: str) -> list[Session]: ...
+    async def end(self, key: str) -> Session | None:
+        """End the session with this key (see :func:`gateway.auth.session_key`)."""
 
-    def expire(self, keep_users: Iterable[str]) -> list[Session]:
+    async def of_share(self, share_id: str) -> list[Session]: ...
+
+    async def expire(self, keep_users: Iterable[str]) -> list[Session]:
         """End sessions that timed out or whose user is gone; return them."""
-
-    def __len__(self) -> int: ...
 
 
 class ThrottleBackend(Protocol):
-    def retry_after(self, key: Hashable) -> float:
+    async def retry_after(self, key: Hashable) -> float:
         """Seconds until ``key`` may try again (0: now)."""
 
-    def failed(self, key: Hashable) -> None: ...
+    async def failed(self, key: Hashable) -> None: ...
 
-    def succeeded(self, key: Hashable) -> None: ...
+    async def succeeded(self, key: Hashable) -> None: ...
 
-    def first_refusal(self, key: Hashable) -> bool:
+    async def first_refusal(self, key: Hashable) -> bool:
         """Whether this is the first refusal under the current lock (audited once)."""
+
+
+class LoginLinkBackend(Protocol):
+    async def add(self, token_sha256: str, user: str) -> None: ...
+
+    async def redeem(self, token_sha256: str) -> str | None:
+        """The user of this one-time link, which is used up by this call; None if none."""
 
 
 class ShareBackend(Protocol):
@@ -78,20 +95,29 @@ class ShareBackend(Protocol):
 
     async def revoke(self, share_id: str) -> Share | None: ...
 
-    def get(self, share_id: str) -> Share | None: ...
+    async def get(self, share_id: str) -> Share | None: ...
 
-    def active(self, share_id: str) -> bool: ...
+    async def active(self, share_id: str) -> bool: ...
 
-    def all(self) -> list[Share]: ...
+    async def all(self) -> list[Share]: ...
 
 
 class ConnectionBackend(Protocol):
-    def __getitem__(self, name: str) -> int: ...
+    async def held(self, name: str) -> int:
+        """How many terminals and streams ``name`` holds open now."""
 
-    def acquire(self, name: str, limit: int | None) -> bool:
+    async def acquire(self, name: str, limit: int | None) -> bool:
         """Check and count in one step; False when ``name`` holds ``limit``."""
 
-    def release(self, name: str) -> None: ...
+    async def release(self, name: str) -> None:
+        """Give one back; never raises (what it could not tell is corrected later)."""
+
+
+class ControlChannel(Protocol):
+    """Tells the other replicas what they must act on too (a session ended)."""
+
+    async def publish(self, kind: str, value: str) -> None:
+        """Send ``kind`` (``"session"``: ``value`` is a session key) to every other replica."""
 
 
 class EventSink(Protocol):

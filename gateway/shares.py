@@ -127,15 +127,15 @@ class ShareStore:
         await self._save()
         return share
 
-    def get(self, share_id: str) -> Share | None:
+    async def get(self, share_id: str) -> Share | None:
         return self._shares.get(share_id)
 
-    def active(self, share_id: str) -> bool:
+    async def active(self, share_id: str) -> bool:
         """Whether spectators who joined through this link may stay."""
         share = self._shares.get(share_id)
         return share is not None and not share.revoked and self._clock() < share.expires_at
 
-    def all(self) -> list[Share]:
+    async def all(self) -> list[Share]:
         return sorted(self._shares.values(), key=lambda share: share.created_at)
 
     async def _save(self) -> None:

@@ -50,7 +50,7 @@ def test_oversized_password_is_refused_before_hashing() -> None:
 async def test_login_success_and_failures_look_alike(alice: User) -> None:
     auth = Authenticator([alice])
     session = await auth.login("alice", "correct horse")
-    assert auth.user_of(session.id) == alice
+    assert await auth.user_of(session.id) == alice
     assert len(session.id) >= 43  # 32 random bytes, base64url
     with pytest.raises(LoginFailed) as wrong:
         await auth.login("alice", "wrong")
@@ -76,42 +76,42 @@ async def test_throttle_locks_after_repeated_failures(alice: User) -> None:
     assert info.value.retry_after > 0
 
 
-def test_throttle_grows_and_clears() -> None:
+async def test_throttle_grows_and_clears() -> None:
     clock = Clock()
     throttle = LoginThrottle(clock)
     locks = []
     for _ in range(FREE_FAILURES + 3):
-        throttle.failed("bob")
-        locks.append(throttle.retry_after("bob"))
+        await throttle.failed("bob")
+        locks.append(await throttle.retry_after("bob"))
     assert locks[: FREE_FAILURES - 1] == [0.0] * (FREE_FAILURES - 1)
     assert locks[FREE_FAILURES - 1 :] == [2.0, 4.0, 8.0, 16.0]
     clock.now += 16.5
-    assert throttle.retry_after("bob") == 0.0
-    throttle.succeeded("bob")
-    throttle.failed("bob")
-    assert throttle.retry_after("bob") == 0.0
+    assert await throttle.retry_after("bob") == 0.0
+    await throttle.succeeded("bob")
+    await throttle.failed("bob")
+    assert await throttle.retry_after("bob") == 0.0
 
 
-def test_sessions_expire_when_idle_and_absolutely() -> None:
+async def test_sessions_expire_when_idle_and_absolutely() -> None:
     clock = Clock()
     store = SessionStore(idle_timeout=10, absolute_timeout=25, clock=clock)
-    session = store.create("alice")
+    session = await store.create("alice")
     for _ in range(2):
         clock.now += 9
-        assert store.get(session.id) is session  # activity keeps it alive...
+        assert await store.get(session.id) is session  # activity keeps it alive...
     clock.now += 9
-    assert store.get(session.id) is None  # ...but never past the absolute limit
-    idle = store.create("alice")
+    assert await store.get(session.id) is None  # ...but never past the absolute limit
+    idle = await store.create("alice")
     clock.now += 11
-    assert store.get(idle.id) is None
+    assert await store.get(idle.id) is None
 
 
-def test_expire_ends_sessions_of_removed_users() -> None:
+async def test_expire_ends_sessions_of_removed_users() -> None:
     store = SessionStore()
-    kept, dropped = store.create("alice"), store.create("bob")
-    assert [s.user for s in store.expire(["alice"])] == ["bob"]
-    assert store.get(kept.id) is kept
-    assert store.get(dropped.id) is None
+    kept, dropped = await store.create("alice"), await store.create("bob")
+    assert [s.user for s in await store.expire(["alice"])] == ["bob"]
+    assert await store.get(kept.id) is kept
+    assert await store.get(dropped.id) is None
 
 
 def test_globs_decide_visibility() -> None:
@@ -124,21 +124,21 @@ def test_globs_decide_visibility() -> None:
     assert User("o", "", Role.OPERATOR).can_write
 
 
-def test_the_throttle_forgets_and_is_bounded() -> None:
+async def test_the_throttle_forgets_and_is_bounded() -> None:
     clock = Clock()
     throttle = LoginThrottle(clock, capacity=100)
-    throttle.failed("once")
+    await throttle.failed("once")
     clock.now += FORGET_AFTER / 2
     for _ in range(FREE_FAILURES):
-        throttle.failed("locked")
+        await throttle.failed("locked")
     clock.now += FORGET_AFTER / 2 + 1
-    throttle.failed("fresh")  # each failure first forgets what went stale
+    await throttle.failed("fresh")  # each failure first forgets what went stale
     assert throttle.counted() == ["locked", "fresh"]
     clock.now += FORGET_AFTER
-    throttle.failed("fresh")
+    await throttle.failed("fresh")
     assert throttle.counted() == ["fresh"]
     for i in range(1000):
-        throttle.failed(f"spray-{i}")
+        await throttle.failed(f"spray-{i}")
     assert len(throttle) == 100
     assert throttle.counted()[0] == "spray-900"  # the oldest went first
 

@@ -14,7 +14,7 @@ from gateway.limits import InputLimit, TokenBucket
 from gateway.local import LocalAgent
 from gateway.users import Role, User
 
-from .conftest import GatewayFactory, eventually, open_terminal
+from .conftest import GatewayFactory, equals, eventually, open_terminal
 
 
 class Clock:
@@ -84,11 +84,11 @@ async def test_connections_per_user_are_capped(
     assert info.value.status == 429
     await held[0].close()
     connections = client.app[CONNECTIONS]
-    await eventually(lambda: connections["bot"] == 2, message="the slot is freed")
+    await eventually(lambda: equals(connections.held("bot"), 2), message="the slot is freed")
     again = await connect()
     for ws in [*held[1:], again]:
         await ws.close()
-    await eventually(lambda: connections["bot"] == 0, message="all slots freed")
+    await eventually(lambda: equals(connections.held("bot"), 0), message="all slots freed")
     # A burst of upgrades at once: the cap holds, counted before any is accepted.
     burst = await asyncio.gather(*(connect() for _ in range(8)), return_exceptions=True)
     accepted = [ws for ws in burst if isinstance(ws, ClientWebSocketResponse)]

@@ -48,7 +48,7 @@ async def test_links_expire_run_out_and_revoke(tmp_path: Path) -> None:
     assert await store.redeem(counted_token) is None
     await store.revoke(revoked.id)
     assert await store.redeem(revoked_token) is None
-    assert not store.active(revoked.id)
+    assert not await store.active(revoked.id)
 
 
 async def test_restart_neither_loses_nor_resurrects(tmp_path: Path) -> None:
@@ -62,8 +62,8 @@ async def test_restart_neither_loses_nor_resurrects(tmp_path: Path) -> None:
     reloaded = ShareStore(path)
     await reloaded.load()
     assert await reloaded.redeem(kept_token) is not None
-    assert reloaded.get(kept.id) is not None
-    assert reloaded.get(kept.id).uses == 2  # type: ignore[union-attr]
+    assert await reloaded.get(kept.id) is not None
+    assert (await reloaded.get(kept.id)).uses == 2  # type: ignore[union-attr]
     assert await reloaded.redeem(gone_token) is None
 
 
@@ -77,20 +77,20 @@ async def test_ended_links_are_forgotten_after_the_retention(tmp_path: Path) -> 
     clock.now += 60 + RETENTION - 1
     live, _ = await store.create("a", "olga", MAX_TTL, None)
     # Both ended links are still listed (and in the file) for the record.
-    assert {share.id for share in store.all()} == {old.id, revoked.id, live.id}
+    assert {share.id for share in await store.all()} == {old.id, revoked.id, live.id}
     clock.now += 2
     await store.revoke(live.id)  # any save applies the rule
-    assert {share.id for share in store.all()} == {revoked.id, live.id}
+    assert {share.id for share in await store.all()} == {revoked.id, live.id}
     assert old.id not in path.read_text()
     # A revoked link is kept as long as it would have been had it run out.
     clock.now += 3600 - 60
     await store.create("a", "olga", 60, None)
-    assert revoked.id not in {share.id for share in store.all()}
+    assert revoked.id not in {share.id for share in await store.all()}
     # A restart long after applies it at load too.
     clock.now += MAX_TTL + RETENTION + 1
     reloaded = ShareStore(path, clock)
     await reloaded.load()
-    assert reloaded.all() == []
+    assert await reloaded.all() == []
 
 
 @settings(max_examples=200, deadline=None)

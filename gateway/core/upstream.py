@@ -66,6 +66,8 @@ class UpstreamStatistics:
     bytes_in: int
     bytes_out: int
     last_error: str
+    # In replica mode, the replica holding the agent's terminal (None: none, or one process).
+    holder: str | None = None
 
 
 class Upstream:

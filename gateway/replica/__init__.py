@@ -14,4 +14,17 @@ stream instead (a *mirror*), so any replica serves any viewer.
 * ``source``: a hub's :class:`~gateway.core.seams.Source` in replica mode,
   ttyd while this replica owns the agent, the stream while it mirrors it.
 * ``node``: one replica: ownership, the stream reader and writer, drain.
+
+The shared state (issue 13, item 3), each module the Redis side of a seam
+of :mod:`gateway.seams`, with its keys and why in its docstring:
+
+* ``lua``: a script run by its digest, reloaded after a Redis restart.
+* ``sessions``: sessions (by the SHA-256 of their id; timeouts on Redis's
+  clock) and one-time login links.
+* ``throttle``: failed logins and locks, per name+address, fleet-wide.
+* ``shares``: spectator links, redeemed in one script.
+* ``connections``: the per-user cap, per-replica counts that lapse unless refreshed.
+* ``audit``: the fleet's audit list beside each replica's file.
+* ``control``: the stream by which a replica tells the others to close a
+  session's sockets.
 """

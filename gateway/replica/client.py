@@ -78,23 +78,30 @@ class RedisLink:
         assert self._client is not None, "RedisLink.open() first"
         return self._client
 
-    def _new(self, **extra: Any) -> aioredis.Redis:
-        return aioredis.Redis.from_url(
-            self.settings.url,
-            password=self._password,
-            decode_responses=False,
-            retry=Retry(NoBackoff(), 0),
-            client_name=f"gateway-{self.replica}",
-            socket_timeout=None,
-            socket_connect_timeout=COMMAND_TIMEOUT,
+    def _options(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "password": self._password,
+            "decode_responses": False,
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": f"gateway-{self.replica}",
+            "socket_timeout": None,
+            "socket_connect_timeout": COMMAND_TIMEOUT,
             **extra,
-        )
+        }
+
+    def _new(self, **extra: Any) -> aioredis.Redis:
+        return aioredis.Redis.from_url(self.settings.url, **self._options(**extra))
 
     async def open(self, wait: float = START_TIMEOUT) -> None:
         """Connect and check the server; waits up to ``wait`` seconds for Redis to answer."""
         if self.settings.password_file is not None:
             self._password = await asyncio.to_thread(read_password, self.settings.password_file)
-        self._client = self._new(max_connections=16)
+        # A blocking pool: a burst of requests beyond its connections waits
+        # for one (up to 5 s) instead of failing as if Redis were down.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.settings.url, max_connections=32, timeout=COMMAND_TIMEOUT, **self._options()
+        )
+        self._client = aioredis.Redis.from_pool(pool)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         delay = 0.1

@@ -86,6 +86,7 @@ RETRY_DELAY = 0.5
 class Replica(Protocol):
     """What a source asks of its node (:class:`~gateway.replica.node.Node`)."""
 
+    replica: str
     link: RedisLink
     keys: Keys
 
@@ -182,6 +183,10 @@ class ReplicaSource:
     def statistics(self) -> UpstreamStatistics:
         stats = self._upstream.statistics()
         stats.state = self.state
+        if self._owning:
+            stats.holder = self._node.replica
+        elif self._owner is not None:
+            stats.holder = self._owner.partition(":")[2]
         return stats
 
     async def send(self, message: ttyd.ClientMessage) -> None:

@@ -71,6 +71,8 @@ async def healthz(request: web.Request) -> web.Response:
     # Reported, not failed on: restarting a gateway would not bring Redis back.
     node = request.app.get(REPLICA)
     body["redis"] = "disabled" if node is None else node.link.health
+    if node is not None:
+        body["replica"] = node.replica
     return web.json_response(body, status=200 if healthy else 503)
 
 
@@ -86,7 +88,7 @@ async def me(request: web.Request) -> web.Response:
     """Who the caller is, for the pages: what to show and what to offer."""
     user, auth = user_of(request), request.app[AUTH]
     session_id = session_of(request)
-    session = auth.sessions.get(session_id, touch=False) if session_id else None
+    session = await auth.sessions.get(session_id, touch=False) if session_id else None
     spectator = session.agent if session is not None and session.share_id else None
     return web.json_response(
         {
@@ -204,24 +206,24 @@ async def create_share(request: web.Request) -> web.Response:
     )
 
 
-def _shares_of(request: web.Request) -> list[Share]:
+async def _shares_of(request: web.Request) -> list[Share]:
     """Admins see every link; others the ones they created."""
     user = user_of(request)
     return [
         share
-        for share in request.app[SHARES].all()
+        for share in await request.app[SHARES].all()
         if user.role is Role.ADMIN or share.creator == user.name
     ]
 
 
 async def list_shares(request: web.Request) -> web.Response:
-    return web.json_response({"shares": [share.public() for share in _shares_of(request)]})
+    return web.json_response({"shares": [share.public() for share in await _shares_of(request)]})
 
 
 async def revoke_share(request: web.Request) -> web.Response:
     """``DELETE /api/shares/{id}``: the link stops working and its spectators are cut off."""
     share_id = request.match_info["share_id"]
-    if not any(share.id == share_id for share in _shares_of(request)):
+    if not any(share.id == share_id for share in await _shares_of(request)):
         return json_error(404, "not_found", "no such share")
     await request.app[SHARES].revoke(share_id)
     await end_share(request.app, share_id)

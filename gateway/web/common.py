@@ -108,7 +108,12 @@ def agent_json(app: web.Application, hub: Hub) -> dict[str, Any]:
         "bytes_out": stats.offset,
         "upstream": None
         if stats.upstream is None
-        else {"connects": stats.upstream.connects, "last_error": stats.upstream.last_error},
+        else {
+            "connects": stats.upstream.connects,
+            "last_error": stats.upstream.last_error,
+            # Replica mode: which replica holds the agent's one ttyd connection.
+            **({"holder": stats.upstream.holder} if stats.upstream.holder is not None else {}),
+        },
         "container": None
         if container is None
         else {

@@ -12,6 +12,15 @@ check of whether its caller may still have it open. Ending a session
 :data:`SWEEP_INTERVAL` seconds; so does losing access to what a socket or
 stream shows (a narrowed glob, a removed token, a link whose creator lost
 the agent), at once after a reload (:func:`revalidate`).
+
+In replica mode a session may end on another replica: :func:`end_session`
+tells the others through the control channel (:data:`~gateway.appkeys.CONTROL`),
+and each closes its own sockets of that session (:func:`close_session_sockets`);
+the sweeper, which asks the shared store which sessions still live, is the
+backstop for a message missed. While Redis does not answer, a new request
+gets 503, typing into a terminal is refused (it cannot be checked), and
+what is already open stays open: nothing can have ended meanwhile that the
+sweeper will not find once Redis is back.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from aiohttp.typedefs import Handler
 from ..appkeys import (
     AUTH,
     CONNECTIONS,
+    CONTROL,
     PROXIES,
     SESSION_SOCKETS,
     SETTINGS,
@@ -36,8 +46,9 @@ from ..appkeys import (
     SOCKETS,
     Closable,
 )
+from ..auth import session_key
 from ..core.hub import Hub
-from ..errors import AgentNotFound
+from ..errors import AgentNotFound, RedisUnavailable
 from ..limits import CONNECTIONS_PER_USER
 from ..shares import Share
 from ..tasks import running
@@ -126,7 +137,7 @@ def logged_address(request: web.BaseRequest) -> str | None:
     return resolved if isinstance(resolved, str) else request.remote
 
 
-def current_user(request: web.Request, *, touch: bool = True) -> User | None:
+async def current_user(request: web.Request, *, touch: bool = True) -> User | None:
     """The caller as of now, or None if their session or token is gone.
 
     WebSocket handlers call this for every message, so a logout, a timeout,
@@ -140,7 +151,7 @@ def current_user(request: web.Request, *, touch: bool = True) -> User | None:
         return ANONYMOUS
     session = session_of(request)
     if session is not None:
-        return auth.user_of(session, touch=touch)
+        return await auth.user_of(session, touch=touch)
     token = bearer_token(request)
     return None if token is None else auth.user_of_token(token)
 
@@ -159,7 +170,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     for kind in ("session", "spectate"):
         session = request.cookies.get(cookie_name(request.app, kind))
-        user = auth.user_of(session)
+        try:
+            user = await auth.user_of(session)
+        except RedisUnavailable:
+            # Outside error_middleware, so answered here: a clear 503, not a 500.
+            return redis_unavailable()
         if session is not None and user is not None:
             request[_USER] = user
             request[_SESSION] = session
@@ -173,6 +188,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
 
 
+def redis_unavailable() -> web.Response:
+    return json_error(
+        503,
+        "redis_unavailable",
+        "the gateway cannot reach its shared state (Redis); retry in a moment",
+        headers={"Retry-After": "1"},
+    )
+
+
 def link_backed(app: web.Application, share: Share) -> bool:
     """Whether the link's creator may still share its agent (a link is only as good as they are)."""
     auth = app[AUTH]
@@ -183,22 +207,29 @@ def link_backed(app: web.Application, share: Share) -> bool:
 
 
 async def end_share(app: web.Application, share_id: str) -> None:
-    """Disconnect every spectator who joined through this link."""
-    for session in app[AUTH].sessions.of_share(share_id):
-        await end_session(app, session.id)
+    """Disconnect every spectator who joined through this link (on every replica)."""
+    for session in await app[AUTH].sessions.of_share(share_id):
+        await end_session(app, session.key)
 
 
-async def end_session(app: web.Application, session_id: str) -> None:
-    app[AUTH].sessions.end(session_id)
-    for ws in list(app[SESSION_SOCKETS].pop(session_id, ())):
+async def end_session(app: web.Application, key: str) -> None:
+    """End the session with this key and close its sockets here and on every other replica."""
+    await app[AUTH].sessions.end(key)
+    await close_session_sockets(app, key)
+    await app[CONTROL].publish("session", key)
+
+
+async def close_session_sockets(app: web.Application, key: str) -> None:
+    """Close (1008) this replica's sockets and streams of the session with this key."""
+    for ws in list(app[SESSION_SOCKETS].pop(key, ())):
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session ended")
 
 
 async def end_lapsed_links(app: web.Application) -> None:
     """Disconnect the spectators of links revoked, expired or no longer backed."""
     shares = app[SHARES]
-    for share in shares.all():
-        if not shares.active(share.id) or not link_backed(app, share):
+    for share in await shares.all():
+        if not await shares.active(share.id) or not link_backed(app, share):
             await end_share(app, share.id)
 
 
@@ -209,7 +240,9 @@ async def revalidate(app: web.Application) -> None:
     that no longer matches, a link whose creator lost the agent. Viewers
     never send a byte, so waiting for their next message is no check.
     """
-    lapsed = [connection for connection, allowed in app[SOCKETS].items() if not allowed()]
+    lapsed = [
+        connection for connection, allowed in list(app[SOCKETS].items()) if not await allowed()
+    ]
     await asyncio.gather(*(_revoke(connection) for connection in lapsed))
 
 
@@ -226,21 +259,29 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
 
     async def sweep_once() -> None:
         auth = app[AUTH]
-        for session in auth.sessions.expire(auth.users):
-            await end_session(app, session.id)
+        for session in await auth.sessions.expire(auth.users):
+            await end_session(app, session.key)
         await end_lapsed_links(app)
-        # Sockets of sessions that ended some other way.
+        # Sockets of sessions that ended some other way (timed out, or ended
+        # on another replica whose message this one missed).
         open_sessions: dict[str, Any] = app[SESSION_SOCKETS]
-        for session_id in [*open_sessions]:
-            if auth.sessions.get(session_id, touch=False) is None:
-                await end_session(app, session_id)
+        live = await auth.sessions.alive([*open_sessions])
+        for key in [key for key in open_sessions if key not in live]:
+            await close_session_sockets(app, key)
         await revalidate(app)
 
     async def sweep() -> None:
+        down = False
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
                 await sweep_once()
+                down = False
+            except RedisUnavailable as exc:
+                # Nothing to sweep against; said once per outage, no traceback.
+                if not down:
+                    log.warning("session sweeper: Redis unavailable (%s); will retry", exc)
+                down = True
             except Exception:
                 # Sessions must keep expiring whatever one pass ran into.
                 log.exception("session sweeper")
@@ -249,24 +290,38 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def may_see(request: web.Request, agent_id: str | None = None, *, touch: bool = True) -> bool:
+async def may_see(request: web.Request, agent_id: str | None = None, *, touch: bool = True) -> bool:
     """Whether the caller, as of now, is still someone (and sees ``agent_id``)."""
-    user = current_user(request, touch=touch)
+    user = await current_user(request, touch=touch)
     return user is not None and (agent_id is None or user.sees(agent_id))
 
 
-@contextlib.contextmanager
-def connection_slot(request: web.Request) -> Iterator[web.Response | None]:
+async def may_keep(
+    request: web.Request, agent_id: str | None = None, *, touch: bool = False
+) -> bool:
+    """Whether an open socket or stream may stay open: :func:`may_see`.
+
+    True while Redis does not answer: see this module's docstring.
+    """
+    try:
+        return await may_see(request, agent_id, touch=touch)
+    except RedisUnavailable:
+        return True
+
+
+@contextlib.asynccontextmanager
+async def connection_slot(request: web.Request) -> AsyncIterator[web.Response | None]:
     """A place among this user's open terminals and streams, held for the block.
 
     Yields the 429 answer instead when the user holds the most already. The
     place is taken before the upgrade, so concurrent upgrades cannot pass
-    the cap together, and given back however the block ends.
+    the cap together (on every replica: the count is shared), and given
+    back however the block ends.
     """
     user, connections = user_of(request), request.app[CONNECTIONS]
     # Open mode (no users, loopback only) has one anonymous user: no cap there.
     limit = None if user is ANONYMOUS else CONNECTIONS_PER_USER
-    if not connections.acquire(user.name, limit):
+    if not await connections.acquire(user.name, limit):
         yield json_error(
             429,
             "too_many_connections",
@@ -276,7 +331,7 @@ def connection_slot(request: web.Request) -> Iterator[web.Response | None]:
     try:
         yield None
     finally:
-        connections.release(user.name)
+        await connections.release(user.name)
 
 
 @contextlib.contextmanager
@@ -289,14 +344,17 @@ def tracked(
     gone): :func:`revalidate` checks every open one.
     """
     session = session_of(request)
-    by_session = request.app[SESSION_SOCKETS].setdefault(session, set()) if session else set()
-    request.app[SOCKETS][connection] = lambda: may_see(request, agent_id, touch=False)
+    sockets = request.app[SESSION_SOCKETS]
+    by_session = sockets.setdefault(session_key(session), set()) if session else set()
+    request.app[SOCKETS][connection] = lambda: may_keep(request, agent_id)
     by_session.add(connection)
     try:
         yield
     finally:
         request.app[SOCKETS].pop(connection, None)
         by_session.discard(connection)
+        if session and not by_session and sockets.get(session_key(session)) is by_session:
+            del sockets[session_key(session)]
 
 
 def hub_of(request: web.Request) -> Hub:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..appkeys import AUDIT, AUTH, SHARES
+from ..auth import session_key
 from ..errors import BadRequest, LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
 from .common import json_error, read_object, text
 from .identity import (
@@ -59,7 +60,7 @@ async def login(request: web.Request) -> web.Response:
     # A session id from before the login is never reused (no fixation).
     old = request.cookies.get(cookie_name(request.app))
     if old:
-        await end_session(request.app, old)
+        await end_session(request.app, session_key(old))
     user = auth.users[session.user]
     audit.record("login", user=user.name, role=user.role.value, address=client_address(request))
     response = web.json_response({"user": user.name, "role": user.role.value})
@@ -74,7 +75,7 @@ async def logout(request: web.Request) -> web.Response:
         request.app[AUDIT].record(
             "logout", user=user_of(request).name, address=client_address(request)
         )
-        await end_session(request.app, session)
+        await end_session(request.app, session_key(session))
     response = web.Response(status=204)
     response.del_cookie(cookie_name(request.app), path="/")
     return response
@@ -82,7 +83,7 @@ async def logout(request: web.Request) -> web.Response:
 
 async def one_time_login(request: web.Request) -> web.StreamResponse:
     """``GET /login/{token}``: a login link that works once (the demo's)."""
-    session = request.app[AUTH].redeem_one_time_login(request.match_info["token"])
+    session = await request.app[AUTH].redeem_one_time_login(request.match_info["token"])
     if session is None:
         return json_error(404, "link_invalid", "this login link was used or is invalid")
     request.app[AUDIT].record("login", user=session.user, via="one-time link",
@@ -100,7 +101,7 @@ async def spectate(request: web.Request) -> web.StreamResponse:
         # Unknown, tampered, expired, revoked, used up, or its creator may no
         # longer share that agent: one answer for all.
         return json_error(404, "link_invalid", "this link is invalid or has expired")
-    session = request.app[AUTH].sessions.create(
+    session = await request.app[AUTH].sessions.create(
         f"spectator:{share.id}", share_id=share.id, agent=share.agent
     )
     request.app[AUDIT].record(

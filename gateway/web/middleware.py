@@ -17,9 +17,9 @@ from ..appkeys import (
     SETTINGS,
 )
 from ..config import is_loopback
-from ..errors import AgentNotFound, BadRequest
+from ..errors import AgentNotFound, BadRequest, RedisUnavailable
 from .common import json_error
-from .identity import bearer_token, client_address, cookie_name
+from .identity import bearer_token, client_address, cookie_name, redis_unavailable
 
 # Requests a cross-site page could make with the user's cookies and that
 # change state; no GET or HEAD route changes anything.
@@ -72,6 +72,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(404, "not_found", str(exc))
     except BadRequest as exc:
         return json_error(400, "bad_request", str(exc))
+    except RedisUnavailable:
+        # Replica mode, Redis down: a clear answer to retry, not a 500 and a traceback.
+        return redis_unavailable()
     except web.HTTPException as exc:
         if exc.status >= 400 and not exc.content_type.startswith("application/json"):
             return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)

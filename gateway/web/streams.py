@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ..appkeys import DISCOVERY, EVENTS, FLEET, LOGS
 from ..docker.logdecode import LogLine
-from ..errors import BadRequest
+from ..errors import BadRequest, RedisUnavailable
 from ..events import Event
 from ..ring import Ring
 from ..tasks import Signal
 from ..users import Role, User
 from .common import agent_json, json_error
-from .identity import connection_slot, current_user, hub_of, may_see, tracked
+from .identity import connection_slot, current_user, hub_of, may_keep, tracked, user_of
 from .sse import EventStream, format_event
 
 T = TypeVar("T")
@@ -58,13 +58,13 @@ async def _pump(
     signal: Signal,
     start: int,
     render: Callable[[int, T], bytes | None],
-    allowed: Callable[[], bool],
+    allowed: Callable[[], Awaitable[bool]],
     on_gap: Callable[[], tuple[list[bytes], int]],
 ) -> None:
     """Send ``ring`` items from ``start`` on as they come, until closed or not allowed."""
     while not stream.closing.is_set():
         waiter = signal.waiter()
-        if not allowed():
+        if not await allowed():
             return
         if start < ring.first_seq:
             # This client fell further behind than the ring reaches.
@@ -84,7 +84,7 @@ async def _pump(
 async def _serve(
     request: web.Request, run: Callable[[EventStream], Any], agent_id: str | None = None
 ) -> web.StreamResponse:
-    with connection_slot(request) as refused:
+    async with connection_slot(request) as refused:
         if refused is not None:
             return refused
         stream = EventStream(request)
@@ -103,8 +103,22 @@ async def events(request: web.Request) -> web.StreamResponse:
     bus = app[EVENTS]
     ring = bus.ring
 
+    # The caller as of the last check (once per wake-up, not per event: in
+    # replica mode each check is a round trip to Redis). A reload may have
+    # narrowed what they see since the stream began.
+    caller: list[User] = [user_of(request)]
+
+    async def allowed() -> bool:
+        # Touching, as a request would: an open dashboard is the user's activity.
+        try:
+            user = await current_user(request)
+        except RedisUnavailable:
+            return True  # kept as it was: see identity.may_keep
+        caller[0] = user or NOBODY
+        return user is not None
+
     def snapshot() -> tuple[list[bytes], int]:
-        user = current_user(request, touch=False) or NOBODY
+        user = caller[0]
         discovery = app.get(DISCOVERY)
         data = {
             "agents": [agent_json(app, hub) for hub in app[FLEET] if user.sees(hub.agent_id)],
@@ -117,8 +131,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         )
 
     def render(seq: int, event: Event) -> bytes | None:
-        # The caller as of now: a reload may have narrowed what they see.
-        if event.agent is not None and not may_see(request, event.agent, touch=False):
+        if event.agent is not None and not caller[0].sees(event.agent):
             return None
         return format_event(json.dumps(event.data), event=event.kind, event_id=ring.event_id(seq))
 
@@ -130,9 +143,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         last = _last_event_id(request)
         start = ring.resume(last)
         if start is None:
+            if not await allowed():
+                return
             first, start = gap() if last else snapshot()
             await stream.send(first)
-        await _pump(stream, ring, bus.signal, start, render, lambda: may_see(request), gap)
+        await _pump(stream, ring, bus.signal, start, render, allowed, gap)
 
     return await _serve(request, run)
 
@@ -159,15 +174,19 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
             ring.first_seq
         )
 
-    def allowed() -> bool:
+    async def allowed() -> bool:
         # A recreated container is another log: the client reconnects and gets a reset.
         now = discovery.container_of(agent_id)
-        return now is not None and now.id == container.id and may_see(request, agent_id)
+        return (
+            now is not None
+            and now.id == container.id
+            and await may_keep(request, agent_id, touch=True)
+        )
 
     async def run(stream: EventStream) -> None:
         async with logs.listening():
             while not logs.loaded.is_set():
-                if stream.closing.is_set() or not allowed():
+                if stream.closing.is_set() or not await allowed():
                     return
                 await stream.wait(logs.loaded)
                 if not logs.loaded.is_set():

@@ -23,7 +23,7 @@ from ..appkeys import (
 from ..core import ttyd
 from ..core.hub import Hub
 from ..core.viewer import Viewer
-from ..errors import PeerProtocolError, UpstreamUnavailable
+from ..errors import PeerProtocolError, RedisUnavailable, UpstreamUnavailable
 from ..limits import MAX_INBOUND_MESSAGE, InputLimit
 from .common import audit_input
 from .identity import client_address, connection_slot, current_user, hub_of, tracked, user_of
@@ -53,7 +53,7 @@ VIEWER_SEND_BUFFER = 64 * 1024
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)  # before the upgrade: unknown agents are a plain 404
-    with connection_slot(request) as refused:
+    async with connection_slot(request) as refused:
         if refused is not None:
             return refused
         ws = MaskedWebSocketResponse(
@@ -163,7 +163,12 @@ async def _read(
     async for msg in ws:
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             break
-        user = current_user(request)
+        try:
+            user = await current_user(request)
+        except RedisUnavailable:
+            # Whether this caller may still type cannot be checked: not sent.
+            viewer.notice("input_refused", "input not sent: the gateway cannot check your session")
+            continue
         if user is None or not user.sees(hub.agent_id):
             return WSCloseCode.POLICY_VIOLATION, b"session ended"
         if not limit.allow(len(msg.data)):

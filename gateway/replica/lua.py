@@ -1,0 +1,48 @@
+"""A Lua script run by its digest, loaded again when Redis has forgotten it.
+
+``EVALSHA`` sends only the digest; a Redis that restarted (or was told to
+``SCRIPT FLUSH``) answers ``NOSCRIPT``, and the script is then sent whole
+(``EVAL`` also caches it). Keys are passed as ``KEYS``, never built inside
+a script, so every script names what it touches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from .client import RedisLink
+
+Arg = str | bytes | int | float
+
+
+class Lua:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        # EVALSHA names a script by its SHA-1: an id, not a security measure.
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, link: RedisLink, keys: Sequence[str], args: Sequence[Arg] = ()) -> Any:
+        """Run it; RedisUnavailable when Redis does not answer."""
+        try:
+            return await link.call(link.client.evalsha(self.sha, len(keys), *keys, *args))
+        except NoScriptError:
+            return await link.call(link.client.eval(self.source, len(keys), *keys, *args))
+
+
+# Redis's clock in milliseconds, inside a script: every deadline of the shared
+# state is on it, so replicas whose clocks disagree still agree on expiry.
+NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+
+def text(value: Any) -> str:
+    """A reply as text (replies are raw bytes: see client.RedisLink)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
