@@ -20,6 +20,7 @@ from typing import Any
 from gateway.screen.base import BACKENDS
 
 from .harness import Stack
+from .replicas import run_replicas
 from .workloads import (
     Row,
     b1_throughput,
@@ -95,6 +96,10 @@ async def run(quick: bool, only: set[str], screen: str) -> list[Row]:
                 step.close()  # those not run: closed, not left to warn
         if not only or "B7" in only:
             rows += b7_emulator(300_000 if quick else 2_000_000)
+        if not only or only & {"B8", "B9", "B10"}:
+            started = time.monotonic()
+            rows += await run_replicas(stack, quick)
+            print(f"  B8-B10 done in {time.monotonic() - started:.0f}s", flush=True)
     finally:
         await stack.aclose()
     return rows

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..config import RedisSettings
 from ..core.backoff import Backoff
@@ -113,6 +113,7 @@ class Node:
                 "append": APPEND,
             }.items()
         }
+        await self._load_scripts()
         for name, loop in (
             ("ownership", self._ownership),
             ("renewal", self._renewal),
@@ -291,17 +292,28 @@ class Node:
             try:
                 async with self.link.client.pipeline(transaction=False) as pipe:
                     for source, token in held:
-                        await self._scripts["renew"](
-                            keys=[self.keys.lease(source.agent_id)],
-                            args=[token, self.lease_ms],
-                            client=pipe,
-                        )
-                    results = await self.link.call(pipe.execute())
+                        keys = [self.keys.lease(source.agent_id)]
+                        self._evalsha(pipe, "renew", keys, [token, self.lease_ms])
+                    results = await self.link.call(pipe.execute(raise_on_error=False))
             except RedisUnavailable:
                 continue
+            if any(isinstance(result, NoScriptError) for result in results):
+                with contextlib.suppress(RedisUnavailable):
+                    await self._load_scripts()
+                continue
             for (source, token), ok in zip(held, results, strict=True):
-                if not ok and source.token == token:
+                if ok == 0 and source.token == token:
                     source.demote()
+
+    async def _load_scripts(self) -> None:
+        """Load the scripts pipelines run by digest (a restarted Redis has forgotten them)."""
+        for script in self._scripts.values():
+            await self.link.call(self.link.client.script_load(script.script))
+
+    def _evalsha(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
+        # By digest, not through redis-py's Script: in a pipeline that asks
+        # SCRIPT EXISTS first, one more round trip for every batch of output.
+        pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
 
     async def _release(self, agent_id: str, token: str) -> None:
         await self.link.call(
@@ -330,6 +342,12 @@ class Node:
                 await asyncio.sleep(delay.next_delay())
                 continue
             delay.reset()
+            if any(isinstance(result, NoScriptError) for result in results):
+                # Redis restarted: nothing of this batch was written; load, then again.
+                with contextlib.suppress(RedisUnavailable):
+                    await self._load_scripts()
+                self._writer_wake.set()
+                continue
             more = False
             for (source, token, serial, batch), result in zip(batches, results, strict=True):
                 if isinstance(result, ResponseError):
@@ -348,16 +366,13 @@ class Node:
                 args: list[Any] = [token]
                 for entry_id, kind, data in batch:
                     args += [str(entry_id), kind.value, data]
-                await self._scripts["append"](
-                    keys=[
-                        self.keys.lease(agent),
-                        self.keys.output(agent),
-                        self.keys.checkpoint(agent),
-                        self.keys.status(agent),
-                    ],
-                    args=args,
-                    client=pipe,
-                )
+                keys = [
+                    self.keys.lease(agent),
+                    self.keys.output(agent),
+                    self.keys.checkpoint(agent),
+                    self.keys.status(agent),
+                ]
+                self._evalsha(pipe, "append", keys, args)
             result: list[Any] = await self.link.call(pipe.execute(raise_on_error=False))
             return result
 
