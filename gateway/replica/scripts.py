@@ -56,7 +56,8 @@ return 0
 # The fenced append; KEYS: lease, out, ckpt, status. ARGV: token, then
 # (id, kind, data) triples. Kind 'C' writes the checkpoint hash and trims
 # the stream to the checkpoint before it, which any follower may still
-# be reading from; kind 's' also keeps the latest status for joiners.
+# be reading from; kind 's' also keeps the latest status for joiners; kind 'h'
+# (the last entry of an owner that lets go) releases the lease with it.
 APPEND = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED this replica no longer owns the agent')
@@ -70,6 +71,8 @@ for i = 2, #ARGV, 3 do
   else
     redis.call('XADD', KEYS[2], id, 'k', kind, 'd', data)
     if kind == 's' then redis.call('SET', KEYS[4], data) end
+    -- A hand-over frees the agent in the same step: whoever reads it can take it.
+    if kind == 'h' then redis.call('DEL', KEYS[1]) end
   end
 end
 return 1
