@@ -62,12 +62,15 @@ async def _pump(
     on_gap: Callable[[], tuple[list[bytes], int]],
 ) -> None:
     """Send ``ring`` items from ``start`` on as they come, until closed or not allowed."""
+    epoch = ring.epoch
     while not stream.closing.is_set():
         waiter = signal.waiter()
         if not await allowed():
             return
-        if start < ring.first_seq:
-            # This client fell further behind than the ring reaches.
+        if start < ring.first_seq or ring.epoch != epoch:
+            # This client fell further behind than the ring reaches, or the
+            # ring started over (replica mode: Redis lost the feed).
+            epoch = ring.epoch
             events, start = on_gap()
             await stream.send(events)
             continue
@@ -141,7 +144,9 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     async def run(stream: EventStream) -> None:
         last = _last_event_id(request)
-        start = ring.resume(last)
+        # Awaited: in replica mode this replica may not have read yet what
+        # the client saw on another one.
+        start = await bus.resume(last)
         if start is None:
             if not await allowed():
                 return
