@@ -4,8 +4,11 @@
 turns a client's ``Last-Event-ID`` into the place to continue from, or into
 "cannot" (the client gets a ``reset`` event instead of a gap or a repeat).
 Ids on the wire are ``<epoch>-<seq>``; the epoch is random per ring, so an id
-from another ring (a restarted gateway, a recreated container) is recognised
-as foreign rather than misread.
+from another ring (a restarted gateway) is recognised as foreign rather than
+misread. A ring may mirror one kept elsewhere (:meth:`Ring.restart`: replica
+mode's feed takes the Redis stream's epoch and numbers). Container logs
+number their ring locally and name lines on the wire by their source
+(:class:`gateway.docker.logdecode.Numbering`).
 """
 
 from __future__ import annotations

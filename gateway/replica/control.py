@@ -16,7 +16,8 @@ went with it, and every replica's sweeper, which asks Redis which of its
 sessions still live, closes their sockets anyway; the channel only makes
 the ending immediate.
 
-Entries: ``k`` (kind: ``session``), ``v`` (a session key, never an id), ``r``
+Entries: ``k`` (kind: ``session``, or ``presence``: ``v`` is an agent whose
+viewers changed there), ``v`` (a session key, never an id), ``r``
 (the sender, who acted already and skips its own).
 """
 
