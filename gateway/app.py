@@ -49,6 +49,7 @@ from .appkeys import (
     LOGS,
     METRICS,
     ORIGINS,
+    PRESENCE,
     PROXIES,
     READINESS,
     REPLICA,
@@ -68,7 +69,7 @@ from .docker.discovery import Discovery
 from .docker.logs import LogHub
 from .docker.planner import DesiredChange, reconnect_needed
 from .errors import ConfigError
-from .events import EventBus, Loopback
+from .events import EventBus, LocalPresence, Loopback
 from .limits import ConnectionCount
 from .local import LocalAgent, find_ttyd
 from .readiness import Readiness
@@ -80,7 +81,7 @@ from .web import identity, routes
 from .web.common import agent_json
 
 if TYPE_CHECKING:
-    from .replica.client import RedisLink
+    from .replica.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,14 @@ def create_app(settings: Settings) -> web.Application:
     app[SESSION_SOCKETS] = {}
     app[CONNECTIONS] = ConnectionCount()
     app[CONTROL] = Loopback()
-    if settings.redis is not None:
-        _replica_state(app, node.link, audit)
-    app.cleanup_ctx.append(_state)
     app[FLEET] = fleet
+    app[EVENTS] = EventBus()
+    app[PRESENCE] = LocalPresence()
+    if settings.redis is not None:
+        _replica_state(app, node, audit)
+    app.cleanup_ctx.append(_state)
     app[LOCAL_AGENTS] = []
     app[SOCKETS] = {}
-    app[EVENTS] = EventBus()
     app[FLEET].listeners.append(lambda change, hub: _publish_agent(app, change.value, hub))
     if settings.docker is not None:
         applier = FleetApplier(
@@ -189,23 +191,29 @@ async def _replica(app: web.Application) -> AsyncIterator[None]:
         await node.aclose()
 
 
-def _replica_state(app: web.Application, link: RedisLink, local_audit: AuditLog) -> None:
-    """Replica mode: sessions, links, throttle, caps and audit in Redis (issue 13, item 3).
+def _replica_state(app: web.Application, node: Node, local_audit: AuditLog) -> None:
+    """Replica mode: sessions, links, throttle, caps, audit, presence and the feed in Redis.
 
     The in-process defaults built before are replaced; the modules (and so
     the ``redis`` package) are imported here only, never in a single gateway.
     Logout, expiry, revocation and a SIGHUP's removals end sessions in
     Redis; the control channel tells the other replicas to close their
     sockets of those sessions (1008), as :func:`identity.end_session` does here.
+    The event feed is one Redis stream (issue 13, item 4: the same ids on
+    every replica; who publishes what is in :mod:`gateway.replica.events`),
+    and presence counts every replica's viewers: a replica that wrote its
+    part says so on the control channel, and the others read it again.
     """
     from .replica.audit import FleetAudit
     from .replica.connections import RedisConnections
     from .replica.control import RedisControl
+    from .replica.events import RedisEvents
+    from .replica.presence import Part, RedisPresence
     from .replica.sessions import RedisLoginLinks, RedisSessions
     from .replica.shares import RedisShares
     from .replica.throttle import RedisThrottle
 
-    settings = app[SETTINGS]
+    settings, link, fleet = app[SETTINGS], node.link, app[FLEET]
     assert settings.redis is not None
     prefix, replica = settings.redis.key_prefix, link.replica
     auth = app[AUTH]
@@ -223,14 +231,43 @@ def _replica_state(app: web.Application, link: RedisLink, local_audit: AuditLog)
     app[AUDIT] = FleetAudit(local_audit, link, prefix, replica)
     app[CONTROL] = control = RedisControl(link, prefix, replica)
 
+    def holder(agent_id: str) -> str | None:
+        # None: no upstream (parked, removed); "": one, but no holder known yet.
+        upstream = fleet.get(agent_id).upstream if agent_id in fleet else None
+        return None if upstream is None else upstream.statistics().holder or ""
+
+    app[EVENTS] = events = RedisEvents(link, prefix, replica, holder=holder, live=lambda: node.live)
+
+    def part(hub: Hub) -> Part:
+        return Part(len(hub.viewers), hub.presence)
+
+    def local() -> dict[str, Part]:
+        return {hub.agent_id: part(hub) for hub in fleet}
+
+    app[PRESENCE] = presence = RedisPresence(link, prefix, replica, local)
+    presence.announce = lambda agent_id: control.publish("presence", agent_id)
+    presence.listeners.append(
+        lambda agent_id: (
+            _publish_agent(app, "changed", fleet.get(agent_id)) if agent_id in fleet else None
+        )
+    )
+    fleet.listeners.append(lambda change, hub: presence.local_changed(hub.agent_id, part(hub)))
+
     async def on_control(kind: str, value: str) -> None:
         if kind == "session":
             await identity.close_session_sockets(app, value)
+        elif kind == "presence":
+            await presence.others_changed(value)
 
     control.listeners.append(on_control)
 
     async def shared_state(app: web.Application) -> AsyncIterator[None]:
-        async with connections.refreshing(), running(control.run(), "control-reader"):
+        async with (
+            connections.refreshing(),
+            running(control.run(), "control-reader"),
+            running(events.run(), "events"),
+            presence.refreshing(),
+        ):
             yield
 
     app.cleanup_ctx.append(shared_state)

@@ -22,7 +22,14 @@ from .metrics import Metrics
 from .origins import HostPolicy, OriginPolicy
 from .proxies import ProxyPolicy
 from .readiness import Readiness
-from .seams import AuditSink, ConnectionBackend, ControlChannel, EventSink, ShareBackend
+from .seams import (
+    AuditSink,
+    ConnectionBackend,
+    ControlChannel,
+    EventSink,
+    PresenceView,
+    ShareBackend,
+)
 
 if TYPE_CHECKING:
     # Imported only in replica mode (it loads redis).
@@ -59,6 +66,8 @@ CONTROL: web.AppKey[ControlChannel] = web.AppKey("control")
 BUNDLE = web.AppKey("bundle", Bundle)
 # The dashboard's event feed (GET /api/events).
 EVENTS: web.AppKey[EventSink] = web.AppKey("events")
+# Who watches each agent, counting every replica's viewers (GET /api/agents, events).
+PRESENCE: web.AppKey[PresenceView] = web.AppKey("presence")
 # Docker discovery and container logs: present only with a [docker] config table.
 DISCOVERY = web.AppKey("discovery", Discovery)
 LOGS = web.AppKey("logs", LogHub)

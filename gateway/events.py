@@ -5,11 +5,13 @@ every ``GET /api/events`` stream reads the same ring from its own position
 (see :mod:`gateway.sse`), filtered by what its user may see.
 
 :class:`Loopback` is the control channel of a gateway that is one process:
-there is no other replica to tell (see :class:`~gateway.seams.ControlChannel`).
+there is no other replica to tell (see :class:`~gateway.seams.ControlChannel`),
+and :class:`LocalPresence` its presence: nobody watches elsewhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +39,21 @@ class EventBus:
         self.ring.append(Event(kind, data, agent))
         self.signal.fire()
 
+    async def resume(self, last_event_id: str | None) -> int | None:
+        return self.ring.resume(last_event_id)
+
 
 class Loopback:
     """The control channel of a single gateway: whatever it ends, it ended itself."""
 
     async def publish(self, kind: str, value: str) -> None:
         return None
+
+
+class LocalPresence:
+    """The presence of a single gateway: its own viewers are all there are."""
+
+    def fleet_wide(
+        self, agent_id: str, viewers: int, presence: Mapping[str, int]
+    ) -> tuple[int, dict[str, int]]:
+        return viewers, dict(presence)

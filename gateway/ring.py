@@ -4,8 +4,11 @@
 turns a client's ``Last-Event-ID`` into the place to continue from, or into
 "cannot" (the client gets a ``reset`` event instead of a gap or a repeat).
 Ids on the wire are ``<epoch>-<seq>``; the epoch is random per ring, so an id
-from another ring (a restarted gateway, a recreated container) is recognised
-as foreign rather than misread.
+from another ring (a restarted gateway) is recognised as foreign rather than
+misread. A ring may mirror one kept elsewhere (:meth:`Ring.restart`: replica
+mode's feed takes the Redis stream's epoch and numbers). Container logs
+number their ring locally and name lines on the wire by their source
+(:class:`gateway.docker.logdecode.Numbering`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ T = TypeVar("T")
 MAX_EVENT_ID = 64
 
 _EVENT_ID = re.compile(r"([0-9a-f]{8,32})-([0-9]{1,18})")
+_EPOCH = re.compile(r"[0-9a-f]{8,32}")
+
+
+def parse_event_id(last_event_id: str | None) -> tuple[str, int] | None:
+    """``(epoch, seq)`` of an id of ours, or None for anything else (too long, malformed)."""
+    if last_event_id is None or len(last_event_id) > MAX_EVENT_ID:
+        return None
+    match = _EVENT_ID.fullmatch(last_event_id.strip())
+    return None if match is None else (match[1], int(match[2]))
 
 
 class Ring(Generic[T]):
@@ -66,6 +78,20 @@ class Ring(Generic[T]):
         self.next_seq += 1
         return seq
 
+    def restart(self, epoch: str, next_seq: int) -> None:
+        """Forget every item and go on as ``epoch``, numbering from ``next_seq``.
+
+        A mirror of a ring kept elsewhere (replica mode: the Redis ``events``
+        stream) follows that ring's epoch and numbers; a reader still inside
+        the old epoch sees :attr:`epoch` change and must start over.
+        """
+        if _EPOCH.fullmatch(epoch) is None or next_seq < 1:
+            raise ValueError(f"not a ring position: {epoch[:40]!r}, {next_seq}")
+        self.epoch = epoch
+        self._items.clear()
+        self._bytes = 0
+        self.next_seq = next_seq
+
     def event_id(self, seq: int) -> str:
         return f"{self.epoch}-{seq}"
 
@@ -81,12 +107,10 @@ class Ring(Generic[T]):
         belongs to another ring, is malformed, lies in the future, or what
         followed it has already left the ring.
         """
-        if last_event_id is None or len(last_event_id) > MAX_EVENT_ID:
+        parsed = parse_event_id(last_event_id)
+        if parsed is None or parsed[0] != self.epoch:
             return None
-        match = _EVENT_ID.fullmatch(last_event_id.strip())
-        if match is None or match[1] != self.epoch:
-            return None
-        seen = int(match[2])
+        seen = parsed[1]
         if seen >= self.next_seq or seen + 1 < self.first_seq:
             return None
         return seen + 1

@@ -16,6 +16,7 @@ seam                          what it holds                               in pro
 :class:`LoginLinkBackend`     one-time login links                        auth.OneTimeLinks
 :class:`ControlChannel`       what one replica tells the others           events.Loopback
 :class:`EventSink`            the dashboard's feed (numbered, resumable)  events.EventBus
+:class:`PresenceView`         who watches each agent, fleet-wide          events.LocalPresence
 :class:`AuditSink`            the audit trail                             audit.AuditLog
 ============================  ==========================================  ====================
 
@@ -31,7 +32,7 @@ output comes from, and the bus its output, resizes and status go to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -128,6 +129,16 @@ class EventSink(Protocol):
     def signal(self) -> Signal: ...
 
     def publish(self, kind: str, data: dict[str, Any], *, agent: str | None = None) -> None: ...
+
+    async def resume(self, last_event_id: str | None) -> int | None:
+        """Where a client that last saw ``last_event_id`` continues (see Ring.resume)."""
+
+
+class PresenceView(Protocol):
+    def fleet_wide(
+        self, agent_id: str, viewers: int, presence: Mapping[str, int]
+    ) -> tuple[int, dict[str, int]]:
+        """Viewers and who watches ``agent_id`` fleet-wide, given this replica's own."""
 
 
 class AuditSink(Protocol):

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.docker.logdecode import LogDecoder, LogLine, Position, parse_timestamp, since_param
+from gateway.docker.logdecode import (
+    LogDecoder,
+    LogLine,
+    Numbering,
+    Position,
+    parse_timestamp,
+    since_param,
+)
 
 TS1 = "2026-11-23T22:55:28.094898164Z"
 TS2 = "2026-11-23T22:55:28.1Z"
@@ -78,3 +85,25 @@ def test_position_counts_lines_at_the_newest_timestamp() -> None:
     for ns in (5, 7, 7, 6, 7):
         position.advance(LogLine("", ns, "stdout", ""))
     assert (position.ns, position.count) == (7, 3)
+
+
+def test_numbering_names_lines_by_their_source() -> None:
+    lines = [LogLine("", ns, "stdout", f"l{i}") for i, ns in enumerate([5, 5, 7, 6, 9])]
+    first, second = Numbering("0123456789abcdef"), Numbering("0123456789abcdef")
+    numbered = [first.number(line) for line in lines]
+    # A timestamp that goes back (two writers) is clamped: keys only grow.
+    assert [line.key for line in numbered] == [(5, 1), (5, 2), (7, 1), (7, 2), (9, 1)]
+    assert first.event_id(numbered[1]) == "0123456789ab-5-2"
+    # Another gateway reading the same log gives the same ids.
+    assert [second.number(line).key for line in lines] == [line.key for line in numbered]
+    # A history cut by its tail may have begun inside the first run: ids there are not trusted.
+    first.history_loaded(5, tail=5)
+    assert first.uncertain == 5
+    assert first.parse("0123456789ab-5-2", now_ns=10) is None
+    assert first.parse("0123456789ab-7-2", now_ns=10) == (7, 2)
+    second.history_loaded(5, tail=100)  # the whole log: nothing uncertain
+    assert second.parse("0123456789ab-5-2", now_ns=10) == (5, 2)
+    for junk in (None, "", "0123456789ab-7", "ffffffffffff-7-1", "0123456789ab-7-0", "x" * 100):
+        assert second.parse(junk, now_ns=10) is None
+    # Too far ahead of our clock to be a line Docker logged.
+    assert second.parse(f"0123456789ab-{10**12}-1", now_ns=10) is None

@@ -47,6 +47,12 @@ async def wait_agent(client: TestClient[Any, Any], agent_id: str) -> None:
     await eventually(present, within=20, message=f"agent {agent_id}")
 
 
+def key(event_id: str) -> tuple[int, int]:
+    """A log id's (timestamp, count), to order ids by."""
+    _, ns, count = event_id.split("-")
+    return int(ns), int(count)
+
+
 def followers(container_id: str) -> int:
     return sum(t.name == f"logs:{container_id[:12]}" for t in threading.enumerate())
 
@@ -77,8 +83,11 @@ async def test_log_lines_stream_with_ids_stream_names_and_timestamps(
     assert any(e["data"]["stream"] == "stderr" and "ttyd" in e["data"]["line"] for e in events)
     assert by_text["out-1"]["data"]["stream"] == "stdout"
     assert by_text["err-1"]["data"]["stream"] == "stderr"
-    numbers = [int(e["id"].rsplit("-", 1)[1]) for e in events]
-    assert numbers == list(range(1, len(events) + 1))
+    # Ids come from the source: the container, Docker's timestamp and a count at it.
+    assert all(e["id"].startswith(box.id[:12] + "-") for e in events)
+    keys = [key(e["id"]) for e in events]
+    assert keys == sorted(set(keys))
+    assert key(by_text["out-1"]["id"])[0] == parse_timestamp(by_text["out-1"]["data"]["ts"])
     assert parse_timestamp(by_text["out-1"]["data"]["ts"]) <= parse_timestamp(
         by_text["err-1"]["data"]["ts"]
     )
@@ -109,9 +118,51 @@ async def test_a_resuming_client_gets_exactly_what_it_missed(
     again = await open_logs(client, "resumer", last_id=last_id)
     events = await again.take(len(missed))
     assert texts(events) == missed  # no gap, no repeat, no reset
-    assert events[0]["id"] == last_id.rsplit("-", 1)[0] + f"-{int(last_id.rsplit('-', 1)[1]) + 1}"
+    assert key(last_id) < key(events[0]["id"])
     containers.log(box, "c-1")
     assert (await again.next())["data"]["line"] == "c-1"
+
+
+async def test_a_log_resumes_exactly_on_another_gateway(
+    gateway: GatewayFactory, docker_engine: DockerEngine, containers: Containers, tmp_path: Any
+) -> None:
+    """Two replicas of the gateway (each its own ring): ids name lines by their source."""
+    a = await gateway(docker=DockerSettings(url=docker_engine.url), state_dir=tmp_path / "a")
+    b = await gateway(docker=DockerSettings(url=docker_engine.url), state_dir=tmp_path / "b")
+    box = containers.run("roamer")
+    await wait_agent(a, "roamer")
+    await wait_agent(b, "roamer")
+    containers.log(box, "a-1", "a-2")
+    keeper = await open_logs(a, "roamer", "?tail=all")
+    reader = await open_logs(a, "roamer", "?tail=all")
+    last_id = (await reader.until(line_is("a-2")))[-1]["id"]
+    reader.response.close()
+    missed = [f"b-{n}" for n in range(1, 31)]
+    containers.log(box, *missed[:15])
+    containers.log(box, *missed[15:], stream=2)
+    kept = await keeper.until(line_is("b-30"))
+    # B has never followed this container: it loads the history from Docker itself.
+    again = await open_logs(b, "roamer", last_id=last_id)
+    events = await again.take(len(missed))
+    assert texts(events) == missed  # no reset, no gap, none twice
+    assert events == kept[-len(missed) :]  # the same ids as A's, for the same lines
+    # And back to A with B's last id: still exact.
+    containers.log(box, "c-1", "c-2")
+    assert texts([await again.next()]) == ["c-1"]
+    back = await open_logs(a, "roamer", last_id=(await again.next())["id"])
+    containers.log(box, "d-1")
+    assert (await back.next())["data"]["line"] == "d-1"
+    # Ids that name no line of this log are a reset, never a wrong position.
+    prefix = box.id[:12]
+    for forged in (
+        f"{prefix}-99999999999999999999-1",  # far in the future
+        f"{prefix}-{key(last_id)[0]}-0",  # no line has count 0
+        f"{prefix}-1-1",  # before anything kept
+        f"{prefix}-{key(last_id)[0]}-{key(last_id)[1]}" + "9" * 60,
+    ):
+        reader = await open_logs(b, "roamer", "?tail=1", last_id=forged)
+        assert [e["event"] for e in await reader.take(2)] == ["reset", "log"], forged
+        reader.response.close()
 
 
 async def test_a_reset_when_the_missed_lines_left_the_ring(
@@ -136,6 +187,9 @@ async def test_a_reset_when_the_missed_lines_left_the_ring(
     assert texts(events) == [f"lost-{n}" for n in range(16, 21)]
     # An id from another ring (another gateway run, another container) is a reset too.
     foreign = await open_logs(client, "flood", "?tail=1", last_id="0123456789abcdef-3")
+    assert [e["event"] for e in await foreign.take(2)] == ["reset", "log"]
+    other_box = "0123456789ab" + last_id[12:]
+    foreign = await open_logs(client, "flood", "?tail=1", last_id=other_box)
     assert [e["event"] for e in await foreign.take(2)] == ["reset", "log"]
 
 

@@ -23,7 +23,7 @@ import pytest
 from gateway.core import ttyd
 from gateway.local import LocalAgent
 
-from .conftest import AgentFactory, Terminal, eventually, timeout
+from .conftest import AgentFactory, EventReader, Terminal, eventually, timeout
 from .redisserver import RedisServer
 from .test_cli import free_port, run_cli
 
@@ -137,7 +137,8 @@ async def test_any_replica_serves_any_viewer_with_one_upstream(
         assert (status, health["redis"]) == (200, "up")
     await eventually(lambda: one_client(agent), message="one ttyd connection")
     holders = [await replicas.holder(i, agent.name) for i in (0, 1)]
-    assert holders[0] is not None and holders[0] == holders[1]
+    assert holders[0] is not None
+    assert holders[0] == holders[1]
     viewers = [await replicas.terminal(i, agent.name) for i in (0, 1)]
     # Typed on one replica, seen exactly on both; tmux has one client still.
     await viewers[1].send_input(b"for i in $(seq 1 60); do echo row-$i; done\r")
@@ -185,3 +186,53 @@ async def test_sigterm_of_the_holder_hands_over_and_viewers_elsewhere_stay(
 async def _holder_is(replicas: Cluster, index: int, agent: str) -> bool:
     _, health = await replicas.get(index, "/healthz")
     return await replicas.holder(index, agent) == health["replica"]
+
+
+async def test_a_killed_replica_s_viewers_lapse_and_a_dashboard_resumes_on_the_survivor(
+    cluster: tuple[Cluster, LocalAgent],
+) -> None:
+    replicas, agent = cluster
+    await replicas.start(0)
+    await replicas.start(1)
+    await eventually(lambda: one_client(agent), message="one ttyd connection")
+    viewer = await replicas.terminal(0, agent.name)
+    await eventually(lambda: same_screen(agent, viewer), message="painted")
+    await eventually(lambda: _viewers_are(replicas, 1, agent.name, 1), message="seen on 1")
+    # The dashboard was on replica 0 and saw the viewer join.
+    async with replicas.http.get(replicas.origins[0] + "/api/events") as response:
+        dashboard = EventReader(response)
+        seen = await dashboard.until(
+            lambda e: (
+                e["event"] in ("snapshot", "agent")
+                and any(a["viewers"] == 1 for a in _agents_of(e))
+            )
+        )
+        last = seen[-1]["id"]
+    replicas.signal(0, signal.SIGKILL)
+    await replicas.wait(0)
+    # Nobody refreshes replica 0's part any more: it lapses on its own.
+    await eventually(
+        lambda: _viewers_are(replicas, 1, agent.name, 0), within=30, message="the viewer lapses"
+    )
+    # Reconnecting to the survivor with 0's id: what followed, no reset.
+    headers = {"Last-Event-ID": last}
+    async with replicas.http.get(replicas.origins[1] + "/api/events", headers=headers) as response:
+        resumed = EventReader(response)
+        after = await resumed.until(lambda e: any(a["viewers"] == 0 for a in _agents_of(e)))
+    assert all(e["event"] not in ("reset", "snapshot") for e in after)
+    assert int(after[0]["id"].rsplit("-", 1)[1]) == int(last.rsplit("-", 1)[1]) + 1
+
+
+def _agents_of(event: dict[str, Any]) -> list[dict[str, Any]]:
+    if event["event"] == "snapshot":
+        return list(event["data"]["agents"])
+    if event["event"] == "agent":
+        return [event["data"]["agent"]]
+    return []
+
+
+async def _viewers_are(replicas: Cluster, index: int, agent: str, viewers: int) -> bool:
+    status, body = await replicas.get(index, "/api/agents")
+    return status == 200 and any(
+        a["id"] == agent and a["viewers"] == viewers for a in body["agents"]
+    )

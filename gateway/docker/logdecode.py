@@ -4,14 +4,18 @@ The body of ``GET /containers/{id}/logs`` with ``timestamps=1``: for a
 container without a TTY it is multiplexed (an 8-byte header per message:
 stream, 0, 0, 0, length); with a TTY it is one raw stream. Either way every
 message starts with Docker's RFC 3339 timestamp, which is what resuming a
-log relies on: :class:`Position` is how far a log has been read, and
-:class:`Seen` drops what a resumed stream repeats. Kept apart from the
+log relies on: :class:`Position` is how far a log has been read,
+:class:`Seen` drops what a resumed stream repeats, and :class:`Numbering`
+names each line by its source (the container, the timestamp and a count at
+that timestamp), so a log event id means the same line on any gateway
+replica, or after a restart, and resumes from what Docker itself keeps. Kept apart from the
 follower threads in :mod:`gateway.docker.logs` so that it is tested on bytes
 alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -32,6 +36,13 @@ class LogLine:
     ns: int  # the same instant in nanoseconds since the epoch
     stream: str  # stdout or stderr
     text: str
+    # Its number among the lines at ``ns`` (1, 2, ...), given as it enters a
+    # ring (:class:`Numbering`): with ``ns``, what names it on every gateway.
+    count: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.ns, self.count
 
     def json(self) -> str:
         return json.dumps(
@@ -141,3 +152,65 @@ class Seen:
             return False
         self._position.advance(line)
         return True
+
+
+# Longer Last-Event-ID values are not log ids.
+MAX_LOG_ID = 64
+_LOG_ID = re.compile(r"([0-9a-f]{12})-([0-9]{1,20})-([0-9]{1,9})")
+# A log id this far ahead of our clock names no line Docker logged (Docker's
+# clock is the host's; a replica on another host may run a little ahead).
+FUTURE_SLACK_NS = 60 * 1_000_000_000
+
+
+class Numbering:
+    """Gives the lines of one container, in the order Docker returns them, their keys.
+
+    A key is ``(ns, count)``: the timestamp, clamped so keys never go back
+    (stdout and stderr are stamped by two writers), and the line's number at
+    it. Every gateway reads the same log in the same order, so it gives the
+    same keys, with one exception: a history cut by ``tail`` may begin inside
+    a run of equal timestamps, so the first run's counts depend on where it
+    was cut. :meth:`uncertain` says which timestamp that is; an id at it is
+    not trusted (a reset, never a wrong line).
+    """
+
+    def __init__(self, container_id: str) -> None:
+        self.prefix = container_id[:12]
+        self._last = (0, 0)
+        self._first_ns: int | None = None
+        self._cut = True
+
+    def number(self, line: LogLine) -> LogLine:
+        ns, count = self._last
+        key = (ns, count + 1) if line.ns <= ns else (line.ns, 1)
+        self._last = key
+        if self._first_ns is None:
+            self._first_ns = key[0]
+        return dataclasses.replace(line, ns=key[0], count=key[1])
+
+    def history_loaded(self, lines: int, tail: int) -> None:
+        """The history had ``lines`` lines for a ``tail`` of ``tail``: fewer means all of it."""
+        if lines < tail:
+            self._cut = False
+
+    @property
+    def uncertain(self) -> int | None:
+        return self._first_ns if self._cut else None
+
+    def event_id(self, line: LogLine) -> str:
+        return f"{self.prefix}-{line.ns}-{line.count}"
+
+    def parse(self, last_event_id: str | None, now_ns: int) -> tuple[int, int] | None:
+        """The key a client's id names in this container's log, or None (not ours, not sure)."""
+        if last_event_id is None or len(last_event_id) > MAX_LOG_ID:
+            return None
+        match = _LOG_ID.fullmatch(last_event_id.strip())
+        if match is None or match[1] != self.prefix:
+            return None
+        key = (int(match[2]), int(match[3]))
+        uncertain = self.uncertain
+        if key[1] < 1 or key[0] > now_ns + FUTURE_SLACK_NS:
+            return None
+        if uncertain is not None and key[0] <= uncertain:
+            return None
+        return key

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from ..core.backoff import Backoff
 from ..ring import Ring
 from ..tasks import Signal
 from .discovery import Discovery
-from .logdecode import LogDecoder, LogLine, Position, Seen, since_param
+from .logdecode import LogDecoder, LogLine, Numbering, Position, Seen, since_param
 from .planner import Container
 from .stream import API_TIMEOUT, Finished, RetryingStream
 
@@ -63,6 +64,9 @@ class ContainerLogs:
             capacity, max_bytes=MAX_RING_BYTES, size=lambda line: len(line.text) + 64
         )
         self.signal = Signal()
+        # What names each line on the wire: the source's own position, not the ring's.
+        self.numbering = Numbering(container_id)
+        self._history_lines = 0
         # Set once the history is in the ring: listeners pick their start after it.
         self.loaded = asyncio.Event()
         self._capacity = capacity
@@ -84,6 +88,28 @@ class ContainerLogs:
             self.listeners -= 1
             if self.listeners == 0:
                 self.stop()
+
+    def event_id(self, line: LogLine) -> str:
+        return self.numbering.event_id(line)
+
+    def resume(self, last_event_id: str | None) -> tuple[int, tuple[int, int]] | None:
+        """Where a client that last saw ``last_event_id`` continues: a ring position,
+        and the key of its line (lines up to it are not sent again); None: no position.
+
+        The id names a line by its source, so one read on another gateway (or
+        before a restart) resumes here too; a line this gateway has not read
+        yet is waited for, through the key.
+        """
+        key = self.numbering.parse(last_event_id, time.time_ns())
+        if key is None:
+            return None
+        items = self.ring.since(self.ring.first_seq)
+        if items and key < items[0][1].key:
+            return None  # what followed it has left the ring
+        for seq, line in items:
+            if line.key > key:
+                return seq, key
+        return self.ring.next_seq, key
 
     def container_started(self) -> None:
         """The container runs again: a follower waiting at the end of its logs goes on."""
@@ -112,8 +138,11 @@ class ContainerLogs:
             return  # a stopped follower's last words: the current one reads them again
         for line in lines:
             self._position.advance(line)
-            self.ring.append(line)
+            self.ring.append(self.numbering.number(line))
+        if not self.loaded.is_set():
+            self._history_lines += len(lines)
         if history_done:
+            self.numbering.history_loaded(self._history_lines, self._capacity)
             self.loaded.set()
         if lines or history_done:
             self.signal.fire()

@@ -26,5 +26,8 @@ of :mod:`gateway.seams`, with its keys and why in its docstring:
 * ``connections``: the per-user cap, per-replica counts that lapse unless refreshed.
 * ``audit``: the fleet's audit list beside each replica's file.
 * ``control``: the stream by which a replica tells the others to close a
-  session's sockets.
+  session's sockets (and that its viewers changed).
+* ``events``: the dashboard's feed, one stream, the same ids everywhere;
+  who speaks for which agent.
+* ``presence``: who watches, per replica parts that lapse unless refreshed.
 """

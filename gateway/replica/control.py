@@ -16,7 +16,8 @@ went with it, and every replica's sweeper, which asks Redis which of its
 sessions still live, closes their sockets anyway; the channel only makes
 the ending immediate.
 
-Entries: ``k`` (kind: ``session``), ``v`` (a session key, never an id), ``r``
+Entries: ``k`` (kind: ``session``, or ``presence``: ``v`` is an agent whose
+viewers changed there), ``v`` (a session key, never an id), ``r``
 (the sender, who acted already and skips its own).
 """
 
@@ -77,7 +78,7 @@ class RedisControl:
                 log.debug("control: Redis unavailable: %s", exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            for entry_id, fields in _entries(reply):
+            for entry_id, fields in read_entries(reply):
                 self._last = entry_id
                 await self._dispatch(fields)
 
@@ -93,7 +94,7 @@ class RedisControl:
                 log.exception("control: listener failed on %r", kind)
 
 
-def _entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+def read_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """XREAD's entries, whether the reply came as RESP2 (a list) or RESP3 (a dict)."""
     if not reply:
         return []

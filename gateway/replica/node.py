@@ -206,6 +206,11 @@ class Node:
         self.contend_soon()
 
     @property
+    def live(self) -> list[str]:
+        """The replicas the last heartbeat found live (this one among them once it beat)."""
+        return sorted(self._live_since)
+
+    @property
     def owned(self) -> list[str]:
         return sorted(a for a, s in self._sources.items() if s.token is not None)
 

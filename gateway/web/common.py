@@ -24,6 +24,7 @@ from ..appkeys import (
     AUDIT,
     DISCOVERY,
     FLEET,
+    PRESENCE,
 )
 from ..core.fleet import Fleet
 from ..core.hub import Hub
@@ -96,12 +97,13 @@ def agent_json(app: web.Application, hub: Hub) -> dict[str, Any]:
     stats = hub.statistics()
     discovery = app.get(DISCOVERY)
     container = None if discovery is None else discovery.container_of(hub.agent_id)
+    viewers, presence = app[PRESENCE].fleet_wide(hub.agent_id, stats.viewers, stats.presence)
     return {
         "id": stats.agent_id,
         "status": stats.state,
         "message": stats.message,
-        "viewers": stats.viewers,
-        "presence": stats.presence,
+        "viewers": viewers,
+        "presence": presence,
         "cols": stats.columns,
         "rows": stats.rows,
         "title": stats.title,

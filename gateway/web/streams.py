@@ -7,7 +7,10 @@ whose id is the feed's position, so resuming from it misses nothing.
 ``GET /api/agents/{id}/logs``: a Docker agent's container log lines, one
 ``log`` event each. ``?tail=N`` (default 100, ``all`` for everything kept)
 on a first connect; a resuming client gets exactly what it missed, or a
-``reset`` event first when that has left the ring.
+``reset`` event first when that has left the ring. Log ids name lines by
+their source (container, Docker's timestamp, a count), so they resume on
+any replica; feed ids are the feed's, the same on every replica with
+``[redis]`` (:mod:`gateway.replica.events`).
 
 Both re-check the caller at every wake-up, like the terminal WebSocket does
 per message, and end when their session does.
@@ -62,12 +65,15 @@ async def _pump(
     on_gap: Callable[[], tuple[list[bytes], int]],
 ) -> None:
     """Send ``ring`` items from ``start`` on as they come, until closed or not allowed."""
+    epoch = ring.epoch
     while not stream.closing.is_set():
         waiter = signal.waiter()
         if not await allowed():
             return
-        if start < ring.first_seq:
-            # This client fell further behind than the ring reaches.
+        if start < ring.first_seq or ring.epoch != epoch:
+            # This client fell further behind than the ring reaches, or the
+            # ring started over (replica mode: Redis lost the feed).
+            epoch = ring.epoch
             events, start = on_gap()
             await stream.send(events)
             continue
@@ -141,7 +147,9 @@ async def events(request: web.Request) -> web.StreamResponse:
 
     async def run(stream: EventStream) -> None:
         last = _last_event_id(request)
-        start = ring.resume(last)
+        # Awaited: in replica mode this replica may not have read yet what
+        # the client saw on another one.
+        start = await bus.resume(last)
         if start is None:
             if not await allowed():
                 return
@@ -165,9 +173,14 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
     logs = request.app[LOGS].of(container)
     ring = logs.ring
     agent_id = hub.agent_id
+    # The key of the client's last line: a resumed client may be ahead of this
+    # gateway's ring (it read on another replica), and gets nothing twice.
+    seen: list[tuple[int, int]] = [(0, 0)]
 
-    def render(seq: int, line: Any) -> bytes:
-        return format_event(line.json(), event="log", event_id=ring.event_id(seq))
+    def render(seq: int, line: LogLine) -> bytes | None:
+        if line.key <= seen[0]:
+            return None
+        return format_event(line.json(), event="log", event_id=logs.event_id(line))
 
     def gap() -> tuple[list[bytes], int]:
         return [_reset("lines were dropped from the buffer before they were sent")], (
@@ -192,11 +205,13 @@ async def agent_logs(request: web.Request) -> web.StreamResponse:
                 if not logs.loaded.is_set():
                     await stream.keepalive()
             last = _last_event_id(request)
-            start = ring.resume(last)
-            if start is None:
+            resumed = logs.resume(last)
+            if resumed is None:
                 if last:
                     await stream.send([_reset("what you missed is no longer buffered")])
                 start = logged_since(ring, ring.tail(tail), asked)
+            else:
+                start, seen[0] = resumed
             await _pump(stream, ring, logs.signal, start, render, allowed, gap)
 
     return await _serve(request, run, agent_id)
