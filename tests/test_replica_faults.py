@@ -356,6 +356,26 @@ async def test_input_forwarded_while_ownership_moves_is_typed_once_or_refused(
     assert len(set(typed) - set(outcomes)) == 0
 
 
+async def test_input_typed_just_before_a_hand_over_runs(
+    make_agent: AgentFactory, cluster: ClusterFactory, workdir: Path
+) -> None:
+    agent = await make_agent()
+    replicas = await cluster([agent])
+    log = workdir / "typed.log"
+    for i in range(6):
+        await eventually(lambda: len(owner_of(replicas, agent)) == 1, message="one owner")
+        owner = the_owner(replicas, agent)
+        source = source_of(owner, agent)
+        await eventually(lambda o=owner, s=source: connected(o.hub(agent)) and not s.mirrors)
+        await owner.hub(agent).send_input(f"echo h{i} >> {log}\r".encode())
+        # Typed (ttyd took it), then the agent moves on at once: the shell still runs it.
+        source.hand_over()
+        await eventually(lambda o=owner: not o.owns(agent), message="handed over")
+        await eventually(
+            lambda i=i: log.exists() and f"h{i}" in log.read_text(), message=f"h{i} ran"
+        )
+
+
 # --- 1. a frozen owner (two `gateway serve` processes) -------------------------------------
 
 

@@ -81,6 +81,9 @@ MAX_FORWARDED = 256
 REPAINT = b"\x18\x1bc"
 # Bounds a follower's retries while Redis does not answer.
 RETRY_DELAY = 0.5
+# How long a hand-over keeps ttyd open after input was typed: ttyd kills its tmux
+# client when the connection closes, and input that client had not read yet is lost.
+INPUT_SETTLE = 0.2
 
 
 class Replica(Protocol):
@@ -169,6 +172,7 @@ class ReplicaSource:
         self._checkpoint_at = 0.0
         self._checkpoint_due = False
         self.dropped = 0  # times the writer's queue overflowed
+        self._typed_at = -INPUT_SETTLE  # loop time input was last sent to ttyd
 
     # --- Source ----------------------------------------------------------------
 
@@ -194,6 +198,7 @@ class ReplicaSource:
             if isinstance(message, ttyd.Resize):
                 self._append(Kind.RESIZE, message.serialize()[1:])
             await self._upstream.send(message)
+            self._typed_at = asyncio.get_running_loop().time()
             return
         await self._forward(message)
 
@@ -209,6 +214,8 @@ class ReplicaSource:
                 changed = asyncio.create_task(self._changed.wait())
                 try:
                     await asyncio.wait({body, changed}, return_when=asyncio.FIRST_COMPLETED)
+                    if role is Role.OWN and self._role is Role.HAND_OVER:
+                        await self._input_settled()
                 finally:
                     changed.cancel()
                     body.cancel()
@@ -485,6 +492,7 @@ class ReplicaSource:
                 await self._sink.resize(message.columns, message.rows)
             elif isinstance(message, ttyd.Input):
                 await self._upstream.send(message)
+                self._typed_at = asyncio.get_running_loop().time()
             else:
                 return "only input and resizes are forwarded"
         except UpstreamUnavailable as exc:
@@ -517,6 +525,17 @@ class ReplicaSource:
         self._sink.upstream_resized(columns, rows)
 
     # --- hand over ----------------------------------------------------------------
+
+    async def _input_settled(self) -> None:
+        """Before a hand-over closes ttyd: let the tmux client read what was just typed.
+
+        Input answered "typed" a moment before the hand-over was otherwise lost
+        now and then: ttyd ends its tmux client as the connection closes. Only
+        a deliberate hand-over waits; a replica Redis fenced stops at once.
+        """
+        wait = self._typed_at + INPUT_SETTLE - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _hand_over(self, token: str) -> None:
         # _own is cancelled by now: ttyd is closed and nothing more comes from it.
