@@ -366,7 +366,9 @@ async def test_input_typed_just_before_a_hand_over_runs(
         await eventually(lambda: len(owner_of(replicas, agent)) == 1, message="one owner")
         owner = the_owner(replicas, agent)
         source = source_of(owner, agent)
-        await eventually(lambda o=owner, s=source: connected(o.hub(agent)) and not s.mirrors)
+        await eventually(
+            lambda s=source: not s.mirrors and s.state is AgentState.CONNECTED, message="ttyd"
+        )
         await owner.hub(agent).send_input(f"echo h{i} >> {log}\r".encode())
         # Typed (ttyd took it), then the agent moves on at once: the shell still runs it.
         source.hand_over()

@@ -195,6 +195,9 @@ class ReplicaSource:
 
     async def send(self, message: ttyd.ClientMessage) -> None:
         if self._owning:
+            if self._role is Role.HAND_OVER:
+                # ttyd closes in a moment: input sent now could be lost (_input_settled).
+                raise UpstreamUnavailable("the agent is moving to another replica; not sent")
             if isinstance(message, ttyd.Resize):
                 self._append(Kind.RESIZE, message.serialize()[1:])
             await self._upstream.send(message)
@@ -484,6 +487,9 @@ class ReplicaSource:
     ) -> str | None:
         if forwarded.owner != token:
             return "the agent moved to another replica meanwhile; not sent"
+        if self._role is Role.HAND_OVER:
+            # ttyd closes in a moment: input typed now could be lost (_input_settled).
+            return "the agent is moving to another replica; not sent"
         if self._node.redis_now_ms() - entry_id.offset > FORWARD_MAX_AGE_MS:
             return "it arrived too late to be typed; not sent"
         try:
