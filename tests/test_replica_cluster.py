@@ -137,7 +137,8 @@ async def test_any_replica_serves_any_viewer_with_one_upstream(
         assert (status, health["redis"]) == (200, "up")
     await eventually(lambda: one_client(agent), message="one ttyd connection")
     holders = [await replicas.holder(i, agent.name) for i in (0, 1)]
-    assert holders[0] is not None and holders[0] == holders[1]
+    assert holders[0] is not None
+    assert holders[0] == holders[1]
     viewers = [await replicas.terminal(i, agent.name) for i in (0, 1)]
     # Typed on one replica, seen exactly on both; tmux has one client still.
     await viewers[1].send_input(b"for i in $(seq 1 60); do echo row-$i; done\r")

@@ -81,6 +81,8 @@ MAX_FORWARDED = 256
 REPAINT = b"\x18\x1bc"
 # Bounds a follower's retries while Redis does not answer.
 RETRY_DELAY = 0.5
+# How long a follower that found a gap past the checkpoint waits before it looks again.
+GAP_RETRY = 0.1
 # How long a hand-over keeps ttyd open after input was typed: ttyd kills its tmux
 # client when the connection closes, and input that client had not read yet is lost.
 INPUT_SETTLE = 0.2
@@ -630,11 +632,22 @@ class ReplicaSource:
             self._mirror_status(status)
         elif self._owner is None:
             self._status(AgentState.CONNECTING, None, "waiting for a replica to hold this agent")
+        gap = False
         for entry in later:
+            if self._role is Role.FOLLOW and not self._position.follows(entry):
+                # Output an owner dropped (its writer fell behind) lies past the
+                # checkpoint, and the checkpoint that covers it is not written yet:
+                # painting on would show a screen with a hole that nothing repairs.
+                # Stop at the gap; the mirror meets it again and starts over.
+                gap = True
+                break
             await self._apply(entry)
         self._received = self._position.last
         self._synced = True
         self._node.reshape()
+        if gap:
+            log.info("replica: %s: a gap after the checkpoint; waiting for the next", self.agent_id)
+            await asyncio.sleep(GAP_RETRY)
 
     async def _apply(self, entry: Entry) -> None:
         self._position.advance(entry)
