@@ -45,6 +45,8 @@ class FaultProxy:
         self.delay = 0.0
         self._server: asyncio.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        # Directions still pumping per pair: the last one to end closes both sockets.
+        self._open: dict[tuple[asyncio.StreamWriter, asyncio.StreamWriter], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         #: Bytes the blackhole swallowed.
         self.dropped = 0
@@ -96,6 +98,7 @@ class FaultProxy:
             return
         pair = (writer, up_writer)
         self._pairs.add(pair)
+        self._open[pair] = 2
         self._spawn(self._pump(reader, up_writer, pair))
         self._spawn(self._pump(up_reader, writer, pair))
 
@@ -134,3 +137,9 @@ class FaultProxy:
             with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
                 await sender
             self._pairs.discard(pair)
+            self._open[pair] = self._open.get(pair, 1) - 1
+            if self._open[pair] <= 0:
+                # Closed, not left to the garbage collector (an unclosed StreamWriter warns).
+                del self._open[pair]
+                for end in pair:
+                    end.close()

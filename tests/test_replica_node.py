@@ -31,8 +31,11 @@ from .redisserver import RedisServer
 class Replica:
     """A node and its fleet, like one gateway process in replica mode."""
 
-    def __init__(self, server: RedisServer, name: str, agents: list[LocalAgent]) -> None:
-        self.node = Node(RedisSettings(server.url, lease_ms=1000), name)
+    def __init__(
+        self, server: RedisServer, name: str, agents: list[LocalAgent], url: str | None = None
+    ) -> None:
+        # ``url``: another way to the same server (a fault proxy in front of it).
+        self.node = Node(RedisSettings(url or server.url, lease_ms=1000), name)
         self.fleet = Fleet(source=self.node.source)
         self.agents = agents
 
@@ -70,8 +73,11 @@ ClusterFactory = Callable[..., Awaitable[list[Replica]]]
 async def cluster(redis_server: RedisServer) -> AsyncIterator[ClusterFactory]:
     async with AsyncExitStack() as stack:
 
-        async def make(agents: list[LocalAgent], count: int = 2) -> list[Replica]:
-            replicas = [Replica(redis_server, f"r{i}", agents) for i in range(count)]
+        async def make(
+            agents: list[LocalAgent], count: int = 2, urls: list[str] | None = None
+        ) -> list[Replica]:
+            urls = urls or [redis_server.url] * count
+            replicas = [Replica(redis_server, f"r{i}", agents, urls[i]) for i in range(count)]
             for replica in replicas:
                 await replica.start()
                 stack.push_async_callback(replica.stop)

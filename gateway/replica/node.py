@@ -81,7 +81,6 @@ class Node:
         self._placement = Placement(self.replica)
         self._live_since: dict[str, float] = {}
         self._epoch: bytes | None = None
-        self._fresh_epoch = secrets.token_hex(8)
         self._redis_offset_ms = 0.0
         self._poke = asyncio.Event()
         self._reshaped = asyncio.Event()
@@ -234,7 +233,10 @@ class Node:
 
     async def _heartbeat(self, *, leaving: bool = False) -> list[bytes]:
         keys = [self.keys.replicas, self.keys.epoch]
-        args = [self.replica, self.lease_ms, "1" if leaving else "0", self._fresh_epoch]
+        # A new candidate every time: one fixed per replica would be set again after a
+        # FLUSHALL by the replica that set it first, and nobody would see the data lost.
+        fresh_epoch = secrets.token_hex(8)
+        args = [self.replica, self.lease_ms, "1" if leaving else "0", fresh_epoch]
         before = time.time() * 1000
         now_ms, live, epoch = await self.link.call(self._scripts["heartbeat"](keys=keys, args=args))
         after = time.time() * 1000

@@ -81,6 +81,11 @@ MAX_FORWARDED = 256
 REPAINT = b"\x18\x1bc"
 # Bounds a follower's retries while Redis does not answer.
 RETRY_DELAY = 0.5
+# How long a follower that found a gap past the checkpoint waits before it looks again.
+GAP_RETRY = 0.1
+# How long a hand-over keeps ttyd open after input was typed: ttyd kills its tmux
+# client when the connection closes, and input that client had not read yet is lost.
+INPUT_SETTLE = 0.2
 
 
 class Replica(Protocol):
@@ -169,6 +174,7 @@ class ReplicaSource:
         self._checkpoint_at = 0.0
         self._checkpoint_due = False
         self.dropped = 0  # times the writer's queue overflowed
+        self._typed_at = -INPUT_SETTLE  # loop time input was last sent to ttyd
 
     # --- Source ----------------------------------------------------------------
 
@@ -191,9 +197,13 @@ class ReplicaSource:
 
     async def send(self, message: ttyd.ClientMessage) -> None:
         if self._owning:
+            if self._role is Role.HAND_OVER:
+                # ttyd closes in a moment: input sent now could be lost (_input_settled).
+                raise UpstreamUnavailable("the agent is moving to another replica; not sent")
             if isinstance(message, ttyd.Resize):
                 self._append(Kind.RESIZE, message.serialize()[1:])
             await self._upstream.send(message)
+            self._typed_at = asyncio.get_running_loop().time()
             return
         await self._forward(message)
 
@@ -209,6 +219,8 @@ class ReplicaSource:
                 changed = asyncio.create_task(self._changed.wait())
                 try:
                     await asyncio.wait({body, changed}, return_when=asyncio.FIRST_COMPLETED)
+                    if role is Role.OWN and self._role is Role.HAND_OVER:
+                        await self._input_settled()
                 finally:
                     changed.cancel()
                     body.cancel()
@@ -477,6 +489,9 @@ class ReplicaSource:
     ) -> str | None:
         if forwarded.owner != token:
             return "the agent moved to another replica meanwhile; not sent"
+        if self._role is Role.HAND_OVER:
+            # ttyd closes in a moment: input typed now could be lost (_input_settled).
+            return "the agent is moving to another replica; not sent"
         if self._node.redis_now_ms() - entry_id.offset > FORWARD_MAX_AGE_MS:
             return "it arrived too late to be typed; not sent"
         try:
@@ -485,6 +500,7 @@ class ReplicaSource:
                 await self._sink.resize(message.columns, message.rows)
             elif isinstance(message, ttyd.Input):
                 await self._upstream.send(message)
+                self._typed_at = asyncio.get_running_loop().time()
             else:
                 return "only input and resizes are forwarded"
         except UpstreamUnavailable as exc:
@@ -517,6 +533,17 @@ class ReplicaSource:
         self._sink.upstream_resized(columns, rows)
 
     # --- hand over ----------------------------------------------------------------
+
+    async def _input_settled(self) -> None:
+        """Before a hand-over closes ttyd: let the tmux client read what was just typed.
+
+        Input answered "typed" a moment before the hand-over was otherwise lost
+        now and then: ttyd ends its tmux client as the connection closes. Only
+        a deliberate hand-over waits; a replica Redis fenced stops at once.
+        """
+        wait = self._typed_at + INPUT_SETTLE - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _hand_over(self, token: str) -> None:
         # _own is cancelled by now: ttyd is closed and nothing more comes from it.
@@ -605,11 +632,22 @@ class ReplicaSource:
             self._mirror_status(status)
         elif self._owner is None:
             self._status(AgentState.CONNECTING, None, "waiting for a replica to hold this agent")
+        gap = False
         for entry in later:
+            if self._role is Role.FOLLOW and not self._position.follows(entry):
+                # Output an owner dropped (its writer fell behind) lies past the
+                # checkpoint, and the checkpoint that covers it is not written yet:
+                # painting on would show a screen with a hole that nothing repairs.
+                # Stop at the gap; the mirror meets it again and starts over.
+                gap = True
+                break
             await self._apply(entry)
         self._received = self._position.last
         self._synced = True
         self._node.reshape()
+        if gap:
+            log.info("replica: %s: a gap after the checkpoint; waiting for the next", self.agent_id)
+            await asyncio.sleep(GAP_RETRY)
 
     async def _apply(self, entry: Entry) -> None:
         self._position.advance(entry)
