@@ -11,7 +11,8 @@ none waits behind another:
 * renewal, every lease / 4: extend the leases held; one that is not ours
   any more demotes its source at once. A renewal that fails because Redis
   does not answer changes nothing: nobody steps down on a blip, only when
-  Redis says another replica owns the agent;
+  Redis says the lease is not ours (another replica took it, or it lapsed
+  in an outage longer than the lease);
 * the writer: the owners' queued entries, pipelined as fenced appends, in
   order, one batch in flight;
 * the reader: one blocking XREAD over every followed agent's stream and
@@ -276,7 +277,8 @@ class Node:
         plan = self._placement.plan(now, owners, self._live_since)
         for agent in plan.contend:
             source = self._sources.get(agent)
-            if source is None:
+            # Its hand-over entry freed the lease already: the agent is the others' now.
+            if source is None or source.handing_over:
                 continue
             keys = [self.keys.lease(agent), self.keys.generation(agent)]
             token = await self.link.call(

@@ -254,6 +254,10 @@ class ReplicaSource:
         self._role = role
         self._changed.set()
 
+    @property
+    def handing_over(self) -> bool:
+        return self._role is Role.HAND_OVER
+
     # --- what the node tells it ------------------------------------------------
 
     def promote(self, token: str) -> None:
