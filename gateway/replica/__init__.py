@@ -11,6 +11,7 @@ stream instead (a *mirror*), so any replica serves any viewer.
 * ``placement``: who should own what (rendezvous hashing); pure.
 * ``client``: the connection to Redis, its version check and its health.
 * ``scripts``: the Lua that makes leases and fenced appends atomic.
+* ``forwarding``: a follower sends input to the holder and waits for its answer.
 * ``source``: a hub's :class:`~gateway.core.seams.Source` in replica mode,
   ttyd while this replica owns the agent, the stream while it mirrors it.
 * ``node``: one replica: ownership, the stream reader and writer, drain.

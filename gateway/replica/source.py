@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,8 +55,8 @@ from .codec import (
     Position,
     StreamId,
     answer,
-    parse_answer,
 )
+from .forwarding import FORWARD_MAX_AGE_MS, Forwarder
 from .scripts import BOOTSTRAP
 
 if TYPE_CHECKING:
@@ -72,10 +71,7 @@ CHECKPOINT_SECONDS = 2.0
 MAX_PENDING_BYTES = 8 * 1024 * 1024
 # What a follower may have received and not applied yet before it starts over.
 MAX_INBOX_BYTES = 8 * 1024 * 1024
-# Forwarded input older than this (Redis's clock) is dropped, never typed late;
-# the sender waits twice as long for the answer before saying it failed.
-FORWARD_MAX_AGE_MS = 1000
-ANSWER_TIMEOUT = 2 * FORWARD_MAX_AGE_MS / 1000
+# Forwarded input waiting for the holder to type it (more is refused by timing out).
 MAX_FORWARDED = 256
 # Aborts a torn escape sequence, then resets the terminal (a new owner's redraw follows).
 REPAINT = b"\x18\x1bc"
@@ -167,7 +163,7 @@ class ReplicaSource:
         self._forwarded: deque[tuple[StreamId, Forwarded]] = deque()
         self._forwarded_ready = asyncio.Event()
         self._inbox_position = ORIGIN
-        self._answers: dict[str, asyncio.Future[str | None]] = {}
+        self._forwarder = Forwarder(node.link, node.keys, agent_id)
         self._repaint_next = False
         self._published: bytes | None = None
         self._since_checkpoint = 0
@@ -238,8 +234,7 @@ class ReplicaSource:
         finally:
             self._owning = False
             self._node.detach(self)
-            for future in self._answers.values():
-                future.cancel()
+            self._forwarder.cancel()
 
     def _body(self, role: Role) -> Any:
         if role is Role.OWN and self.token is not None:
@@ -669,11 +664,7 @@ class ReplicaSource:
             self._owner = None
             self._node.contend_soon()
         elif entry.kind is Kind.ANSWER:
-            with contextlib.suppress(PeerProtocolError):
-                request, error = parse_answer(entry.data)
-                future = self._answers.get(request)
-                if future is not None and not future.done():
-                    future.set_result(error)
+            self._forwarder.answered(entry.data)
 
     def _mirror_status(self, payload: bytes) -> None:
         try:
@@ -691,36 +682,7 @@ class ReplicaSource:
         owner = self._owner
         if owner is None or not self._synced:
             raise UpstreamUnavailable("no replica holds this agent's terminal right now")
-        is_input = isinstance(message, ttyd.Input)
-        request = secrets.token_hex(8) if is_input else ""
-        forwarded = Forwarded(request, owner, message.serialize())
-        link = self._node.link
-        if not is_input:
-            with contextlib.suppress(RedisUnavailable):
-                await link.call(self._xadd(forwarded))
-            return
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._answers[request] = future
-        try:
-            try:
-                await link.call(self._xadd(forwarded))
-            except RedisUnavailable as exc:
-                raise UpstreamUnavailable(f"cannot reach Redis: {exc}") from exc
-            try:
-                async with asyncio.timeout(ANSWER_TIMEOUT):
-                    error = await future
-            except TimeoutError:
-                raise UpstreamUnavailable(
-                    "the replica holding this agent did not answer; not sent"
-                ) from None
-        finally:
-            self._answers.pop(request, None)
-        if error is not None:
-            raise UpstreamUnavailable(error)
-
-    def _xadd(self, forwarded: Forwarded) -> Any:
-        key = self._keys.inbox(self.agent_id)
-        return self._node.link.client.xadd(key, forwarded.fields(), maxlen=1000, approximate=True)
+        await self._forwarder.send(owner, message)
 
     async def _retrying(self, step: Callable[[], Any]) -> Any:
         while True:
