@@ -26,8 +26,8 @@ in-process class answers at once: Redis is a round trip away
 the cookie's id (:func:`gateway.auth.session_key`): only the cookie holds the
 id itself, so no store, log or message between replicas ever does.
 
-The terminal core has two more (:mod:`gateway.core.seams`): where a hub's
-output comes from, and the bus its output, resizes and status go to.
+The terminal core has one more (:mod:`gateway.core.seams`): where a hub's
+output comes from (ttyd, or in replica mode the agent's Redis stream).
 """
 
 from __future__ import annotations

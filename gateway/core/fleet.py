@@ -13,7 +13,7 @@ from ..screen.reference import PyteScreen
 from .backoff import Backoff
 from .budget import EmulationBudget
 from .hub import Hub
-from .seams import NO_BUS, OutputBus, SourceFactory, ttyd_source
+from .seams import SourceFactory, ttyd_source
 from .target import Target
 
 
@@ -35,10 +35,9 @@ class Fleet:
     change callback, then :meth:`add`-ed.
     """
 
-    def __init__(self, *, bus: OutputBus = NO_BUS, source: SourceFactory = ttyd_source) -> None:
+    def __init__(self, *, source: SourceFactory = ttyd_source) -> None:
         self._hubs: dict[str, Hub] = {}
         self._running = False
-        self._bus = bus
         self._source = source
         self.emulation_budget = EmulationBudget()
         self.listeners: list[FleetListener] = []
@@ -66,7 +65,6 @@ class Fleet:
             budget=self.emulation_budget,
             on_change=self._changed,
             source=self._source,
-            bus=self._bus,
         )
 
     async def add(self, hub: Hub) -> None:

@@ -44,7 +44,7 @@ from .backlog import Backlog, ResizeMark
 from .backoff import Backoff
 from .budget import EmulationBudget
 from .relay import Delivery, Relay
-from .seams import NO_BUS, OutputBus, Source, SourceFactory, ttyd_source
+from .seams import Source, SourceFactory, ttyd_source
 from .state import AgentState, allowed
 from .target import Target
 from .upstream import UpstreamStatistics
@@ -99,7 +99,6 @@ class Hub:
         budget: EmulationBudget | None = None,
         on_change: Callable[[Hub], None] | None = None,
         source: SourceFactory = ttyd_source,
-        bus: OutputBus = NO_BUS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent_id = agent_id
@@ -110,7 +109,6 @@ class Hub:
         self.screen: TerminalScreen = screen(*self._size)
         self._backoff = backoff
         self._source_factory = source
-        self._bus = bus
         self._on_change = on_change
         self.emulation_budget = budget or EmulationBudget()
         self.upstream = self._new_source(target)
@@ -304,8 +302,6 @@ class Hub:
 
     async def upstream_output(self, message: bytes) -> None:
         self._offset += len(message) - 1
-        if self._bus is not NO_BUS:
-            self._bus.output(self.agent_id, self._offset, message)
         now = self._clock()
         delivery = self._relay.output(message, now)
         if delivery is not None:
@@ -332,7 +328,6 @@ class Hub:
         self._size = size
         self._backlog.resize(*size)
         self._backlog_ready.set()
-        self._bus.resized(self.agent_id, *size)
         self._set_status(self._status.state, self._status.retry_in, self._status.message)
 
     def _flush(self) -> None:
@@ -368,7 +363,6 @@ class Hub:
         if not allowed(previous.state, state):
             log.error("%s: %s -> %s is not a transition", self.agent_id, previous.state, state)
         self._status = ttyd.Status(state, *self._size, retry_in=retry_in, message=message)
-        self._bus.status(self.agent_id, self._status)
         for viewer in self._relay.broadcast(self._status.serialize()):
             viewer.wake()
         if (previous.state, previous.message) != (state, message):

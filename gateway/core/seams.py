@@ -1,13 +1,9 @@
-"""Where a hub's output comes from, and where it goes besides local viewers.
+"""Where a hub's output comes from: its :class:`Source`.
 
-Two seams, each with today's in-process implementation as the default:
-
-* a :class:`Source` feeds a hub: :class:`~gateway.core.upstream.Upstream`, a
-  ttyd client, is the one there is. A replica that does not own an agent
-  will feed its hub from a stream of the owner's output instead.
-* an :class:`OutputBus` hears everything a hub relays, in order: output with
-  its offset, resizes and status. :data:`NO_BUS` does nothing; a replicated
-  gateway publishes it for the other replicas.
+:class:`~gateway.core.upstream.Upstream`, a ttyd client, is the default. In
+replica mode :class:`~gateway.replica.source.ReplicaSource` is ttyd while
+its replica holds the agent and the agent's Redis stream otherwise; it
+publishes what the holder relays itself, so the hub needs no other seam.
 """
 
 from __future__ import annotations
@@ -72,29 +68,3 @@ def ttyd_source(
     backoff: Backoff | None,
 ) -> Source:
     return Upstream(target, sink, size, backoff=backoff)
-
-
-class OutputBus(Protocol):
-    """Hears what a hub relays, in the order its viewers get it."""
-
-    def output(self, agent_id: str, offset: int, message: bytes) -> None:
-        """A ttyd output message; ``offset`` is the output offset after it."""
-
-    def resized(self, agent_id: str, columns: int, rows: int) -> None: ...
-
-    def status(self, agent_id: str, status: ttyd.Status) -> None: ...
-
-
-class _NoBus:
-    def output(self, agent_id: str, offset: int, message: bytes) -> None:
-        pass
-
-    def resized(self, agent_id: str, columns: int, rows: int) -> None:
-        pass
-
-    def status(self, agent_id: str, status: ttyd.Status) -> None:
-        pass
-
-
-#: The default bus: a single gateway has nobody else to tell.
-NO_BUS: OutputBus = _NoBus()
