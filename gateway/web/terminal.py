@@ -25,6 +25,7 @@ from ..core.hub import Hub
 from ..core.viewer import Viewer
 from ..errors import PeerProtocolError, RedisUnavailable, UpstreamUnavailable
 from ..limits import MAX_INBOUND_MESSAGE, InputLimit
+from .closing import HandlerClose
 from .common import audit_input
 from .identity import client_address, connection_slot, current_user, hub_of, tracked, user_of
 from .wsmask import MaskedWebSocketResponse
@@ -65,8 +66,9 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         )
         await ws.prepare(request)
         _bound_send_buffer(request)
-        with tracked(request, ws, hub.agent_id):
-            await _serve_viewer(request, ws, hub)
+        closer = HandlerClose(ws)
+        with tracked(request, closer, hub.agent_id):
+            await closer.serve(_serve_viewer(request, closer, hub))
         return ws
 
 
@@ -77,23 +79,24 @@ def _bound_send_buffer(request: web.Request) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, VIEWER_SEND_BUFFER)
 
 
-async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hub) -> None:
+async def _serve_viewer(
+    request: web.Request, closer: HandlerClose, hub: Hub
+) -> tuple[int, bytes] | None:
+    """The viewer's life on this socket; returns the close it ends with."""
+    ws = closer.ws
     try:
-        first = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            first = await closer.receive()
     except TimeoutError:
-        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"handshake timeout")
-        return
-    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-        await ws.close()
-        return
+        return WSCloseCode.POLICY_VIOLATION, b"handshake timeout"
+    if first is None or first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        return None
     try:
         handshake = ttyd.parse_client(first.data)
     except PeerProtocolError as exc:
-        await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=str(exc).encode()[:120])
-        return
+        return WSCloseCode.PROTOCOL_ERROR, str(exc).encode()[:120]
     if not isinstance(handshake, ttyd.Handshake):
-        await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"expected handshake")
-        return
+        return WSCloseCode.PROTOCOL_ERROR, b"expected handshake"
     # An operator's handshake size resizes the agent, as ttyd's spawn would;
     # a read-only viewer's is ignored (the agent has one size).
     writer = user_of(request).can_write
@@ -107,13 +110,14 @@ async def _serve_viewer(request: web.Request, ws: web.WebSocketResponse, hub: Hu
         viewer.attach(direct_writer(ws, request.transport))
     who = {"user": user.name, "role": user.role.value, "agent": hub.agent_id}
     audit.record("viewer_joined", **who, address=client_address(request))
-    pump = asyncio.create_task(_pump(viewer, ws), name=f"pump:{hub.agent_id}")
+    pump = asyncio.create_task(_pump(viewer, closer), name=f"pump:{hub.agent_id}")
     try:
-        close = await _read(request, ws, hub, viewer)
+        close = await _read(request, closer, hub, viewer)
         if close is not None:
             viewer.close(close[0])
-            await ws.close(code=close[0], message=close[1])
+        return close
     finally:
+        # Nothing is sent after this: the close frame must be the last one.
         viewer.close(WSCloseCode.OK)
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -144,23 +148,23 @@ def direct_writer(
     return write
 
 
-async def _pump(viewer: Viewer, ws: web.WebSocketResponse) -> None:
-    """Send the viewer's batches until it is closed; then close the socket."""
+async def _pump(viewer: Viewer, closer: HandlerClose) -> None:
+    """Send the viewer's batches until it is closed; then have the socket closed."""
     try:
         async for batch in viewer.batches():
             for frame in batch:
-                await ws.send_bytes(frame)
+                await closer.ws.send_bytes(frame)
     except ConnectionError:
         return
-    await ws.close(code=viewer.close_code or WSCloseCode.OK)
+    closer.ask(viewer.close_code or WSCloseCode.OK)
 
 
 async def _read(
-    request: web.Request, ws: web.WebSocketResponse, hub: Hub, viewer: Viewer
+    request: web.Request, closer: HandlerClose, hub: Hub, viewer: Viewer
 ) -> tuple[int, bytes] | None:
     """Apply client messages; return a close (code, reason) to end with."""
     limit = InputLimit()
-    async for msg in ws:
+    while (msg := await closer.receive()) is not None:
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             break
         try:
