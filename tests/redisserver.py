@@ -1,9 +1,10 @@
 """A private redis-server for the tests (Debian's package), on a free loopback port.
 
 No persistence (``--save ""``, no AOF): a test that wants lost data kills the
-server or flushes it. ``DEBUG SLEEP`` is allowed from loopback, so a test can
-freeze Redis for a while; ``stop()`` kills by pid, ``pause()``/``resume()``
-send SIGSTOP/SIGCONT.
+server or flushes it; ``stop(save=True)`` shuts it down with a snapshot that
+the next ``start()`` loads, as a restart of a persistent Redis keeps its data.
+``DEBUG SLEEP`` is allowed from loopback, so a test can freeze Redis for a
+while; ``stop()`` kills by pid, ``pause()``/``resume()`` send SIGSTOP/SIGCONT.
 """
 
 from __future__ import annotations
@@ -80,8 +81,18 @@ class RedisServer:
             time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start: see {self.root / 'redis.log'}")
 
-    def stop(self) -> None:
+    def stop(self, *, save: bool = False) -> None:
         if self._process is None:
+            return
+        if save:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=START_TIMEOUT) as conn:
+                auth = b"" if self.password is None else b"AUTH %s\r\n" % self.password.encode()
+                conn.sendall(auth + b"SHUTDOWN SAVE\r\n")
+                with contextlib.suppress(OSError):
+                    while conn.recv(4096):
+                        pass  # closed once it has saved and gone
+            self._process.wait(START_TIMEOUT)
+            self._process = None
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self._process.pid, signal.SIGCONT)

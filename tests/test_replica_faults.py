@@ -148,11 +148,12 @@ async def test_redis_away_owners_keep_their_terminal_and_all_converge(
     await eventually(lambda: one_client(agent), message="one ttyd client")
     (client,) = await tmux_clients(agent)
     watcher = Watcher(owner.hub(agent))
+    token = source_of(owner, agent).token
     try:
         if outage == "pause":
             redis_server.pause()
         else:
-            redis_server.stop()
+            redis_server.stop(save=True)  # a restart that keeps the data, as with AOF
         await type_in_tmux(agent, "echo during-the-$((0 + 1))-outage")
         # The owner's own viewers keep going on ttyd alone.
         await eventually(
@@ -165,6 +166,9 @@ async def test_redis_away_owners_keep_their_terminal_and_all_converge(
         )
         # Nobody gave the terminal up meanwhile: the same ttyd connection, the only one.
         assert await tmux_clients(agent) == [client]
+        # Longer than the lease, which lapses in Redis meanwhile (on its clock, which
+        # goes on while it is paused, or down with its data on disk).
+        await asyncio.sleep(2 * owner.node.lease_ms / 1000)
         if outage == "pause":
             redis_server.resume()
         else:
@@ -173,12 +177,13 @@ async def test_redis_away_owners_keep_their_terminal_and_all_converge(
             lambda: all(r.node.link.health == "up" for r in replicas), message="health: up"
         )
         await type_in_tmux(agent, "echo after-the-outage")
-        # Not asserted: that the same tmux client is still the one. An outage past the
-        # lease lets it lapse, and the replica ranked first may take the agent (a new
-        # ttyd connection) before the old holder's renewal notices; see the report.
         await until_converged(agent, replicas)
         assert "after-the-outage" in watcher.screen.text()
         assert watcher.viewer.close_code is None
+        # Its holder took the lapsed lease back: the same owner with the same token
+        # (nobody acquired it meanwhile) and the same ttyd connection, before and after.
+        assert source_of(owner, agent).token == token
+        assert await tmux_clients(agent) == [client]
     finally:
         await watcher.aclose()
 
@@ -448,14 +453,14 @@ class Appends:
                 command = await monitor.next_command()
                 words = command["command"].split(" ")
                 if command["client_type"] != "lua":
-                    # EVALSHA <sha> 4 <lease> <out> <ckpt> <status> <token> ...: an APPEND.
+                    # EVALSHA <sha> 5 <lease> <gen> <out> <ckpt> <status> <token> ...: an APPEND.
                     is_append = (
                         words[0].upper() in ("EVALSHA", "EVAL")
-                        and len(words) > 7
-                        and words[2] == "4"
+                        and len(words) > 8
+                        and words[2] == "5"
                         and words[3].endswith(":lease")
                     )
-                    token = words[7] if is_append else None
+                    token = words[8] if is_append else None
                 elif token is not None and words[0].upper() == "XADD":
                     # XADD <out> <id> k <kind> d <data>: written by the script called last.
                     self.entries.append((token, words[4]))

@@ -45,3 +45,18 @@ def test_an_owner_hands_over_to_a_settled_first_choice_one_agent_a_pass() -> Non
     owners[plan.release[0]] = None
     assert plan.release[0] not in placement.plan(20.5, owners, {"r0": 0.0, "r1": 9.0}).contend
     assert plan.release[0] in placement.plan(20.0 + SETTLE + 1, owners, {"r0": 0.0}).contend
+
+
+def test_back_from_an_outage_nothing_free_is_taken_until_the_hold_ends() -> None:
+    live = {"r0": 0.0, "r1": 0.0}
+    agent = "shell"
+    first = ranking(agent, live)[0]
+    placement = Placement(first)
+    placement.hold_back_all(12.0)
+    # The first choice would contend at once; its holder gets the time to re-take it.
+    assert placement.plan(10.0, {agent: None}, live).contend == ()
+    assert placement.plan(11.9, {agent: None}, live).contend == ()
+    # A shorter hold later never shortens the one running.
+    placement.hold_back_all(11.0)
+    assert placement.plan(11.95, {agent: None}, live).contend == ()
+    assert placement.plan(12.0, {agent: None}, live).contend == (agent,)

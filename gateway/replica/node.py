@@ -11,8 +11,10 @@ none waits behind another:
 * renewal, every lease / 4: extend the leases held; one that is not ours
   any more demotes its source at once. A renewal that fails because Redis
   does not answer changes nothing: nobody steps down on a blip, only when
-  Redis says the lease is not ours (another replica took it, or it lapsed
-  in an outage longer than the lease);
+  Redis says the lease is not ours (another replica took it). One that
+  lapsed in an outage longer than the lease, untouched, is taken back
+  (:data:`scripts.RENEW`), and a replica back from such an outage takes no
+  free agent for a lease, so the holders can;
 * the writer: the owners' queued entries, pipelined as fenced appends, in
   order, one batch in flight;
 * the reader: one blocking XREAD over every followed agent's stream and
@@ -88,6 +90,10 @@ class Node:
         self._written = asyncio.Event()
         self._writer_wake = asyncio.Event()
         self._passes = 0
+        # This replica did not hear from Redis for longer than a lease (a pass
+        # failed, or took that long); the next pass that hears it says so.
+        self._away = False
+        self._heard_ms: int | None = None  # Redis's clock at the last heartbeat
         self._pass_done = asyncio.Event()
         self._draining = False
         # Set by aclose: nothing more is sent (a hub closing after us releases nothing).
@@ -222,7 +228,7 @@ class Node:
             try:
                 await self._pass()
             except RedisUnavailable:
-                pass
+                self._away = True
             except Exception:
                 log.exception("replica: an ownership pass failed")
             self._passes += 1
@@ -242,6 +248,10 @@ class Node:
         now_ms, live, epoch = await self.link.call(self._scripts["heartbeat"](keys=keys, args=args))
         after = time.time() * 1000
         self._redis_offset_ms = int(now_ms) - (before + after) / 2
+        # On Redis's clock, which went on while it was paused, or down and back.
+        if self._heard_ms is not None and int(now_ms) - self._heard_ms > self.lease_ms:
+            self._away = True
+        self._heard_ms = int(now_ms)
         if self._epoch is not None and epoch != self._epoch:
             log.warning("replica: Redis lost its data (a new epoch): starting over")
             for source in self._sources.values():
@@ -252,6 +262,12 @@ class Node:
     async def _pass(self) -> None:
         live = await self._heartbeat(leaving=self._draining)
         now = self._clock()
+        if self._away:
+            # Back from an outage that may have been longer than the lease: the
+            # holders re-take what lapsed meanwhile (their next renewal, within a
+            # quarter lease). Give them a whole lease before taking anything.
+            self._away = False
+            self._placement.hold_back_all(now + self.lease_ms / 1000)
         names = {name.decode() for name in live}
         for name in names:
             self._live_since.setdefault(name, now)
@@ -269,7 +285,9 @@ class Node:
             source = self._sources.get(agent)
             if source is None:
                 continue
-            if source.token is not None and token is not None and token != source.token:
+            if source.token is not None and token is None and not source.handing_over:
+                token = await self._retake(source, source.token)
+            elif source.token is not None and token is not None and token != source.token:
                 source.demote()  # Redis says someone else owns it: the only reason to stop
             owners[agent] = None if token is None else token.partition(":")[2]
         if self._draining:
@@ -292,6 +310,23 @@ class Node:
                 log.info("replica: handing %s to a replica that ranks first for it", agent)
                 source.hand_over()
 
+    async def _retake(self, source: ReplicaSource, token: str) -> str | None:
+        """A held lease found lapsed: ours again if nobody took it since; else step down."""
+        keys = [self.keys.lease(source.agent_id), self.keys.generation(source.agent_id)]
+        result = await self.link.call(
+            self._scripts["renew"](keys=keys, args=[token, self.lease_ms])
+        )
+        self._renewed(source, token, result)
+        return token if result else None
+
+    def _renewed(self, source: ReplicaSource, token: str, result: Any) -> None:
+        if result == 2:  # see scripts._HELD
+            log.info(
+                "replica: %s: re-took its lease, which lapsed while Redis was away", source.agent_id
+            )
+        elif result == 0 and source.token == token:
+            source.demote()
+
     async def _renewal(self) -> None:
         while True:
             await asyncio.sleep(self.lease_ms / 4000)
@@ -301,7 +336,8 @@ class Node:
             try:
                 async with self.link.client.pipeline(transaction=False) as pipe:
                     for source, token in held:
-                        keys = [self.keys.lease(source.agent_id)]
+                        agent = source.agent_id
+                        keys = [self.keys.lease(agent), self.keys.generation(agent)]
                         self._evalsha(pipe, "renew", keys, [token, self.lease_ms])
                     results = await self.link.call(pipe.execute(raise_on_error=False))
             except RedisUnavailable:
@@ -310,9 +346,8 @@ class Node:
                 with contextlib.suppress(RedisUnavailable):
                     await self._load_scripts()
                 continue
-            for (source, token), ok in zip(held, results, strict=True):
-                if ok == 0 and source.token == token:
-                    source.demote()
+            for (source, token), result in zip(held, results, strict=True):
+                self._renewed(source, token, result)
 
     async def _load_scripts(self) -> None:
         """Load the scripts pipelines run by digest (a restarted Redis has forgotten them)."""
@@ -326,7 +361,9 @@ class Node:
 
     async def _release(self, agent_id: str, token: str) -> None:
         await self.link.call(
-            self._scripts["release"](keys=[self.keys.lease(agent_id)], args=[token])
+            self._scripts["release"](
+                keys=[self.keys.lease(agent_id), self.keys.generation(agent_id)], args=[token]
+            )
         )
 
     # --- the writer ---------------------------------------------------------------------
@@ -362,6 +399,7 @@ class Node:
                 if isinstance(result, ResponseError):
                     source.refused(token, fenced=str(result).startswith("FENCED"))
                 else:
+                    self._renewed(source, token, result)
                     source.written(token, serial, len(batch))
                 more = more or source.pending(1) is not None
             self._written.set()
@@ -372,11 +410,12 @@ class Node:
         async with self.link.client.pipeline(transaction=False) as pipe:
             for source, token, _, batch in batches:
                 agent = source.agent_id
-                args: list[Any] = [token]
+                args: list[Any] = [token, self.lease_ms]
                 for entry_id, kind, data in batch:
                     args += [str(entry_id), kind.value, data]
                 keys = [
                     self.keys.lease(agent),
+                    self.keys.generation(agent),
                     self.keys.output(agent),
                     self.keys.checkpoint(agent),
                     self.keys.status(agent),

@@ -47,6 +47,12 @@ class Placement:
     _free_since: dict[str, float] = field(default_factory=dict)
     # Agents this replica handed over, and until when it leaves them to the others.
     _held_back: dict[str, float] = field(default_factory=dict)
+    # Until when it takes no free agent at all (see :meth:`hold_back_all`).
+    _quiet_until: float = 0.0
+
+    def hold_back_all(self, until: float) -> None:
+        """Take no free agent before ``until``: Redis is back, holders re-take their leases."""
+        self._quiet_until = max(self._quiet_until, until)
 
     def plan(
         self,
@@ -67,7 +73,7 @@ class Placement:
                         release.append(agent_id)
                 continue
             since = self._free_since.setdefault(agent_id, now)
-            if self._held_back.get(agent_id, now) > now:
+            if self._held_back.get(agent_id, now) > now or self._quiet_until > now:
                 continue
             rank = ranking(agent_id, replicas).index(self.me)
             if now - since >= rank * CONTEND_STEP:

@@ -35,48 +35,92 @@ redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
 return token
 """
 
-# KEYS: lease. ARGV: token, lease_ms. 1 if still ours (and extended), 0 if not.
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+# Whether ``token`` holds the lease (1), re-took it because it lapsed untouched (2), or not (0).
+# A lease that expired while Redis was away from its holder (an outage
+# longer than the lease) is still the holder's if the generation has not
+# moved: nobody acquired the agent since, so no other token ever wrote, and
+# fencing holds. The holder keeps its ttyd connection and its viewers. A
+# deliberate let-go (RELEASE, a hand-over entry) moves the generation on,
+# so a late renewal or append of the one that let go cannot take it back.
+_HELD = """
+local function held(lease, gen, token, lease_ms)
+  local current = redis.call('GET', lease)
+  if current then
+    if current == token then return 1 end
+    return 0
+  end
+  if redis.call('GET', gen) ~= string.match(token, '^(%d+):') then return 0 end
+  redis.call('SET', lease, token, 'PX', lease_ms)
+  return 2
 end
-return 0
 """
 
-# KEYS: lease. ARGV: token. 1 if it was ours (and is free now), 0 if not.
+# KEYS: lease, gen. ARGV: token, lease_ms. 1 if still ours (and extended),
+# 2 if re-taken after it lapsed, 0 if not ours.
+RENEW = (
+    _HELD
+    + """
+local ours = held(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if ours == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return ours
+"""
+)
+
+# KEYS: lease, gen. ARGV: token. 1 if it was ours (and is free now), 0 if not.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
+  redis.call('INCR', KEYS[2])
   return 1
 end
 return 0
 """
 
-# The fenced append; KEYS: lease, out, ckpt, status. ARGV: token, then
-# (id, kind, data) triples. Kind 'C' writes the checkpoint hash and trims
-# the stream to the checkpoint before it, which any follower may still
-# be reading from; kind 's' also keeps the latest status for joiners; kind 'h'
+# The fenced append; KEYS: lease, gen, out, ckpt, status. ARGV: token,
+# lease_ms, then (id, kind, data) triples. Returns what ``held`` said (1, or
+# 2 if the lease was re-taken). Kind 'C' writes the checkpoint hash and trims
+# the stream to the checkpoint before it, which any follower may still be
+# reading from; kind 's' also keeps the latest status for joiners; kind 'h'
 # (the last entry of an owner that lets go) releases the lease with it.
-APPEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+#
+# A batch whose reply was lost (a timeout) is sent again, and Redis may have
+# run it already: the script is atomic, so it ran whole or not at all, and
+# fencing means nobody else wrote since. An entry at or below the stream's
+# last id is then one of ours, already there: skipped, so a retry appends
+# exactly what is missing. The ids are byte offsets, so nothing else can
+# collide with them.
+APPEND = (
+    _HELD
+    + """
+local ours = held(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if ours == 0 then
   return redis.error_reply('FENCED this replica no longer owns the agent')
 end
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local id, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if kind == 'C' then
-    local previous = redis.call('HGET', KEYS[3], 'id')
-    redis.call('HSET', KEYS[3], 'id', id, 'data', data)
-    if previous then redis.call('XTRIM', KEYS[2], 'MINID', '~', previous) end
+    local previous = redis.call('HGET', KEYS[4], 'id')
+    if previous ~= id then  -- else written already, by a batch sent again
+      redis.call('HSET', KEYS[4], 'id', id, 'data', data)
+      if previous then redis.call('XTRIM', KEYS[3], 'MINID', '~', previous) end
+    end
   else
-    redis.call('XADD', KEYS[2], id, 'k', kind, 'd', data)
-    if kind == 's' then redis.call('SET', KEYS[4], data) end
-    -- A hand-over frees the agent in the same step: whoever reads it can take it.
-    if kind == 'h' then redis.call('DEL', KEYS[1]) end
+    local added = redis.pcall('XADD', KEYS[3], id, 'k', kind, 'd', data)
+    if type(added) == 'table' and added.err then
+      if not string.find(added.err, 'equal or smaller', 1, true) then return added end
+    else
+      if kind == 's' then redis.call('SET', KEYS[5], data) end
+      -- A hand-over frees the agent in the same step: whoever reads it can take it.
+      if kind == 'h' then
+        redis.call('DEL', KEYS[1])
+        redis.call('INCR', KEYS[2])
+      end
+    end
   end
 end
-return 1
+return ours
 """
+)
 
 # A follower's start, in one step; KEYS: ckpt, out, lease, status.
 # Returns {checkpoint id, checkpoint data, owner token, status, entries after the checkpoint}.
