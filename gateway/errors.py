@@ -11,6 +11,7 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     │   └── LocalProtocolError ... because we were asked to send something invalid
     ├── UpstreamError          the connection to an agent's ttyd
     │   ├── UpstreamUnavailable  not connected right now (input is refused, never queued)
+    │   │   └── InputUnconfirmed   forwarded, not confirmed by its holder: typed or not, never later
     │   └── UpstreamRejected     ttyd refused us (bad credential, wrong path)
     ├── AgentNotFound          no such agent (or not visible to the caller)
     ├── BadRequest             a request body the API cannot use (the message is for the client)
@@ -21,8 +22,7 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     │   └── PasswordTooLong      refused before hashing, and not counted as a failure
     ├── LocalAgentError        spawning a local ttyd + tmux agent failed
     ├── ReplicaError           replica mode ([redis]): Redis cannot be used as configured
-    │   ├── RedisUnavailable     Redis did not answer (nothing is assumed; the caller retries)
-    │   └── Fenced               this replica no longer owns the agent: its write was refused
+    │   └── RedisUnavailable     Redis did not answer (nothing is assumed; the caller retries)
     └── EmulatorError          the native terminal emulator refused a call (out of memory)
 
 Like h11, protocol errors say whose fault they are: a peer's malformed frame
@@ -58,6 +58,15 @@ class UpstreamError(GatewayError):
 
 class UpstreamUnavailable(UpstreamError):
     """The upstream is not connected; the operation was refused, not queued."""
+
+
+class InputUnconfirmed(UpstreamUnavailable):
+    """Input forwarded to the replica holding the agent, whose answer did not come in time.
+
+    The holder types forwarded input only while it is fresh, and the sender
+    waits longer than that: it may have been typed (and the answer lost),
+    but it will not be typed later. Audited as unconfirmed, never as refused.
+    """
 
 
 class UpstreamRejected(UpstreamError):
@@ -124,10 +133,6 @@ class ReplicaError(GatewayError):
 
 class RedisUnavailable(ReplicaError):
     """Redis did not answer; nothing is assumed about what it holds."""
-
-
-class Fenced(ReplicaError):
-    """Another replica owns the agent now: this one's write was refused by Redis."""
 
 
 class EmulatorError(GatewayError):

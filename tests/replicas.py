@@ -22,6 +22,7 @@ PASSWORD = "correct horse"
 _HASH = hash_password(PASSWORD)
 OPERATOR = User("op", _HASH, Role.OPERATOR, ("*",))
 ADMIN = User("admin", _HASH, Role.ADMIN, ("*",))
+VIEWER = User("watcher", _HASH, Role.VIEWER, ("*",))
 USERS = (OPERATOR, ADMIN)
 
 Client = TestClient[Any, Any]

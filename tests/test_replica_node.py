@@ -20,7 +20,7 @@ from gateway.core.fleet import Fleet
 from gateway.core.hub import Hub
 from gateway.core.state import AgentState
 from gateway.core.target import Target
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import InputUnconfirmed
 from gateway.local import LocalAgent
 from gateway.replica.node import Node
 
@@ -221,7 +221,7 @@ async def test_input_to_a_follower_with_no_owner_is_refused(
     for task in owner.node._tasks:
         if task.get_name() == "replica:reader":
             task.cancel()
-    with pytest.raises(UpstreamUnavailable, match="did not answer"):
+    with pytest.raises(InputUnconfirmed, match="did not confirm"):
         await follower.hub(agent).send_input(b"echo never-typed\r")
     await asyncio.sleep(0.5)
     assert "never-typed" not in await agent.capture()

@@ -17,7 +17,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from ..core import ttyd
-from ..errors import PeerProtocolError, RedisUnavailable, UpstreamUnavailable
+from ..errors import InputUnconfirmed, PeerProtocolError, RedisUnavailable, UpstreamUnavailable
 from .codec import Forwarded, Keys, parse_answer
 
 if TYPE_CHECKING:
@@ -54,8 +54,9 @@ class Forwarder:
                 async with asyncio.timeout(ANSWER_TIMEOUT):
                     error = await future
             except TimeoutError:
-                raise UpstreamUnavailable(
-                    "the replica holding this agent did not answer; not sent"
+                raise InputUnconfirmed(
+                    "the replica holding this agent did not confirm this input:"
+                    " it may have been typed, and will not be typed later"
                 ) from None
         finally:
             self._answers.pop(request, None)

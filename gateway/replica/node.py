@@ -468,4 +468,14 @@ class Node:
             return
         task = asyncio.create_task(coroutine)
         self._side.add(task)
-        task.add_done_callback(self._side.discard)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[Any]) -> None:
+        self._side.discard(task)
+        if task.cancelled():
+            return
+        # A release or an unblock that Redis did not answer changes nothing:
+        # the lease lapses by itself, and the reader is restarted anyway.
+        error = task.exception()
+        if error is not None and not isinstance(error, RedisUnavailable):
+            log.error("replica: %s failed", task.get_name(), exc_info=error)

@@ -36,7 +36,7 @@ from ..appkeys import (
     SHARES,
 )
 from ..core.hub import Hub
-from ..errors import AgentNotFound, BadRequest, UpstreamUnavailable
+from ..errors import AgentNotFound, BadRequest, InputUnconfirmed, UpstreamUnavailable
 from ..limits import MAX_INBOUND_MESSAGE
 from ..shares import MAX_TTL, MAX_USES, MIN_TTL, Share
 from ..users import Role
@@ -134,12 +134,20 @@ def _input_data(body: dict[str, Any]) -> bytes:
     return encoded
 
 
+# Unconfirmed (replica mode: the holder's answer did not come) is no 503:
+# retrying what may have been typed could type it twice.
+_STATUS = {"read_only": 403, "unconfirmed": 504}
+
+
 async def _send(request: web.Request, hub: Hub, data: bytes, writer: bool) -> dict[str, Any]:
     """One agent's answer to an input request."""
     if not writer:
         return {"ok": False, "error": "read_only", "message": "this user may only watch"}
     try:
         await hub.send_input(data)
+    except InputUnconfirmed as exc:
+        audit_input(request, user_of(request).name, hub.agent_id, data, confirmed=False)
+        return {"ok": False, "error": "unconfirmed", "message": str(exc)}
     except UpstreamUnavailable as exc:
         return {"ok": False, "error": "unavailable", "message": str(exc)}
     audit_input(request, user_of(request).name, hub.agent_id, data)
@@ -151,7 +159,7 @@ async def agent_input(request: web.Request) -> web.Response:
     hub = hub_of(request)
     data = _input_data(await _json_body(request))
     result = await _send(request, hub, data, user_of(request).can_write)
-    status = 200 if result["ok"] else 403 if result["error"] == "read_only" else 503
+    status = 200 if result["ok"] else _STATUS.get(result["error"], 503)
     return web.json_response({"agent": hub.agent_id, **result}, status=status)
 
 

@@ -127,6 +127,12 @@ def agent_json(app: web.Application, hub: Hub) -> dict[str, Any]:
     }
 
 
-def audit_input(request: web.Request, user: str, agent_id: str, data: bytes) -> None:
+def audit_input(
+    request: web.Request, user: str, agent_id: str, data: bytes, *, confirmed: bool = True
+) -> None:
+    """Record input sent to an agent; ``confirmed=False``: it may or may not have been typed."""
     text = data.decode(errors="backslashreplace")
-    request.app[AUDIT].record("input", user=user, agent=agent_id, bytes=len(data), text=text)
+    extra = {} if confirmed else {"confirmed": False}
+    request.app[AUDIT].record(
+        "input", user=user, agent=agent_id, bytes=len(data), text=text, **extra
+    )

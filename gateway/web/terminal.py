@@ -23,7 +23,7 @@ from ..appkeys import (
 from ..core import ttyd
 from ..core.hub import Hub
 from ..core.viewer import Viewer
-from ..errors import PeerProtocolError, RedisUnavailable, UpstreamUnavailable
+from ..errors import InputUnconfirmed, PeerProtocolError, RedisUnavailable, UpstreamUnavailable
 from ..limits import MAX_INBOUND_MESSAGE, InputLimit
 from .closing import HandlerClose
 from .common import audit_input
@@ -197,6 +197,9 @@ async def _read(
         if isinstance(message, ttyd.Input):
             try:
                 await hub.send_input(message.data)
+            except InputUnconfirmed as exc:
+                viewer.notice("input_unconfirmed", f"input not confirmed: {exc}")
+                audit_input(request, user.name, hub.agent_id, message.data, confirmed=False)
             except UpstreamUnavailable as exc:
                 viewer.notice("input_refused", f"input not sent: {exc}")
             else:
