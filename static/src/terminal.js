@@ -265,6 +265,13 @@ term.onBinary((data) => me.canWrite && send(encodeInput(binaryStringToBytes(data
 term.onTitleChange((title) => {
   if (title) document.title = title;
 });
+// The wheel never becomes input. tmux draws on the alternate screen, where
+// xterm.js turns the wheel into Up/Down keys (and, when a program asks for
+// mouse reports, into wheel reports): a scroll would recall commands or move
+// an approval menu's choice before someone presses Enter. Returning false
+// only skips that; scrolling xterm.js's own buffer, or the page around a
+// terminal larger than the window, still happens.
+term.attachCustomWheelEventHandler(() => false);
 term.attachCustomKeyEventHandler((event) => {
   if (event.type !== "keydown" || !event.ctrlKey || !event.shiftKey) return true;
   if (event.code === "KeyC" && term.hasSelection()) {
