@@ -12,7 +12,7 @@ import asyncio
 from playwright.async_api import Page, WebSocket, expect
 
 from .browser import Browsers
-from .conftest import AgentFactory, GatewayFactory, eventually
+from .conftest import AgentFactory, GatewayFactory, eventually, timeout
 from .test_e2e import ready_shell, url, wait_screen
 
 
@@ -76,3 +76,56 @@ async def _mouse_tracking(page: Page) -> bool:
 
 def _as_bytes(payload: str | bytes) -> bytes:
     return payload if isinstance(payload, bytes) else payload.encode()
+
+
+async def tile_order(page: Page) -> list[str]:
+    order: list[str] = await page.evaluate(
+        "[...document.querySelectorAll('#wall .tile')].map((t) => t.dataset.agent)"
+    )
+    return order
+
+
+async def test_tiles_keep_their_places_and_attention_waits_for_the_pointer(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    agents = [await ready_shell(make_agent, name) for name in ("alpha", "bravo", "charlie")]
+    client = await gateway(*agents)
+    page = await browsers.page("operator")
+    await page.goto(url(client, "/"))
+    await expect(page.locator("#wall .tile")).to_have_count(3)
+    by_name = ["alpha", "bravo", "charlie"]
+    assert await tile_order(page) == by_name
+
+    # The last agent busy, the others quiet: it keeps its place.
+    busy = agents[2]
+    await busy.tmux(
+        "send-keys", "-t", "charlie", "while :; do date +tick-%s%N; sleep 0.2; done", "Enter"
+    )
+    screen = page.locator('.tile[data-agent="charlie"] .screen')
+    await expect(screen).to_contain_text("tick-", timeout=timeout(10) * 1000)
+    first = await screen.text_content()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout(4)
+    while loop.time() < deadline:
+        assert await tile_order(page) == by_name, "a busy agent moved"
+        await asyncio.sleep(0.1)
+    assert await screen.text_content() != first, "the busy tile was redrawn meanwhile"
+
+    # An agent that wants attention moves, but not under the pointer.
+    await page.hover('.tile[data-agent="alpha"] .screen')
+    await agents[1].stop_ttyd()
+    bravo_state = page.locator('.tile[data-agent="bravo"] .state')
+    await expect(bravo_state).not_to_have_text("running", timeout=timeout(10) * 1000)
+    await asyncio.sleep(1.5)
+    assert await tile_order(page) == by_name, "a tile moved under the pointer"
+    await browsers.screenshot(page, "attention-held")
+    await page.mouse.move(5, 5)  # onto the header: off the wall
+    await eventually(
+        lambda: _order_is(page, ["bravo", "alpha", "charlie"]),
+        message="the agent that wants attention first, once the pointer left",
+    )
+    await agents[1].start_ttyd()
+
+
+async def _order_is(page: Page, expected: list[str]) -> bool:
+    return await tile_order(page) == expected

@@ -10,7 +10,7 @@ import * as api from "./api.js";
 import { ansiSpans } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
 import { presenceText } from "./presence.js";
-import { Wall, statusLabel } from "./wall-model.js";
+import { Wall, arrange, statusLabel } from "./wall-model.js";
 
 // A tile's screen is refetched at most this often.
 const SCREEN_REFRESH_MS = 1000;
@@ -24,6 +24,8 @@ const feed = document.getElementById("feed");
 const tiles = new Map(); // id -> { element, fetchedAt, timer }
 const selected = new Set();
 let canWrite = false;
+// While the pointer is on the wall no tile moves (see arrange in wall-model.js).
+let pointerOnWall = false;
 
 function tile(id) {
   let entry = tiles.get(id);
@@ -78,12 +80,19 @@ function refreshScreen(id) {
   }, wait);
 }
 
-function render() {
+/** Draw the wall; `byUser`: the user changed the filter, so tiles may move under the pointer. */
+function render(byUser = false) {
   const shown = wall.visible({ text: filterText.value, status: filterStatus.value });
   for (const agent of shown) paint(agent);
+  const now = [...grid.children].map((element) => element.dataset.agent);
+  const order = arrange(
+    now,
+    shown.map((agent) => agent.id),
+    pointerOnWall && !byUser,
+  );
   // Reorder with the fewest moves: append in order (moving existing nodes).
-  shown.forEach((agent, index) => {
-    const { element } = tiles.get(agent.id);
+  order.forEach((id, index) => {
+    const { element } = tiles.get(id);
     if (grid.children[index] !== element) grid.insertBefore(element, grid.children[index] || null);
   });
   const keep = new Set(shown.map((agent) => agent.id));
@@ -175,8 +184,16 @@ async function whoAmI() {
   }
 }
 
-filterText.addEventListener("input", render);
+filterText.addEventListener("input", () => render(true));
 document.getElementById("command").addEventListener("submit", submitCommand);
-filterStatus.addEventListener("change", render);
+filterStatus.addEventListener("change", () => render(true));
+// Touch pointers leave after the finger lifts, so a tap holds the order too.
+grid.addEventListener("pointerenter", () => {
+  pointerOnWall = true;
+});
+grid.addEventListener("pointerleave", () => {
+  pointerOnWall = false;
+  render();
+});
 whoAmI();
 listen();
