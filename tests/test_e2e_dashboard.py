@@ -11,9 +11,13 @@ import asyncio
 
 from playwright.async_api import Page, WebSocket, expect
 
+from gateway.local import LocalAgent
+
 from .browser import Browsers
 from .conftest import AgentFactory, GatewayFactory, eventually, timeout
 from .test_e2e import ready_shell, url, wait_screen
+
+PHONE = {"width": 390, "height": 844}
 
 
 async def test_the_mouse_wheel_over_a_terminal_never_types(
@@ -76,6 +80,88 @@ async def _mouse_tracking(page: Page) -> bool:
 
 def _as_bytes(payload: str | bytes) -> bytes:
     return payload if isinstance(payload, bytes) else payload.encode()
+
+
+# Where a text is drawn inside a tile's screen box, if it is drawn there at
+# all: its rectangle must lie within the box (which clips) and not be empty.
+SHOWN_IN_TILE = """([agent, needle]) => {
+    const screen = document.querySelector(`.tile[data-agent="${agent}"] .screen`);
+    if (!screen) return "no tile";
+    const box = screen.getBoundingClientRect();
+    const walker = document.createTreeWalker(screen, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const at = node.data.indexOf(needle);
+        if (at < 0) continue;
+        const range = document.createRange();
+        range.setStart(node, at);
+        range.setEnd(node, at + needle.length);
+        const r = range.getBoundingClientRect();
+        if (r.width === 0 || r.height === 0) return "not drawn";
+        const inside = r.left >= box.left - 0.5 && r.right <= box.right + 0.5 &&
+            r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5;
+        return inside ? "shown" : `outside: ${JSON.stringify(r)} in ${JSON.stringify(box)}`;
+    }
+    return "not in the tile";
+}"""
+
+
+async def shown_in_tile(page: Page, agent_id: str, needle: str) -> str:
+    answer: str = await page.evaluate(SHOWN_IN_TILE, [agent_id, needle])
+    return answer
+
+
+async def eventually_shown(page: Page, agent_id: str, needle: str, within: float = 5) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout(within)
+    while (answer := await shown_in_tile(page, agent_id, needle)) != "shown":
+        assert loop.time() < deadline, f"{needle} in the tile of {agent_id}: {answer}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_tile_shows_the_whole_screen_on_desktop_and_phone(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    agent = await make_agent("tall", columns=120, rows=40)
+    await eventually(lambda: _prompt(agent), message="tall prompt")
+    # The first row, the widest row and the last row (where the prompt is) all written.
+    wide = "W" * 110 + "-END"
+    await agent.tmux(
+        "send-keys", "-t", "tall",
+        f"clear; echo TOP-ROW; echo {wide}; seq -f 'row-%g' 3 39; printf BOTTOM-ROW", "Enter",
+    )  # fmt: skip
+    await eventually(lambda: _last_row_is(agent, "BOTTOM-ROW$"), message="the bottom row written")
+    # Too big to make out whole in a tile: the rows around the cursor instead.
+    huge = await make_agent("huge", columns=250, rows=80)
+    await eventually(lambda: _prompt(huge), message="huge prompt")
+    await huge.tmux(
+        "send-keys", "-t", "huge", "clear; seq -f 'row-%g' 1 79; printf PROMPT-ROW", "Enter"
+    )
+    await eventually(lambda: _last_row_is(huge, "PROMPT-ROW$"), message="huge's bottom row")
+    client = await gateway(agent, huge)
+    for label, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", PHONE)):
+        page = await browsers.page(label, viewport=viewport)
+        await page.goto(url(client, "/"))
+        await expect(page.locator('.tile[data-agent="tall"] .screen')).to_contain_text("BOTTOM-ROW")
+        try:
+            for needle in ("TOP-ROW", "BOTTOM-ROW", "W-END", "row-20"):
+                await eventually_shown(page, "tall", needle)
+            await eventually_shown(page, "huge", "PROMPT-ROW")
+            await eventually_shown(page, "huge", "row-70")
+            # The first match in the page is row 1 itself (row-10 and on come later).
+            assert (await shown_in_tile(page, "huge", "row-1")).startswith("outside")
+        finally:
+            await browsers.screenshot(page, f"wall-{label}")
+        tile = await page.locator('.tile[data-agent="tall"]').bounding_box()
+        assert tile is not None
+        assert tile["width"] <= viewport["width"]
+
+
+async def _prompt(agent: LocalAgent) -> bool:
+    return (await agent.capture()).strip() == "$"
+
+
+async def _last_row_is(agent: LocalAgent, text: str) -> bool:
+    return (await agent.capture()).rstrip("\n").split("\n")[-1].rstrip() == text
 
 
 async def tile_order(page: Page) -> list[str]:

@@ -17,8 +17,9 @@ export class Wall {
   }
 
   /**
-   * An `agent` event ({change, agent}) or an `activity` event ({id, bytes_out, title}).
-   * Returns the ids whose tiles must be redrawn.
+   * An `agent` event ({change, agent}), an `activity` event ({id, bytes_out,
+   * title}), or a tile's fetched `screen` ({id, title}: "" when no program
+   * set one). Returns the ids whose tiles must be redrawn.
    */
   apply(kind, data) {
     if (kind === "agent") {
@@ -31,6 +32,13 @@ export class Wall {
       const agent = this.agents.get(data.id);
       if (!agent) return [];
       Object.assign(agent, { bytes_out: data.bytes_out, title: data.title });
+      return [data.id];
+    }
+    if (kind === "screen") {
+      const agent = this.agents.get(data.id);
+      if (!agent) return [];
+      // The gateway's own fallback for a screen with no title: the agent's name.
+      agent.title = data.title || data.id;
       return [data.id];
     }
     return [];

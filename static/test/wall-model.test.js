@@ -51,6 +51,17 @@ test("added and removed", () => {
   assert.deepEqual(wall.apply("activity", { id: "gone", bytes_out: 1, title: "" }), []);
 });
 
+test("a fetched screen's title replaces the feed's; none is the agent's name", () => {
+  const wall = new Wall();
+  wall.snapshot({ agents: [agent("a")] });
+  wall.apply("activity", { id: "a", bytes_out: 5, title: "old" });
+  assert.deepEqual(wall.apply("screen", { id: "a", title: "new" }), ["a"]);
+  assert.equal(wall.agents.get("a").title, "new");
+  wall.apply("screen", { id: "a", title: "" });
+  assert.equal(wall.agents.get("a").title, "a");
+  assert.deepEqual(wall.apply("screen", { id: "gone", title: "x" }), []);
+});
+
 test("filter by name, title and status", () => {
   const wall = new Wall();
   wall.snapshot({
