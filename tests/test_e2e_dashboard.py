@@ -215,3 +215,33 @@ async def test_tiles_keep_their_places_and_attention_waits_for_the_pointer(
 
 async def _order_is(page: Page, expected: list[str]) -> bool:
     return await tile_order(page) == expected
+
+
+async def test_program_titles_reach_tiles_and_the_tab(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    agent = await ready_shell(make_agent, "titled")
+    client = await gateway(agent)
+    wall = await browsers.page("wall")
+    await wall.goto(url(client, "/"))
+    await expect(wall.locator('.tile[data-agent="titled"] .state')).to_have_text("running")
+    terminal = await browsers.page("terminal")
+    await terminal.goto(url(client, "/agents/titled/"))
+    await expect(terminal.locator("#status")).to_have_attribute("data-state", "connected")
+
+    # What agent CLIs do: OSC 2 with their state, which tmux passes on
+    # only with set-titles on.
+    await agent.tmux("send-keys", "-t", "titled", r"printf '\033]2;%s\007' 'build 3 of 7'", "Enter")
+    await expect(wall.locator('.tile[data-agent="titled"] .title')).to_have_text(
+        "build 3 of 7", timeout=timeout(10) * 1000
+    )
+    await expect(terminal).to_have_title("titled (running) · build 3 of 7")
+    await agent.tmux("send-keys", "-t", "titled", r"printf '\033]0;%s\007' 'tests green'", "Enter")
+    await expect(wall.locator('.tile[data-agent="titled"] .title')).to_have_text("tests green")
+    await expect(terminal).to_have_title("titled (running) · tests green")
+    await browsers.screenshot(wall, "titled-wall")
+
+    # A page opened later gets the title from the gateway's screen.
+    late = await browsers.page("late")
+    await late.goto(url(client, "/agents/titled/"))
+    await expect(late).to_have_title("titled (running) · tests green")
