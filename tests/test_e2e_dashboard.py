@@ -8,8 +8,9 @@ the favicon exists. Screenshots go to test-output/e2e/ (tests/browser.py).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from playwright.async_api import Page, WebSocket, expect
+from playwright.async_api import Page, Response, WebSocket, expect
 
 from gateway.local import LocalAgent
 
@@ -245,3 +246,48 @@ async def test_program_titles_reach_tiles_and_the_tab(
     late = await browsers.page("late")
     await late.goto(url(client, "/agents/titled/"))
     await expect(late).to_have_title("titled (running) · tests green")
+
+
+async def test_the_tab_says_the_agent_state_and_there_is_a_favicon(
+    make_agent: AgentFactory, gateway: GatewayFactory, browsers: Browsers
+) -> None:
+    agent = await ready_shell(make_agent, "tabbed")
+    client = await gateway(agent)
+    page = await browsers.page("operator")
+    failed: list[str] = []
+
+    def note(response: Response) -> None:
+        if response.status >= 400:
+            failed.append(f"{response.status} {response.url}")
+
+    page.on("response", note)
+    await page.goto(url(client, "/agents/tabbed/"))
+    await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    await expect(page).to_have_title("tabbed (running)")
+    await agent.stop_ttyd()
+    await expect(page).to_have_title("tabbed (reconnecting)", timeout=timeout(10) * 1000)
+    await browsers.screenshot(page, "tab-reconnecting")
+    await agent.start_ttyd()
+    await expect(page).to_have_title("tabbed (running)", timeout=timeout(15) * 1000)
+
+    # Every page names an icon that loads, and /favicon.ico (which browsers
+    # ask for on their own, and pages without a link get) answers too.
+    for path in ("/", "/agents/tabbed/", "/login"):
+        await page.goto(url(client, path))
+        icon = await page.evaluate("document.querySelector('link[rel=icon]')?.href ?? null")
+        assert icon is not None, f"{path} names no icon"
+        for source in (icon, url(client, "/favicon.ico")):
+            assert await _loads_as_image(page, source), f"{source} is not an image"
+    assert failed == []
+
+
+async def _loads_as_image(page: Page, source: str) -> Any:
+    return await page.evaluate(
+        """(source) => new Promise((resolve) => {
+            const img = new Image();
+            img.onload = () => resolve(img.naturalWidth > 0);
+            img.onerror = () => resolve(false);
+            img.src = source;
+        })""",
+        source,
+    )

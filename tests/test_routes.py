@@ -411,3 +411,19 @@ async def test_security_headers(agent: LocalAgent, gateway: GatewayFactory) -> N
     assert api.headers["X-Content-Type-Options"] == "nosniff"
     missing = await client.get("/api/agents/nope/screen")
     assert missing.headers["Cache-Control"] == "no-store"
+
+
+async def test_the_favicon_is_public_and_an_svg(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    users = (User("olga", hash_password("pw"), Role.OPERATOR),)
+    client = await gateway(agent, users=users)
+    # Logged out: the login page shows it too.
+    for path in ("/favicon.ico", "/favicon.svg"):
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == 200, path
+        assert response.content_type == "image/svg+xml"
+        assert (await response.read()).startswith(b"<svg ")
+        etag = response.headers["ETag"]
+        again = await client.get(path, headers={"If-None-Match": etag})
+        assert again.status == 304
+    # What needs a session still does.
+    assert (await client.get("/", allow_redirects=False)).status == 303
