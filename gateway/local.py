@@ -25,12 +25,25 @@ log = logging.getLogger(__name__)
 
 # The pane is the whole terminal (no status line), so a screen of the agent's
 # size equals `tmux capture-pane`; escape-time 0 keeps ESC keys snappy.
+# Titles and bells: see TITLES_AND_BELLS.
 TMUX_CONF = """\
 set -g status off
 set -g escape-time 0
 set -g default-terminal tmux-256color
 set -g history-limit 5000
 set -g window-size latest
+"""
+
+#: What lets a program's window title (OSC 0/2, where agent CLIs show their
+#: state) and its bell reach ttyd, hence the gateway: tmux keeps both to
+#: itself by default. tmux names every new pane after the host, which is no
+#: program's title (and the same on every tile), so that one is sent as
+#: empty. deploy/agent-tmux.conf carries the same lines (tests/test_local.py).
+TITLES_AND_BELLS = """\
+set -g set-titles on
+set -g set-titles-string '#{?#{==:#{pane_title},#{host}},,#{pane_title}}'
+set -g bell-action any
+set -g visual-bell off
 """
 
 
@@ -138,7 +151,7 @@ class LocalAgent:
         """Start the tmux session, then ttyd in front of it."""
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self._conf.exists():
-            self._conf.write_text(TMUX_CONF)
+            self._conf.write_text(TMUX_CONF + TITLES_AND_BELLS)
         await self.tmux(
             "new-session", "-d", "-s", self.name,
             "-x", str(self.columns), "-y", str(self.rows),

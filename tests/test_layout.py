@@ -40,7 +40,7 @@ LAYERS: list[set[str]] = [
     {"web"},
     {"app", "cli", "__main__"},
 ]
-HANDLERS = {"web.api", "web.login", "web.pages", "web.streams", "web.terminal"}
+HANDLERS = {"web.api", "web.favicon", "web.login", "web.pages", "web.streams", "web.terminal"}
 # web's own layers, lowest first (see gateway/web/__init__.py).
 WEB_LAYERS: list[set[str]] = [
     {"web.common", "web.sse", "web.wsmask"},

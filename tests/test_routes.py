@@ -88,6 +88,30 @@ async def test_screen_api_formats(agent: LocalAgent, gateway: GatewayFactory) ->
     assert (await bad.json())["error"] == "bad_request"
 
 
+async def test_screen_json_with_ansi_is_what_a_tile_draws(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    await agent.tmux(
+        "send-keys", "-t", agent.name, r"printf '\033]2;tile\007\033[31mred\033[0m\n'", "Enter"
+    )
+    await eventually(lambda: _has(client, agent.name, "red\n$"), message="red in screen")
+    response = await client.get(
+        f"/api/agents/{agent.name}/screen", params={"format": "json", "ansi": "1"}
+    )
+    tile = await response.json()
+    # Picture, size, cursor and title of one moment.
+    assert tile["ansi"] == await api_screen(client, agent.name, "ansi")
+    assert "mred\x1b[" in tile["ansi"]  # in colour
+    assert tile["title"] == "tile"
+    assert (tile["columns"], tile["rows"]) == (80, 24)
+    assert tile["lines"][tile["cursor"]["y"]] == "$"
+    assert "ansi" not in json.loads(await api_screen(client, agent.name, "json"))
+    for bad in ({"format": "json", "ansi": "yes"}, {"format": "text", "ansi": "1"}):
+        response = await client.get(f"/api/agents/{agent.name}/screen", params=bad)
+        assert response.status == 400, bad
+
+
 async def _has(client: TestClient[Any, Any], agent_id: str, needle: str) -> bool:
     return needle in await api_screen(client, agent_id)
 
@@ -387,3 +411,19 @@ async def test_security_headers(agent: LocalAgent, gateway: GatewayFactory) -> N
     assert api.headers["X-Content-Type-Options"] == "nosniff"
     missing = await client.get("/api/agents/nope/screen")
     assert missing.headers["Cache-Control"] == "no-store"
+
+
+async def test_the_favicon_is_public_and_an_svg(agent: LocalAgent, gateway: GatewayFactory) -> None:
+    users = (User("olga", hash_password("pw"), Role.OPERATOR),)
+    client = await gateway(agent, users=users)
+    # Logged out: the login page shows it too.
+    for path in ("/favicon.ico", "/favicon.svg"):
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == 200, path
+        assert response.content_type == "image/svg+xml"
+        assert (await response.read()).startswith(b"<svg ")
+        etag = response.headers["ETag"]
+        again = await client.get(path, headers={"If-None-Match": etag})
+        assert again.status == 304
+    # What needs a session still does.
+    assert (await client.get("/", allow_redirects=False)).status == 303

@@ -9,8 +9,8 @@ Layers, lowest first; a module imports only from those above it in this list
 * ``identity``: who is calling (cookies, bearer tokens, sessions), the auth
   middleware, and the registry of open connections with their access checks.
 * ``middleware`` (Host, Origin, errors, security headers) and ``accesslog``.
-* the handler modules: ``api``, ``login``, ``pages``, ``streams``,
-  ``terminal``. They never import each other; what two of them need moves
+* the handler modules: ``api``, ``favicon``, ``login``, ``pages``,
+  ``streams``, ``terminal``. They never import each other; what two of them need moves
   down into ``common`` or ``identity``.
 
 :func:`gateway.web.routes.setup` registers everything on an application.

@@ -6,7 +6,7 @@ Routes::
     GET /metrics                  Prometheus
     GET /api/me                   who is calling, and what they may do
     GET /api/agents               every agent with status, size, viewers, title
-    GET /api/agents/{id}/screen   ?format=text|ansi|json: the current screen
+    GET /api/agents/{id}/screen   ?format=text|ansi|json[&ansi=1]: the current screen
     POST /api/agents/{id}/input   {"data"}: type into one agent (operators)
     POST /api/input               {"agents", "data"}: one command to many, per-agent results
     GET /api/audit                ?offset=&limit=: the audit trail (admins)
@@ -114,11 +114,20 @@ async def screen(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "text")
     if fmt not in ("text", "ansi", "json"):
         return json_error(400, "bad_request", "format must be one of text, ansi, json")
+    with_ansi = request.query.get("ansi", "0")
+    if with_ansi not in ("0", "1") or (with_ansi == "1" and fmt != "json"):
+        return json_error(400, "bad_request", "ansi=1 goes with format=json only")
     # Everything published so far, emulated: the answer is current, not lagging.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(hub.wait_emulated(), SCREEN_WAIT)
     if fmt == "json":
-        return web.json_response({"id": hub.agent_id, **hub.screen.to_json()})
+        data = {"id": hub.agent_id, **hub.screen.to_json()}
+        if with_ansi == "1":
+            # The wall's tiles: the coloured picture with the size, cursor and
+            # title of the same moment (an activity event's title can be a
+            # step behind the emulator, this one is not).
+            data["ansi"] = hub.screen.ansi()
+        return web.json_response(data)
     text = hub.screen.text() if fmt == "text" else hub.screen.ansi()
     return web.Response(text=text, content_type="text/plain")
 

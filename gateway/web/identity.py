@@ -2,8 +2,8 @@
 
 With no ``[[users]]`` configured the gateway is open (and loopback-only):
 every caller is :data:`ANONYMOUS`, an operator of every agent. With users,
-every route but the login page, ``/api/login``, ``/healthz`` and the static
-bundle needs a live session; an API call without one gets 401, a page a
+every route but the login page, ``/api/login``, ``/healthz``, the favicon
+and the static bundle needs a live session; an API call without one gets 401, a page a
 redirect to ``/login``.
 
 Every open WebSocket and SSE stream is registered (:func:`tracked`) with a
@@ -66,7 +66,7 @@ SWEEP_INTERVAL = 2.0
 REVOKE_TIMEOUT = 5.0
 
 
-_PUBLIC = ("/healthz", "/readyz", "/login", "/api/login")
+_PUBLIC = ("/healthz", "/readyz", "/login", "/api/login", "/favicon.ico", "/favicon.svg")
 
 
 _PUBLIC_PREFIXES = ("/static/dist/", "/s/", "/login/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, identity, login, middleware, pages, streams, terminal
+from . import api, favicon, identity, login, middleware, pages, streams, terminal
 
 
 def setup(app: web.Application) -> None:
@@ -15,6 +15,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/agents/{agent_id}", pages.agent_redirect)
     app.router.add_get("/agents/{agent_id}/", pages.terminal_page)
     app.router.add_get("/static/dist/{name}", pages.bundle_file)
+    for path in favicon.PATHS:
+        app.router.add_get(path, favicon.favicon)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.prometheus)

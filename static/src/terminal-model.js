@@ -91,6 +91,11 @@ export class Connection {
     return this.#phase;
   }
 
+  /** The agent state of the gateway's last status frame on this socket, or null. */
+  get upstreamState() {
+    return this.#upstream?.state ?? null;
+  }
+
   /** A new socket is being opened: what the last one was told no longer holds. */
   connecting() {
     this.#phase = Phase.CONNECTING;

@@ -38,6 +38,7 @@ import { describeResult, sendCommand } from "./command.js";
 import { LogsPanel } from "./logs-panel.js";
 import { presenceText } from "./presence.js";
 import { SharePanel } from "./share-panel.js";
+import { tabState, tabTitle } from "./tab-title.js";
 import { Connection, access } from "./terminal-model.js";
 
 // How often a countdown or a fading notice in the badge is redrawn.
@@ -49,6 +50,8 @@ if (agentId) {
   document.title = agentId;
   document.getElementById("agent-name").textContent = agentId;
 }
+// The title the agent's program set (OSC 0/2, or the gateway's title frame).
+let programTitle = "";
 
 const storedFont = Number(localStorage.getItem("gateway.fontSize"));
 const term = new Terminal({
@@ -113,6 +116,10 @@ function render() {
   badgeText.textContent = shown.text;
   badge.title = shown.title;
   retryButton.hidden = !shown.retry;
+  if (agentId) {
+    const title = tabTitle({ agentId, state: tabState(connection.phase, connection.upstreamState), title: programTitle });
+    if (document.title !== title) document.title = title;
+  }
   // Tick only while something counts down or fades, not forever.
   const ticking = connection.ticking();
   if (ticking && !ticker) {
@@ -194,7 +201,8 @@ function onFrame(data) {
       term.write(payload);
       break;
     case ServerCommand.SET_WINDOW_TITLE:
-      document.title = payload;
+      programTitle = payload;
+      render();
       break;
     case ServerCommand.SET_PREFERENCES:
       Object.assign(term.options, safePreferences(payload));
@@ -261,10 +269,19 @@ function toggleSearch(open = searchbar.hidden) {
 
 term.onData((data) => me.canWrite && send(encodeInput(data)));
 term.onBinary((data) => me.canWrite && send(encodeInput(binaryStringToBytes(data))));
-// Programs may also set the title with OSC 0/2 inside the output.
+// Programs set the title with OSC 0/2 inside the output; an empty one
+// (tmux sends that for a pane no program titled) clears it.
 term.onTitleChange((title) => {
-  if (title) document.title = title;
+  programTitle = title;
+  render();
 });
+// The wheel never becomes input. tmux draws on the alternate screen, where
+// xterm.js turns the wheel into Up/Down keys (and, when a program asks for
+// mouse reports, into wheel reports): a scroll would recall commands or move
+// an approval menu's choice before someone presses Enter. Returning false
+// only skips that; scrolling xterm.js's own buffer, or the page around a
+// terminal larger than the window, still happens.
+term.attachCustomWheelEventHandler(() => false);
 term.attachCustomKeyEventHandler((event) => {
   if (event.type !== "keydown" || !event.ctrlKey || !event.shiftKey) return true;
   if (event.code === "KeyC" && term.hasSelection()) {

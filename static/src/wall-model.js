@@ -7,44 +7,44 @@ import { ATTENTION, NO_TERMINAL } from "./agent-state.js";
 
 export class Wall {
   constructor() {
-    /** @type {Map<string, object>} agent JSON (as /api/agents gives it) + lastChange */
+    /** @type {Map<string, object>} agent JSON, as /api/agents gives it */
     this.agents = new Map();
   }
 
   /** A `snapshot` event: replace everything. */
-  snapshot(data, now = Date.now()) {
-    this.agents = new Map(data.agents.map((agent) => [agent.id, { ...agent, lastChange: now }]));
+  snapshot(data) {
+    this.agents = new Map(data.agents.map((agent) => [agent.id, { ...agent }]));
   }
 
   /**
-   * An `agent` event ({change, agent}) or an `activity` event ({id, bytes_out, title}).
-   * Returns the ids whose tiles must be redrawn.
+   * An `agent` event ({change, agent}), an `activity` event ({id, bytes_out,
+   * title}), or a tile's fetched `screen` ({id, title}: "" when no program
+   * set one). Returns the ids whose tiles must be redrawn.
    */
-  apply(kind, data, now = Date.now()) {
+  apply(kind, data) {
     if (kind === "agent") {
       const { change, agent } = data;
-      if (change === "removed") {
-        this.agents.delete(agent.id);
-      } else {
-        const before = this.agents.get(agent.id);
-        const moved = !before || before.status !== agent.status;
-        this.agents.set(agent.id, {
-          ...agent,
-          lastChange: moved ? now : before.lastChange,
-        });
-      }
+      if (change === "removed") this.agents.delete(agent.id);
+      else this.agents.set(agent.id, { ...agent });
       return [agent.id];
     }
     if (kind === "activity") {
       const agent = this.agents.get(data.id);
       if (!agent) return [];
-      Object.assign(agent, { bytes_out: data.bytes_out, title: data.title, lastChange: now });
+      Object.assign(agent, { bytes_out: data.bytes_out, title: data.title });
+      return [data.id];
+    }
+    if (kind === "screen") {
+      const agent = this.agents.get(data.id);
+      if (!agent) return [];
+      // The gateway's own fallback for a screen with no title: the agent's name.
+      agent.title = data.title || data.id;
       return [data.id];
     }
     return [];
   }
 
-  /** The agents to show for a filter ({text, status}), in display order. */
+  /** The agents to show for a filter ({text, status}), in display order (see byAttentionThenName). */
   visible({ text = "", status = "" } = {}) {
     const needle = text.trim().toLowerCase();
     return [...this.agents.values()]
@@ -55,7 +55,7 @@ export class Wall {
             (agent.title || "").toLowerCase().includes(needle)) &&
           (!status || agent.status === status),
       )
-      .sort(byAttentionThenRecency);
+      .sort(byAttentionThenName);
   }
 }
 
@@ -66,8 +66,29 @@ export function rank(agent) {
   return 1;
 }
 
-export function byAttentionThenRecency(a, b) {
-  return rank(a) - rank(b) || b.lastChange - a.lastChange || a.id.localeCompare(b.id);
+// "agent-2" before "agent-10", as a person would sort them.
+const byName = new Intl.Collator(undefined, { numeric: true }).compare;
+
+/**
+ * A tile's place depends on its state's rank and its name only: output, a
+ * title or a viewer never moves it, so the tile (and the checkbox) under the
+ * pointer stays the one it was. Only a change of rank (attention) moves one.
+ */
+export function byAttentionThenName(a, b) {
+  return rank(a) - rank(b) || byName(a.id, b.id) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/**
+ * The order to lay tiles out in: `wanted` (ids in display order), unless the
+ * order is `held` (the pointer is on the wall): then the tiles shown now keep
+ * their places, and new ones go at the end, until it is let go.
+ */
+export function arrange(shown, wanted, held) {
+  if (!held) return [...wanted];
+  const still = new Set(wanted);
+  const kept = shown.filter((id) => still.has(id));
+  const known = new Set(kept);
+  return [...kept, ...wanted.filter((id) => !known.has(id))];
 }
 
 /**

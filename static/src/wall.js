@@ -2,18 +2,30 @@
  * The wall view: a live tile per agent, kept current by the gateway's event
  * feed (EventSource on /api/events, which resumes by itself with
  * Last-Event-ID). A tile's picture of the screen is refetched when an
- * `activity` event says the agent wrote something, at most once a second.
+ * `activity` event says the agent wrote something, at most once a second,
+ * and drawn whole, scaled into the tile (see tile-fit.js).
  */
 import "./wall.css";
 
 import * as api from "./api.js";
-import { ansiSpans } from "./ansi-dom.js";
+import { ansiRows } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
 import { presenceText } from "./presence.js";
-import { Wall, statusLabel } from "./wall-model.js";
+import { fitTile } from "./tile-fit.js";
+import { Wall, arrange, statusLabel } from "./wall-model.js";
 
 // A tile's screen is refetched at most this often.
 const SCREEN_REFRESH_MS = 1000;
+// The tallest a tile's picture gets (px): taller screens are scaled down to it.
+const TILE_MAX_HEIGHT = 320;
+
+// A tile's width follows the window (one column on a phone): fit again.
+const resized = new ResizeObserver((records) => {
+  for (const record of records) {
+    const id = record.target.closest(".tile")?.dataset.agent;
+    if (tiles.has(id)) layOut(tiles.get(id));
+  }
+});
 
 const wall = new Wall();
 const grid = document.getElementById("wall");
@@ -21,9 +33,11 @@ const empty = document.getElementById("empty");
 const filterText = document.getElementById("filter");
 const filterStatus = document.getElementById("status-filter");
 const feed = document.getElementById("feed");
-const tiles = new Map(); // id -> { element, fetchedAt, timer }
+const tiles = new Map(); // id -> { element, fetchedAt, timer, screen (the last picture's JSON) }
 const selected = new Set();
 let canWrite = false;
+// While the pointer is on the wall no tile moves (see arrange in wall-model.js).
+let pointerOnWall = false;
 
 function tile(id) {
   let entry = tiles.get(id);
@@ -33,7 +47,7 @@ function tile(id) {
   element.dataset.agent = id;
   element.innerHTML =
     '<a class="open"><header><span class="name"></span><span class="state"></span></header>' +
-    '<pre class="screen" aria-label="screen"></pre></a>' +
+    '<div class="screen" aria-label="screen"><div class="grid"></div></div></a>' +
     '<footer><label class="pick" hidden><input type="checkbox"> select</label>' +
     '<span class="title"></span><span class="viewers"></span></footer>' +
     '<p class="result" role="status" hidden></p>';
@@ -45,8 +59,9 @@ function tile(id) {
     else selected.delete(id);
     updateCommand();
   });
-  entry = { element, fetchedAt: -Infinity, timer: 0 };
+  entry = { element, fetchedAt: -Infinity, timer: 0, screen: null };
   tiles.set(id, entry);
+  resized.observe(element.querySelector(".screen"));
   refreshScreen(id);
   return entry;
 }
@@ -70,20 +85,59 @@ function refreshScreen(id) {
     entry.timer = 0;
     entry.fetchedAt = performance.now();
     try {
-      const response = await fetch(`/api/agents/${encodeURIComponent(id)}/screen?format=ansi`);
-      if (response.ok) entry.element.querySelector(".screen").replaceChildren(...ansiSpans(await response.text()));
+      const response = await fetch(`/api/agents/${encodeURIComponent(id)}/screen?format=json&ansi=1`);
+      if (!response.ok) return;
+      const screen = await response.json();
+      entry.screen = screen;
+      entry.element.querySelector(".grid").replaceChildren(...ansiRows(screen.ansi));
+      layOut(entry);
+      // The title of the same moment as the picture: an activity event's may lag.
+      for (const agentId of wall.apply("screen", { id, title: screen.title })) {
+        if (wall.agents.has(agentId)) paint(wall.agents.get(agentId));
+      }
     } catch {
       // The feed's own reconnect will bring news; a missed picture is harmless.
     }
   }, wait);
 }
 
-function render() {
+/** Scale a tile's picture to its width (and at most TILE_MAX_HEIGHT), or show the cursor's rows. */
+function layOut(entry) {
+  const { screen } = entry;
+  if (!screen) return;
+  const box = entry.element.querySelector(".screen");
+  const picture = box.firstElementChild;
+  picture.style.setProperty("--columns", String(screen.columns));
+  picture.style.setProperty("--rows", String(screen.rows));
+  const fit = fitTile({
+    width: picture.offsetWidth,
+    height: picture.offsetHeight,
+    rows: screen.rows,
+    cursorRow: screen.cursor?.y,
+    boxWidth: box.clientWidth,
+    maxHeight: TILE_MAX_HEIGHT,
+  });
+  const shift = (fit.firstRow * picture.offsetHeight) / screen.rows;
+  picture.style.transform = `scale(${fit.scale}) translateY(${-shift}px)`;
+  const height = `${Math.ceil(fit.height)}px`;
+  if (box.style.height !== height) box.style.height = height;
+  box.dataset.rows = fit.shownRows === screen.rows ? "all" : `${fit.firstRow + 1}-${fit.firstRow + fit.shownRows}`;
+}
+
+
+/** Draw the wall; `byUser`: the user changed the filter, so tiles may move under the pointer. */
+function render(byUser = false) {
   const shown = wall.visible({ text: filterText.value, status: filterStatus.value });
   for (const agent of shown) paint(agent);
+  const now = [...grid.children].map((element) => element.dataset.agent);
+  const order = arrange(
+    now,
+    shown.map((agent) => agent.id),
+    pointerOnWall && !byUser,
+  );
   // Reorder with the fewest moves: append in order (moving existing nodes).
-  shown.forEach((agent, index) => {
-    const { element } = tiles.get(agent.id);
+  order.forEach((id, index) => {
+    const { element } = tiles.get(id);
     if (grid.children[index] !== element) grid.insertBefore(element, grid.children[index] || null);
   });
   const keep = new Set(shown.map((agent) => agent.id));
@@ -92,6 +146,7 @@ function render() {
       entry.element.remove();
       if (!wall.agents.has(id)) {
         clearTimeout(entry.timer);
+        resized.unobserve(entry.element.querySelector(".screen"));
         tiles.delete(id);
         selected.delete(id);
       }
@@ -175,8 +230,16 @@ async function whoAmI() {
   }
 }
 
-filterText.addEventListener("input", render);
+filterText.addEventListener("input", () => render(true));
 document.getElementById("command").addEventListener("submit", submitCommand);
-filterStatus.addEventListener("change", render);
+filterStatus.addEventListener("change", () => render(true));
+// Touch pointers leave after the finger lifts, so a tap holds the order too.
+grid.addEventListener("pointerenter", () => {
+  pointerOnWall = true;
+});
+grid.addEventListener("pointerleave", () => {
+  pointerOnWall = false;
+  render();
+});
 whoAmI();
 listen();

@@ -1,0 +1,91 @@
+"""gateway/local.py's tmux: a program's title and bell reach the gateway, as in the deploy image."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from gateway.local import TITLES_AND_BELLS, LocalAgent
+
+from .conftest import AgentFactory, GatewayFactory, eventually, open_terminal
+from .test_events import open_events
+
+OSC = re.compile(rb"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+DEPLOY_TMUX_CONF = Path(__file__).resolve().parent.parent / "deploy" / "agent-tmux.conf"
+
+
+async def screen_json(client: TestClient[Any, Any], agent_id: str, **params: str) -> Any:
+    response = await client.get(
+        f"/api/agents/{agent_id}/screen", params={"format": "json", **params}
+    )
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def listed_title(client: TestClient[Any, Any], agent_id: str) -> str:
+    response = await client.get("/api/agents")
+    (agent,) = [a for a in (await response.json())["agents"] if a["id"] == agent_id]
+    title: str = agent["title"]
+    return title
+
+
+async def shell(make_agent: AgentFactory, name: str) -> LocalAgent:
+    agent = await make_agent(name)
+
+    async def prompt() -> bool:
+        return (await agent.capture()).strip() == "$"
+
+    await eventually(prompt, message=f"{name} prompt")
+    return agent
+
+
+async def test_a_program_title_reaches_the_screen_the_list_and_the_feed(
+    make_agent: AgentFactory, gateway: GatewayFactory
+) -> None:
+    agent = await shell(make_agent, "titled")
+    client = await gateway(agent)
+    # No program has set one: not tmux's default (the host name), the agent's name.
+    assert (await screen_json(client, "titled"))["title"] == ""
+    assert await listed_title(client, "titled") == "titled"
+    assert socket.gethostname() not in json.dumps(await screen_json(client, "titled"))
+
+    events = await open_events(client)
+    assert (await events.next())["event"] == "snapshot"
+    await agent.tmux("send-keys", "-t", "titled", r"printf '\033]2;%s\007' 'step 2 of 5'", "Enter")
+
+    async def titled() -> bool:
+        return (await screen_json(client, "titled"))["title"] == "step 2 of 5"
+
+    await eventually(titled, message="the title in the screen")
+    assert await listed_title(client, "titled") == "step 2 of 5"
+    await events.until(
+        lambda e: e["event"] == "activity" and e["data"]["title"] == "step 2 of 5",
+    )
+    events.response.close()
+
+
+async def test_a_bell_reaches_the_viewers(
+    make_agent: AgentFactory, gateway: GatewayFactory
+) -> None:
+    agent = await shell(make_agent, "ringing")
+    client = await gateway(agent)
+    viewer = await open_terminal(client, "ringing")
+    await viewer.wait_text("$")
+    start = len(viewer.output)
+    await agent.tmux("send-keys", "-t", "ringing", r"printf 'ding\a\n'", "Enter")
+    await viewer.wait_text("\nding\n")
+    # Typed, the command echoes as text; besides the bell itself, only a
+    # title's end is a BEL byte.
+    assert b"\x07" in OSC.sub(b"", bytes(viewer.output[start:]))
+    await viewer.close()
+
+
+def test_the_deploy_image_sets_the_same_titles_and_bells() -> None:
+    deploy = [line for line in DEPLOY_TMUX_CONF.read_text().splitlines() if line.startswith("set")]
+    for line in TITLES_AND_BELLS.splitlines():
+        assert line in deploy, f"deploy/agent-tmux.conf lacks {line!r}"
