@@ -38,7 +38,7 @@ import { describeResult, sendCommand } from "./command.js";
 import { LogsPanel } from "./logs-panel.js";
 import { presenceText } from "./presence.js";
 import { SharePanel } from "./share-panel.js";
-import { Connection, access } from "./terminal-model.js";
+import { Connection, Phase, access } from "./terminal-model.js";
 
 // How often a countdown or a fading notice in the badge is redrawn.
 const TICK_MS = 250;
@@ -86,12 +86,16 @@ window.gateway = { term };
 
 /** What /api/me says; until it answers, assume read-only (nothing is sent). */
 let me = access(null);
+// Whether this page watches through a spectator link (then there is no
+// login to go back to when it ends: only a new link).
+let spectator = false;
 
 async function loadMe() {
   const data = await api.me();
   // No answer: the page keeps its HTML defaults, which offer nothing.
   if (!data) return;
   me = access(data);
+  spectator = Boolean(data.spectator_of);
   document.getElementById("mode").hidden = !me.readOnly;
   document.getElementById("fit").hidden = !me.fit;
   document.getElementById("share-toggle").hidden = !me.share;
@@ -103,16 +107,32 @@ async function loadMe() {
 
 const badge = document.getElementById("status");
 const badgeText = document.getElementById("status-text");
+const badgeDetail = document.getElementById("status-detail");
+const linkBadge = document.getElementById("link");
+const linkText = document.getElementById("link-text");
+const loginAgain = document.getElementById("login-again");
 const retryButton = document.getElementById("retry");
-const connection = new Connection();
+const noticeBadge = document.getElementById("notice");
+const connection = new Connection({ path: location.pathname });
 let ticker = 0;
 
 function render() {
-  const shown = connection.badge();
-  badge.dataset.state = shown.state;
-  badgeText.textContent = shown.text;
-  badge.title = shown.title;
-  retryButton.hidden = !shown.retry;
+  const agent = connection.agent();
+  badge.dataset.state = agent.state;
+  badge.dataset.stale = String(agent.stale);
+  badgeText.textContent = agent.text;
+  badgeDetail.textContent = agent.detail;
+  badge.title = agent.stale ? "the agent as last heard: the gateway is not connected" : agent.detail;
+  const link = connection.link();
+  linkBadge.dataset.state = link.state;
+  linkText.textContent = link.text;
+  linkBadge.title = link.title;
+  retryButton.hidden = !link.retry;
+  loginAgain.hidden = link.login === null;
+  if (link.login !== null) loginAgain.href = link.login;
+  const notice = connection.noticeText();
+  noticeBadge.textContent = notice;
+  noticeBadge.hidden = !notice;
   // Tick only while something counts down or fades, not forever.
   const ticking = connection.ticking();
   if (ticking && !ticker) {
@@ -121,6 +141,27 @@ function render() {
     clearInterval(ticker);
     ticker = 0;
   }
+}
+
+/**
+ * After a close the gateway may have ended the session (logout, expiry, a
+ * revoked link), or a restarted gateway may not know it: its upgrade then
+ * fails with 401, which a browser shows a socket only as a close (1006). So
+ * ask: a session that is over ends the page's retrying, with words that
+ * say what to do instead.
+ */
+async function checkSession(code, reason) {
+  const { state } = await api.session();
+  if (state === "ended") {
+    connection.ended(spectator ? "link" : "session");
+  } else if (state === "live" && code === 1008 && reason === "access revoked") {
+    connection.ended(spectator ? "link" : "access");
+  } else {
+    return;
+  }
+  clearTimeout(retryTimer);
+  retryTimer = 0;
+  render();
 }
 
 // --------------------------------------------------------------- socket --
@@ -137,6 +178,8 @@ function send(bytes) {
 function connect() {
   clearTimeout(retryTimer);
   retryTimer = 0;
+  // A session that is over stays over: no socket that can only be refused.
+  if (connection.phase === Phase.ENDED) return;
   connection.connecting();
   render();
 
@@ -162,6 +205,7 @@ function connect() {
     const next = connection.closed(event.code, event.reason);
     if (next.retry) retryTimer = setTimeout(connect, next.delay);
     render();
+    checkSession(event.code, event.reason);
   });
 }
 

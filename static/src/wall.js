@@ -10,10 +10,15 @@ import * as api from "./api.js";
 import { ansiSpans } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
 import { presenceText } from "./presence.js";
+import { ENDED, LINK_WORDS, loginHref } from "./vocabulary.js";
 import { Wall, statusLabel } from "./wall-model.js";
 
 // A tile's screen is refetched at most this often.
 const SCREEN_REFRESH_MS = 1000;
+// After the feed was refused with something other than a 401 (a 503 while
+// Redis is away), it is opened again this much later: EventSource itself
+// gives up on any answer that is not a stream.
+const FEED_RETRY_MS = 5000;
 
 const wall = new Wall();
 const grid = document.getElementById("wall");
@@ -24,6 +29,7 @@ const feed = document.getElementById("feed");
 const tiles = new Map(); // id -> { element, fetchedAt, timer }
 const selected = new Set();
 let canWrite = false;
+let spectator = false;
 
 function tile(id) {
   let entry = tiles.get(id);
@@ -54,10 +60,11 @@ function tile(id) {
 function paint(agent) {
   const { element } = tile(agent.id);
   element.dataset.status = agent.status;
+  element.dataset.stale = String(wall.stale);
   element.querySelector(".name").textContent = agent.id;
   const state = element.querySelector(".state");
   state.textContent = statusLabel(agent);
-  state.title = agent.message || "";
+  state.title = wall.stale ? "as last heard: the event feed is down" : agent.message || "";
   element.querySelector(".title").textContent = agent.title === agent.id ? "" : agent.title;
   element.querySelector(".viewers").textContent = presenceText(agent);
 }
@@ -127,6 +134,16 @@ async function submitCommand(event) {
   document.getElementById("command-summary").textContent = `sent to ${sent} of ${agents.length}`;
 }
 
+/** The feed badge: our link to the gateway, in the words the terminal uses too. */
+function showFeed(state, text, login = null) {
+  feed.dataset.state = state;
+  feed.textContent = text;
+  const again = document.getElementById("login-again");
+  again.hidden = login === null;
+  if (login !== null) again.href = login;
+  if (wall.feed(state)) render();
+}
+
 function listen() {
   const source = new EventSource("/api/events");
   const handle = (kind) => (event) => {
@@ -140,19 +157,20 @@ function listen() {
     render();
   };
   for (const kind of ["snapshot", "agent", "activity"]) source.addEventListener(kind, handle(kind));
-  source.addEventListener("open", () => {
-    feed.dataset.state = "live";
-    feed.textContent = "live";
-  });
-  source.addEventListener("error", () => {
-    // EventSource reconnects by itself unless the answer was not a stream
-    // (401 after a logout or expiry): then back to the login page.
-    if (source.readyState === EventSource.CLOSED) {
-      location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
-      return;
+  source.addEventListener("open", () => showFeed("live", LINK_WORDS.live));
+  source.addEventListener("error", async () => {
+    // Down: every tile is only what was last heard. EventSource reconnects
+    // by itself unless the answer was not a stream: then ask whether the
+    // session is over (a 401 after a logout, an expiry, a restart).
+    showFeed("offline", `${LINK_WORDS.offline} · tiles are stale`);
+    if (source.readyState !== EventSource.CLOSED) return;
+    const { state } = await api.session();
+    if (state === "ended") {
+      const kind = spectator ? "link" : "session";
+      showFeed("ended", ENDED[kind], kind === "session" ? loginHref(location.pathname) : null);
+    } else {
+      setTimeout(listen, FEED_RETRY_MS);
     }
-    feed.dataset.state = "reconnecting";
-    feed.textContent = "reconnecting";
   });
 }
 
@@ -160,6 +178,7 @@ async function whoAmI() {
   const me = await api.me();
   if (!me) return;
   canWrite = me.can_write;
+  spectator = Boolean(me.spectator_of);
   document.getElementById("command").hidden = !canWrite;
   for (const { element } of tiles.values()) element.querySelector(".pick").hidden = !canWrite;
   if (me.login) {
