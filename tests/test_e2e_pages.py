@@ -182,6 +182,9 @@ async def test_a_session_that_ended_says_log_in_again_and_retries_nothing(
     again = terminal.locator("#login-again")
     await expect(again).to_be_visible()
     await expect(again).to_have_attribute("href", "/login?next=%2Fagents%2Fshared%2F")
+    # And it offers no control that would fail.
+    for control in ("#command", "#share-toggle", "#fit"):
+        await expect(terminal.locator(control)).to_be_hidden()
     await expect(wall.locator("#feed")).to_have_text(SESSION_ENDED, timeout=timeout(15) * 1000)
     await expect(wall.locator("#login-again")).to_be_visible()
     await expect(wall.locator(".tile")).to_have_attribute("data-stale", "true")

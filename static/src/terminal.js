@@ -94,8 +94,13 @@ async function loadMe() {
   const data = await api.me();
   // No answer: the page keeps its HTML defaults, which offer nothing.
   if (!data) return;
-  me = access(data);
   spectator = Boolean(data.spectator_of);
+  offer(access(data));
+}
+
+/** Show the controls `allowed` (an access()) offers, and only those. */
+function offer(allowed) {
+  me = allowed;
   document.getElementById("mode").hidden = !me.readOnly;
   document.getElementById("fit").hidden = !me.fit;
   document.getElementById("share-toggle").hidden = !me.share;
@@ -159,6 +164,9 @@ async function checkSession(code, reason) {
   } else {
     return;
   }
+  // Nothing this page offered can work any more: no controls that would fail.
+  offer(access(null));
+  document.getElementById("mode").hidden = true;
   clearTimeout(retryTimer);
   retryTimer = 0;
   render();
