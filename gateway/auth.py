@@ -436,6 +436,10 @@ class Authenticator:
         """A login link that works once (the demo prints one)."""
         await self.links.add(token_digest(token), user)
 
+    async def drop_one_time_login(self, token: str) -> None:
+        """The link stops working (the demo printed a fresh one), used or not."""
+        await self.links.redeem(token_digest(token))
+
     async def redeem_one_time_login(self, token: str) -> Session | None:
         user = await self.links.redeem(token_digest(token))
         return None if user is None else await self.sessions.create(user)

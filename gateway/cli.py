@@ -2,23 +2,37 @@
 
 Only argument parsing and process setup live here; everything else is in
 :mod:`gateway.config` and :mod:`gateway.app`.
+
+The demo's console (``make run``) is for its login link: the access log
+goes to ``state/access.log`` instead of burying it, the link is the last
+line printed, and pressing Enter prints a fresh one (the last one printed
+stops working) without restarting the gateway or its agents. A key press
+on the console, rather than a ``gateway login-link`` command talking to the
+running gateway, because whoever holds that console started the demo: it
+needs no channel, socket or credential of its own, so it opens no new way
+in. Without a console to read (stdin at its end: /dev/null, a service) the
+link printed at start is the only one.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import dataclasses
 import getpass
+import logging
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from . import __version__, config, logsafe
 from .app import create_app
+from .appkeys import AUTH
 from .auth import hash_password, new_api_token
 from .errors import ConfigError, GatewayError
 from .origins import normalize_origin
@@ -98,6 +112,79 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     return settings
 
 
+# The demo's access log, off the console (see the module docstring).
+ACCESS_LOG = "access.log"
+
+# What each login link line starts with (tests read the console for it).
+LINK_LINE = "log in (works once): "
+
+
+class DemoConsole:
+    """The demo's one-time login links, as its console prints them."""
+
+    def __init__(self, settings: config.Settings) -> None:
+        assert settings.demo_login_token is not None
+        self._base = settings.public_origin
+        self._token = settings.demo_login_token.reveal()
+
+    def link(self) -> str:
+        return f"{self._base}/login/{self._token}"
+
+    async def fresh(self, app: web.Application) -> str:
+        """A new link for the demo's admin; the one printed before stops working."""
+        auth = app[AUTH]
+        await auth.drop_one_time_login(self._token)
+        self._token = secrets.token_urlsafe(32)
+        await auth.add_one_time_login(self._token, "demo")
+        return self.link()
+
+    async def serve(self, app: web.Application) -> AsyncIterator[None]:
+        """cleanup_ctx: print a fresh link for every line typed on the console."""
+        loop = asyncio.get_running_loop()
+        fd = sys.stdin.fileno() if sys.stdin is not None else -1
+        pending: set[asyncio.Task[None]] = set()
+
+        async def reprint() -> None:
+            print(LINK_LINE + await self.fresh(app), flush=True)
+
+        def readable() -> None:
+            try:
+                typed = os.read(fd, 4096)
+            except OSError:
+                typed = b""
+            if not typed:
+                loop.remove_reader(fd)  # the console's end: nobody left to ask
+                return
+            for _ in range(max(1, typed.count(b"\n"))):
+                task = loop.create_task(reprint())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+        # A reader, not a pipe transport: that would leave the terminal's
+        # stdin non-blocking for the shell after we exit. A regular file (or
+        # no stdin) cannot be watched: then there is nothing to read.
+        watching = False
+        if fd >= 0:
+            with contextlib.suppress(OSError, ValueError):
+                loop.add_reader(fd, readable)
+                watching = True
+        try:
+            yield
+        finally:
+            if watching:
+                loop.remove_reader(fd)
+
+
+def _access_log(settings: config.Settings) -> logging.Logger:
+    """Where request lines go: the console, or for the demo a file beside its audit log."""
+    logger = logging.getLogger("aiohttp.access")
+    if settings.demo:
+        logger = logging.getLogger("gateway.access")
+        logger.addHandler(logsafe.file_handler(settings.state_dir / ACCESS_LOG))
+        logger.propagate = False
+    return logger
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "hash-password":
@@ -115,15 +202,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway: error: {exc}", file=sys.stderr)
         return 2
 
+    console = DemoConsole(settings) if settings.demo_login_token is not None else None
+    if console is not None:
+        app.cleanup_ctx.append(console.serve)
+    access_log = _access_log(settings)
+
     def announce(_: str) -> None:
         base = settings.public_origin
         print(f"gateway {__version__} listening on http://{settings.listen}", flush=True)
-        if settings.demo and settings.demo_login_token is not None:
+        if access_log.name != "aiohttp.access":
+            print(f"requests are logged to {settings.state_dir / ACCESS_LOG}", flush=True)
+        if settings.demo:
             print(f"demo agents: {base}/agents/shell/  {base}/agents/busy-agent/", flush=True)
-            # Printed once, on the console of whoever started the gateway.
-            link = f"{base}/login/{settings.demo_login_token.reveal()}"
-            print(f"log in (works once): {link}", flush=True)
-        print("press Ctrl-C to stop", flush=True)
+        if console is None:
+            print("press Ctrl-C to stop", flush=True)
+            return
+        print("press Enter for a fresh login link, Ctrl-C to stop", flush=True)
+        # Last, so it is what the console shows; printed on the console of
+        # whoever started the gateway only.
+        print(LINK_LINE + console.link(), flush=True)
 
     try:
         web.run_app(
@@ -132,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=settings.port,
             print=announce,
             access_log_class=AccessLogger,
+            access_log=access_log,
         )
     except GatewayError as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)

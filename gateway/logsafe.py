@@ -11,7 +11,9 @@ logged it; tracebacks (``exc_text``) keep their lines.
 from __future__ import annotations
 
 import logging
+import os
 import re
+from pathlib import Path
 from typing import TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -65,7 +67,17 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def handler(stream: TextIO | None = None) -> logging.Handler:
     """One line per record on ``stream`` (stderr), escaped, parser noise made quiet."""
-    out = logging.StreamHandler(stream)
+    return _dressed(logging.StreamHandler(stream))
+
+
+def file_handler(path: Path) -> logging.Handler:
+    """:func:`handler`, appending to ``path`` (0600: it names clients and paths)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+    return _dressed(logging.FileHandler(path, encoding="utf-8"))
+
+
+def _dressed(out: logging.Handler) -> logging.Handler:
     out.setFormatter(logging.Formatter(FORMAT))
     out.addFilter(MalformedRequestFilter())
     out.addFilter(EscapingFilter())

@@ -17,7 +17,11 @@ import aiohttp
 import argon2
 import pytest
 
+from gateway import config
+from gateway.app import create_app
+from gateway.appkeys import AUTH
 from gateway.auth import hash_password, new_api_token
+from gateway.cli import DemoConsole
 
 from .conftest import eventually, timeout
 
@@ -30,10 +34,12 @@ def free_port() -> int:
 
 
 async def run_cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: int | None = None
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", *args,
+        # Never the test runner's own terminal: the demo reads its console.
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
@@ -111,11 +117,14 @@ async def test_demo_serves_and_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert list(private.iterdir()) == []
     audit = (cwd / "state" / "audit.jsonl").read_text()
     assert '"via":"one-time link"' in audit
-    # The login token never reaches the logs.
+    # The login token never reaches the logs; requests go to a file, not the console.
     stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+    access = (cwd / "state" / "access.log").read_text()
     token = link.rsplit("/", 1)[1]
-    assert "/login/[redacted]" in stderr
+    assert "/login/[redacted]" in access
+    assert '"GET /healthz"' not in stderr
     assert token not in stderr
+    assert token not in access
     assert token not in audit
 
 
@@ -190,3 +199,29 @@ async def test_sighup_reloads_users(tmp_path: Path) -> None:
 
 async def _is(value: Any, expected: int) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_fresh_demo_link_replaces_the_last_one(tmp_path: Path) -> None:
+    settings = config.Settings(
+        demo=True,
+        demo_login_token=config.Secret("first"),
+        public_origin="http://127.0.0.1:8080",
+        state_dir=tmp_path,
+        audit_log=tmp_path / "audit.jsonl",
+    )
+    app = create_app(settings)
+    auth = app[AUTH]
+    await auth.add_one_time_login("first", "demo")
+    console = DemoConsole(settings)
+    assert console.link() == "http://127.0.0.1:8080/login/first"
+    fresh = await console.fresh(app)
+    token = fresh.rsplit("/", 1)[1]
+    assert fresh == console.link()
+    assert token != "first"
+    # The one printed before no longer works, used or not; the fresh one does, once.
+    assert await auth.redeem_one_time_login("first") is None
+    session = await auth.redeem_one_time_login(token)
+    assert session is not None
+    assert session.user == "demo"
+    assert await auth.redeem_one_time_login(token) is None
+    auth.close()

@@ -70,9 +70,9 @@ async def test_wall_then_terminal_typing_reaches_tmux(
 
     tiles = page.locator(".tile")
     await expect(tiles).to_have_count(2)
-    await expect(page.locator('.tile[data-agent="alpha"] .state')).to_have_text("running")
+    await expect(page.locator('.tile[data-agent="alpha"] .state')).to_have_text("connected")
     await expect(page.locator('.tile[data-agent="alpha"] .screen')).to_contain_text("$")
-    await expect(page.locator("#feed")).to_have_text("live")
+    await expect(page.locator("#feed")).to_have_text("gateway: live")
     # Output on an agent refreshes its tile (through an `activity` event).
     await alpha.tmux("send-keys", "-t", "alpha", "echo tile-$((40+2))", "Enter")
     await expect(page.locator('.tile[data-agent="alpha"] .screen')).to_contain_text(
@@ -85,7 +85,7 @@ async def test_wall_then_terminal_typing_reaches_tmux(
 
     # One command to several agents, with a result per agent.
     await beta.stop_ttyd()
-    await expect(page.locator('.tile[data-agent="beta"] .state')).not_to_have_text("running")
+    await expect(page.locator('.tile[data-agent="beta"] .state')).not_to_have_text("connected")
     for agent_id in ("alpha", "beta"):
         await page.check(f'.tile[data-agent="{agent_id}"] .pick input')
     await page.fill("#command-line", "echo broadcast-$((5*5))")
@@ -151,8 +151,9 @@ async def test_an_upstream_outage_shows_and_the_screen_comes_back_exactly(
     await wait_screen(page, "line 3")
 
     await agent.stop_ttyd()
-    await expect(page.locator("#status")).to_have_attribute("data-state", "down")
-    await expect(page.locator("#status-text")).to_contain_text("agent unreachable")
+    await expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    await expect(page.locator("#status-text")).to_have_text("reconnecting")
+    await expect(page.locator("#link")).to_have_attribute("data-state", "live")
     await browsers.screenshot(page, "outage")
     # The agent goes on while nobody can reach it.
     await agent.tmux("send-keys", "-t", "flaky", "echo while-away", "Enter")
@@ -216,8 +217,8 @@ async def test_a_spectator_watches_read_only_until_the_link_is_revoked(
     await browsers.screenshot(guest, "spectator-phone")
 
     await olga.click("#share-list .revoke")
-    await expect(guest.locator("#status")).to_have_attribute("data-state", "error")
-    await expect(guest.locator("#status-text")).to_contain_text("ended this session")
+    await expect(guest.locator("#link")).to_have_attribute("data-state", "ended")
+    await expect(guest.locator("#link-text")).to_contain_text("revoked or expired")
     await expect(olga.locator("#share-list li")).to_have_count(0)
 
 

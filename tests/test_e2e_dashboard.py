@@ -202,7 +202,7 @@ async def test_tiles_keep_their_places_and_attention_waits_for_the_pointer(
     await page.hover('.tile[data-agent="alpha"] .screen')
     await agents[1].stop_ttyd()
     bravo_state = page.locator('.tile[data-agent="bravo"] .state')
-    await expect(bravo_state).not_to_have_text("running", timeout=timeout(10) * 1000)
+    await expect(bravo_state).not_to_have_text("connected", timeout=timeout(10) * 1000)
     await asyncio.sleep(1.5)
     assert await tile_order(page) == by_name, "a tile moved under the pointer"
     await browsers.screenshot(page, "attention-held")
@@ -225,7 +225,7 @@ async def test_program_titles_reach_tiles_and_the_tab(
     client = await gateway(agent)
     wall = await browsers.page("wall")
     await wall.goto(url(client, "/"))
-    await expect(wall.locator('.tile[data-agent="titled"] .state')).to_have_text("running")
+    await expect(wall.locator('.tile[data-agent="titled"] .state')).to_have_text("connected")
     terminal = await browsers.page("terminal")
     await terminal.goto(url(client, "/agents/titled/"))
     await expect(terminal.locator("#status")).to_have_attribute("data-state", "connected")
@@ -236,16 +236,16 @@ async def test_program_titles_reach_tiles_and_the_tab(
     await expect(wall.locator('.tile[data-agent="titled"] .title')).to_have_text(
         "build 3 of 7", timeout=timeout(10) * 1000
     )
-    await expect(terminal).to_have_title("titled (running) · build 3 of 7")
+    await expect(terminal).to_have_title("titled (connected) · build 3 of 7")
     await agent.tmux("send-keys", "-t", "titled", r"printf '\033]0;%s\007' 'tests green'", "Enter")
     await expect(wall.locator('.tile[data-agent="titled"] .title')).to_have_text("tests green")
-    await expect(terminal).to_have_title("titled (running) · tests green")
+    await expect(terminal).to_have_title("titled (connected) · tests green")
     await browsers.screenshot(wall, "titled-wall")
 
     # A page opened later gets the title from the gateway's screen.
     late = await browsers.page("late")
     await late.goto(url(client, "/agents/titled/"))
-    await expect(late).to_have_title("titled (running) · tests green")
+    await expect(late).to_have_title("titled (connected) · tests green")
 
 
 async def test_the_tab_says_the_agent_state_and_there_is_a_favicon(
@@ -263,12 +263,12 @@ async def test_the_tab_says_the_agent_state_and_there_is_a_favicon(
     page.on("response", note)
     await page.goto(url(client, "/agents/tabbed/"))
     await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-    await expect(page).to_have_title("tabbed (running)")
+    await expect(page).to_have_title("tabbed (connected)")
     await agent.stop_ttyd()
     await expect(page).to_have_title("tabbed (reconnecting)", timeout=timeout(10) * 1000)
     await browsers.screenshot(page, "tab-reconnecting")
     await agent.start_ttyd()
-    await expect(page).to_have_title("tabbed (running)", timeout=timeout(15) * 1000)
+    await expect(page).to_have_title("tabbed (connected)", timeout=timeout(15) * 1000)
 
     # Every page names an icon that loads, and /favicon.ico (which browsers
     # ask for on their own, and pages without a link get) answers too.

@@ -43,7 +43,7 @@ LAYERS: list[set[str]] = [
 HANDLERS = {"web.api", "web.favicon", "web.login", "web.pages", "web.streams", "web.terminal"}
 # web's own layers, lowest first (see gateway/web/__init__.py).
 WEB_LAYERS: list[set[str]] = [
-    {"web.common", "web.sse", "web.wsmask"},
+    {"web.common", "web.closing", "web.sse", "web.wsmask"},
     {"web.identity"},
     {"web.middleware", "web.accesslog"},
     HANDLERS,

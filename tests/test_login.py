@@ -130,9 +130,13 @@ async def test_roles_and_globs(
     seen = await (await vic.get("/api/agents")).json()
     assert [a["id"] for a in seen["agents"]] == ["watched"]
     for path in ("/api/agents/hidden/screen", "/agents/hidden/", "/agents/hidden/token"):
-        response = await vic.get(path)
+        response = await vic.get(path, headers={"Accept": "application/json"})
         assert response.status == 404, path
         assert (await response.json())["error"] == "not_found"
+    # A page the viewer may not see is the page of one that does not exist.
+    hidden = await (await vic.get("/agents/hidden/")).text()
+    missing = await (await vic.get("/agents/hiddex/")).text()
+    assert hidden == missing.replace("hiddex", "hidden")
     assert len((await (await olga.get("/api/agents")).json())["agents"]) == 2
 
     watched = agents[0]
@@ -434,3 +438,32 @@ async def test_a_reload_closes_every_socket_and_stream_that_lost_access(
     finally:
         for http in (vic_http, otto_http, guest, script):
             await http.close()
+
+
+async def test_the_login_page_learns_how_one_logs_in(
+    agent: LocalAgent, gateway: GatewayFactory, users: tuple[User, ...]
+) -> None:
+    configured = await gateway(agent, users=users)
+    answer = await configured.get("/api/login")
+    assert answer.status == 200
+    assert await answer.json() == {"demo": False, "password": True, "hint": None}
+    demo = await gateway(agent, demo=True, demo_login_token=config.Secret("tok"))
+    body = await (await demo.get("/api/login")).json()
+    # The demo's admin has a random password nobody knows: links only.
+    assert body["demo"] is True
+    assert body["password"] is False
+    assert "press Enter" in body["hint"]
+
+
+async def test_a_used_login_link_is_a_page_for_people_and_json_for_programs(
+    agent: LocalAgent, gateway: GatewayFactory, users: tuple[User, ...]
+) -> None:
+    client = await gateway(agent, users=users)
+    page = await client.get("/login/never-made", headers={"Accept": "text/html"})
+    assert page.status == 404
+    assert page.content_type == "text/html"
+    assert "<h1>This login link does not work</h1>" in await page.text()
+    assert '<a href="/login">Log in</a>' in await page.text()
+    assert "never-made" not in await page.text()
+    asked = await client.get("/login/never-made", headers={"Accept": "application/json"})
+    assert (await asked.json())["error"] == "link_invalid"

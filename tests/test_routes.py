@@ -7,6 +7,7 @@ import re
 import socket
 from typing import Any
 
+import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
@@ -118,19 +119,86 @@ async def _has(client: TestClient[Any, Any], agent_id: str, needle: str) -> bool
 
 async def test_unknown_agent_is_404_json(agent: LocalAgent, gateway: GatewayFactory) -> None:
     client = await gateway(agent)
-    for path in (
-        "/api/agents/nope/screen",
-        "/agents/nope/",
-        "/agents/nope/token",
-        "/agents/nope/ws",
-        "/agents/..%2Fetc/ws",
-        "/no/such/route",
+    # The API and the machine routes always; the pages when JSON is asked for.
+    for path, accept in (
+        ("/api/agents/nope/screen", "text/html"),
+        ("/agents/nope/", "application/json"),
+        ("/agents/nope/token", "text/html"),
+        ("/agents/nope/ws", "*/*"),
+        ("/agents/..%2Fetc/ws", "*/*"),
+        ("/no/such/route", "application/json"),
+        ("/static/dist/nope.js", "text/html"),
     ):
-        response = await client.get(path)
+        response = await client.get(path, headers={"Accept": accept})
         assert response.status == 404, path
         body = await response.json()
         assert body["error"] == "not_found", path
     await eventually(lambda: equals(agent.client_count(), 1), message="one upstream, no more")
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+async def test_a_browser_gets_an_html_page_for_what_is_not_there(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    for path, heading, reason in (
+        ("/agents/nope/", "No such agent", "There is no agent &#x27;nope&#x27; here"),
+        ("/agents/nope", "No such agent", "There is no agent &#x27;nope&#x27; here"),
+        ("/no/such/route", "Not Found", "There is nothing at this address."),
+    ):
+        for accept in (BROWSER_ACCEPT, "*/*", ""):
+            response = await client.get(path, headers={"Accept": accept})
+            assert response.status == 404, path
+            assert response.content_type == "text/html", (path, accept)
+            page = await response.text()
+            assert f"<h1>{heading}</h1>" in page, path
+            assert reason in page, path
+            assert '<a href="/">All agents</a>' in page
+            # Every page's headers, and the CSP holds: no inline script at all.
+            assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+            assert response.headers["X-Frame-Options"] == "DENY"
+            assert response.headers["Cache-Control"] == "no-store"
+            assert "<script" not in page
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/agents/%3Cscript%3Ealert(1)%3C%2Fscript%3E/", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("/agents/%22%3E%3Cimg%20src=x%3E/", "&quot;&gt;&lt;img src=x&gt;"),
+        ("/agents/a%26b%27c/", "a&amp;b&#x27;c"),
+        # Format and control characters are written as escapes, not rendered.
+        ("/agents/%E2%80%AEexe.txt/", "\\u202eexe.txt"),
+        ("/agents/%E2%80%8Bzero/", "\\u200bzero"),
+        ("/agents/tab%09cr%0D/", "tab\\tcr\\r"),
+        # Printable non-ASCII stays itself.
+        ("/agents/%C3%A9t%C3%A9-%F0%9F%A4%96/", "été-🤖"),
+    ],
+)
+async def test_an_error_page_escapes_what_the_url_holds(
+    agent: LocalAgent, gateway: GatewayFactory, path: str, shown: str
+) -> None:
+    client = await gateway(agent)
+    response = await client.get(path, headers={"Accept": BROWSER_ACCEPT})
+    assert response.status == 404
+    page = await response.text()
+    assert shown in page
+    assert "<script>" not in page
+    assert "<img" not in page
+    assert "\u202e" not in page
+    assert "\u200b" not in page
+
+
+async def test_an_error_page_repeats_only_a_short_part_of_a_long_id(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    response = await client.get("/agents/" + "x" * 3000 + "/", headers={"Accept": BROWSER_ACCEPT})
+    page = await response.text()
+    assert "x" * 80 + "…" in page
+    assert "x" * 81 not in page
 
 
 async def test_token_page_and_health(agent: LocalAgent, gateway: GatewayFactory) -> None:

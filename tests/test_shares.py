@@ -224,6 +224,37 @@ async def test_spectator_flow(
     await operator.close()
 
 
+async def test_a_dead_link_says_so_in_a_page_and_in_json(
+    setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
+    browsers: dict[str, aiohttp.ClientSession],
+) -> None:
+    olga, guest = browsers["olga"], browsers["guest"]
+    link = await make_link(olga, "shared")
+    assert (await spectate(guest, link["url"])).status == 303
+    assert (await olga.delete(f"/api/shares/{link['id']}")).status == 204
+    page = await guest.get(path_of(link["url"]), headers={"Accept": "text/html"})
+    assert page.status == 404
+    assert page.content_type == "text/html"
+    text = await page.text()
+    assert "This link was revoked or expired — ask for a new one." in text
+    assert link["url"].rsplit("/", 1)[1] not in text  # the token is not repeated
+    asked = await guest.get(path_of(link["url"]), headers={"Accept": "application/json"})
+    assert (await asked.json())["message"] == "this link was revoked or expired — ask for a new one"
+    # Its page, reloaded with the cookie of the dead link: the same words,
+    # never the login form (a spectator has no login), and the cookie goes.
+    reload = await guest.get("/agents/shared/", allow_redirects=False)
+    assert reload.status == 401
+    assert "revoked or expired — ask for a new one" in await reload.text()
+    assert '<a href="/login">Log in</a>' in await reload.text()
+    assert 'gateway_spectate=""' in reload.headers["Set-Cookie"]
+    # Said once: the next visit is a plain one, to the login page.
+    again = await guest.get("/agents/shared/", allow_redirects=False)
+    assert again.status == 303
+    assert again.headers["Location"].startswith("/login?next=")
+    # Programs still get a status, not a page.
+    assert (await guest.get("/api/agents")).status == 401
+
+
 async def test_bad_links_all_look_the_same(
     setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
     browsers: dict[str, aiohttp.ClientSession],

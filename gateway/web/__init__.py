@@ -4,8 +4,8 @@ Layers, lowest first; a module imports only from those above it in this list
 (and from outside ``web``), never from a sibling on its own line or below:
 
 * ``common``: JSON bodies and errors, agents as JSON, the audit of input;
-  ``sse``, ``wsmask``: protocol helpers (SSE framing, the client-frame
-  mask rule).
+  ``sse``, ``wsmask``, ``closing``: protocol helpers (SSE framing, the
+  client-frame mask rule, a WebSocket closed by its handler whoever asks).
 * ``identity``: who is calling (cookies, bearer tokens, sessions), the auth
   middleware, and the registry of open connections with their access checks.
 * ``middleware`` (Host, Origin, errors, security headers) and ``accesslog``.

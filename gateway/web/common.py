@@ -1,4 +1,4 @@
-"""What every handler module shares: JSON in and out, and agents as JSON.
+"""What every handler module shares: JSON in and out, error answers, and agents as JSON.
 
 A body is read up to a limit of the route's own (a login needs a few
 hundred bytes; input up to 256 KiB), and everything a client can put in
@@ -8,12 +8,20 @@ parser's recursion, and strings that are not valid Unicode (a lone
 surrogate such as ``"\\ud800"`` is legal JSON but cannot be encoded, typed
 into a terminal or written to the audit log).
 
+An error is JSON for scripts and an HTML page for people
+(:func:`error_answer`): a browser that follows a used login link or opens
+an agent it may not see gets the reason in words and a way back, not a
+JSON body. The page is built from fixed text; what came from the request
+(an agent id) is escaped, shortened and shown only where the JSON answer
+would show it too, so it tells nobody more than the JSON does.
+
 Handler modules never import each other: what two of them need lives here
 or in :mod:`gateway.web.identity`.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +47,105 @@ def json_error(
 ) -> web.Response:
     """``{"error": code, "message": message}`` with ``status``."""
     return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+# Routes only programs call: a WebSocket, ttyd's token, probes, scrapers,
+# the bundle's files. Their errors stay JSON whatever the Accept header says.
+_MACHINE_PATHS = ("/healthz", "/readyz", "/metrics")
+_MACHINE_SUFFIXES = ("/ws", "/token")
+
+
+def wants_json(request: web.Request) -> bool:
+    """Whether an error for ``request`` is answered as JSON rather than a page.
+
+    JSON for the API (``/api/``), the machine routes, and a client that
+    asks for JSON and not for HTML; a page for everything else, which is
+    what a browser's address bar, a link or a reload sends.
+    """
+    path = request.path
+    if path.startswith(("/api/", "/static/")) or path in _MACHINE_PATHS:
+        return True
+    if path.endswith(_MACHINE_SUFFIXES):
+        return True
+    accept = request.headers.get("Accept", "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
+# What a spectator whose link no longer works is told, by the API and the pages.
+LINK_GONE = "this link was revoked or expired — ask for a new one"
+
+
+# A way back from an error page: (href, label). Fixed paths only, never
+# anything from the request.
+HOME = ("/", "All agents")
+LOGIN = ("/login", "Log in")
+
+# The most of a request's text an error page repeats (an agent id is at most
+# a few dozen characters; a crafted one may be kilobytes).
+_SHOWN_CHARS = 80
+
+
+def shown(value: str) -> str:
+    """``value`` cut to a length a page may repeat, as a quoted string.
+
+    repr() writes control, format and other unprintable characters (a
+    right-to-left override, a lone surrogate) as escapes, so what the page
+    shows is what was asked for, not what it would render as.
+    """
+    cut = value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "…"
+    return repr(cut)
+
+
+def error_page(
+    status: int,
+    heading: str,
+    message: str,
+    ways: tuple[tuple[str, str], ...] = (HOME,),
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """A small HTML page: the reason in words and links back. Everything is escaped."""
+    links = " ".join(
+        f'<a href="{html.escape(href)}">{html.escape(label)}</a>' for href, label in ways
+    )
+    body = (
+        "<!doctype html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(heading)} · agent gateway</title>"
+        '<link rel="stylesheet" href="/static/dist/login.css"></head>'
+        f'<body><main class="login problem" data-status="{status}">'
+        f"<h1>{html.escape(heading)}</h1>"
+        f'<p class="reason">{html.escape(message)}</p>'
+        f'<p class="ways">{links}</p></main></body></html>\n'
+    )
+    # An answer about one moment (a link used, a session gone): never cached.
+    return web.Response(
+        status=status,
+        text=body,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def error_answer(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    heading: str,
+    page: str | None = None,
+    ways: tuple[tuple[str, str], ...] = (HOME,),
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """``json_error`` for programs, :func:`error_page` for a browser (see :func:`wants_json`).
+
+    ``page`` is the page's wording where it differs from ``message``.
+    """
+    if wants_json(request):
+        return json_error(status, code, message, headers)
+    return error_page(status, heading, page or message, ways, headers)
 
 
 async def read_object(request: web.Request, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:

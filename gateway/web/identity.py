@@ -53,7 +53,7 @@ from ..limits import CONNECTIONS_PER_USER
 from ..shares import Share
 from ..tasks import running
 from ..users import Role, User
-from .common import fleet_of, json_error
+from .common import HOME, LINK_GONE, LOGIN, error_page, fleet_of, json_error, wants_json
 
 ANONYMOUS = User("anonymous", "", Role.OPERATOR, ("*",))
 
@@ -185,6 +185,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     # Machines (scripts, sockets, scrapers) get a status, people the login page.
     if path.startswith("/api/") or path.endswith("/ws") or path == "/metrics":
         return json_error(401, "unauthorized", "log in first")
+    spectated = cookie_name(request.app, "spectate")
+    if spectated in request.cookies and not wants_json(request):
+        # A spectator whose link was revoked or ran out (or whose session a
+        # restart ended) has no login: the login form would only mislead.
+        # Said once: the dead cookie goes, so the next visit is a plain one.
+        page = error_page(401, "This link does not work", f"{LINK_GONE[0].upper()}{LINK_GONE[1:]}.",
+                          (HOME, LOGIN))  # fmt: skip
+        page.del_cookie(spectated, path="/")
+        return page
     raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import AUDIT, AUTH, SHARES
+from ..appkeys import AUDIT, AUTH, SETTINGS, SHARES
 from ..auth import session_key
 from ..errors import BadRequest, LoginBusy, LoginFailed, LoginThrottled, PasswordTooLong
-from .common import json_error, read_object, text
+from .common import HOME, LINK_GONE, LOGIN, error_answer, json_error, read_object, text
 from .identity import (
     client_address,
     cookie_name,
@@ -31,6 +31,29 @@ LOGIN_BODY_LIMIT = 8 * 1024
 
 # The answers that carry a session cookie: never kept by a cache.
 _NO_STORE = {"Cache-Control": "no-store"}
+
+
+# Where a demo's admin gets a login link: its password is random and never shown.
+DEMO_HINT = (
+    "Use the one-time login link `make run` printed; press Enter in its console for a fresh one."
+)
+
+
+async def login_options(request: web.Request) -> web.Response:
+    """``GET /api/login``: how one logs in here, for the login page (public).
+
+    ``demo`` when the one-time link is the way (``gateway serve --demo``);
+    ``password`` when some configured user has one (not the demo's admin).
+    """
+    settings, auth = request.app[SETTINGS], request.app[AUTH]
+    configured = any(user.name != "demo" or not settings.demo for user in auth.users.values())
+    return web.json_response(
+        {
+            "demo": settings.demo,
+            "password": configured,
+            "hint": DEMO_HINT if settings.demo else None,
+        }
+    )
 
 
 async def login(request: web.Request) -> web.Response:
@@ -85,7 +108,17 @@ async def one_time_login(request: web.Request) -> web.StreamResponse:
     """``GET /login/{token}``: a login link that works once (the demo's)."""
     session = await request.app[AUTH].redeem_one_time_login(request.match_info["token"])
     if session is None:
-        return json_error(404, "link_invalid", "this login link was used or is invalid")
+        demo = request.app[SETTINGS].demo
+        return error_answer(
+            request,
+            404,
+            "link_invalid",
+            "this login link was used or is invalid",
+            heading="This login link does not work",
+            page="A login link works once: this one was used already, or it is not valid."
+            + (f" {DEMO_HINT}" if demo else ""),
+            ways=(LOGIN,),
+        )
     request.app[AUDIT].record("login", user=session.user, via="one-time link",
                               address=client_address(request))  # fmt: skip
     response = web.Response(status=303, headers={"Location": "/", **_NO_STORE})
@@ -100,7 +133,15 @@ async def spectate(request: web.Request) -> web.StreamResponse:
     if share is None:
         # Unknown, tampered, expired, revoked, used up, or its creator may no
         # longer share that agent: one answer for all.
-        return json_error(404, "link_invalid", "this link is invalid or has expired")
+        return error_answer(
+            request,
+            404,
+            "link_invalid",
+            LINK_GONE,
+            heading="This link does not work",
+            page=f"{LINK_GONE[0].upper()}{LINK_GONE[1:]}.",
+            ways=(HOME, LOGIN),
+        )
     session = await request.app[AUTH].sessions.create(
         f"spectator:{share.id}", share_id=share.id, agent=share.agent
     )

@@ -18,7 +18,7 @@ from ..appkeys import (
 )
 from ..config import is_loopback
 from ..errors import AgentNotFound, BadRequest, RedisUnavailable
-from .common import json_error
+from .common import error_answer, json_error, shown
 from .identity import bearer_token, client_address, cookie_name, redis_unavailable
 
 # Requests a cross-site page could make with the user's cookies and that
@@ -65,11 +65,20 @@ async def origin_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Our errors, and aiohttp's 4xx on API paths, as JSON bodies."""
+    """Our errors, and aiohttp's 4xx, as JSON bodies, or as a page for a browser."""
     try:
         return await handler(request)
     except AgentNotFound as exc:
-        return json_error(404, "not_found", str(exc))
+        # The same words whether it does not exist or the caller may not see
+        # it (a spectator opening another agent): nothing tells them apart.
+        return error_answer(
+            request,
+            404,
+            "not_found",
+            str(exc),
+            heading="No such agent",
+            page=f"There is no agent {shown(exc.agent_id)} here that you may open.",
+        )
     except BadRequest as exc:
         return json_error(400, "bad_request", str(exc))
     except RedisUnavailable:
@@ -77,7 +86,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return redis_unavailable()
     except web.HTTPException as exc:
         if exc.status >= 400 and not exc.content_type.startswith("application/json"):
-            return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            return error_answer(
+                request,
+                exc.status,
+                exc.reason.lower().replace(" ", "_"),
+                exc.reason,
+                heading=exc.reason,
+                page="There is nothing at this address." if exc.status == 404 else None,
+            )
         raise
 
 

@@ -34,6 +34,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/events", streams.events)
     app.router.add_get("/api/agents/{agent_id}/logs", streams.agent_logs)
     app.router.add_post("/api/login", login.login)
+    app.router.add_get("/api/login", login.login_options)
     app.router.add_post("/api/logout", login.logout)
     # GET only: a HEAD (a chat tool's link preview) must not use up a link.
     app.router.add_get("/s/{token}", login.spectate, allow_head=False)

@@ -25,6 +25,40 @@ export async function me(fetchImpl = fetch) {
 }
 
 /**
+ * GET a JSON answer: `{ok, status, body}` like postJson (`body` is `{}`
+ * without a JSON object), or null when no answer came at all.
+ */
+export async function getJson(url, fetchImpl = fetch) {
+  let response;
+  try {
+    response = await fetchImpl(url, { credentials: CREDENTIALS });
+  } catch {
+    return null;
+  }
+  return { ok: response.ok, status: response.status, body: await objectOf(response) };
+}
+
+/**
+ * Whether the caller's session still holds, for a page whose socket or
+ * feed was refused: "live" (with `me`), "ended" (the gateway answered 401:
+ * logged out, timed out, a revoked link, a restarted gateway that forgot
+ * it), or "unknown" (no answer, or another error: worth retrying).
+ */
+export async function session(fetchImpl = fetch) {
+  const answer = await getJson("/api/me", fetchImpl);
+  if (answer === null) return { state: "unknown", me: null };
+  if (answer.status === 401) return { state: "ended", me: null };
+  return answer.ok ? { state: "live", me: answer.body } : { state: "unknown", me: null };
+}
+
+async function objectOf(response) {
+  const answer = await response.json().catch(() => null);
+  // Callers read fields off it: anything but an object (no body, `null`,
+  // a bare string) is read as an object without them.
+  return answer !== null && typeof answer === "object" ? answer : {};
+}
+
+/**
  * POST `body` as JSON; resolves to `{ok, status, body}`, `body` being the
  * answer's JSON object or `{}` when it has none (a 204, a proxy's HTML
  * page). The gateway's errors are `{error, message}`: callers show
@@ -40,9 +74,5 @@ export async function postJson(url, body, fetchImpl = fetch) {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
   });
-  const answer = await response.json().catch(() => null);
-  // Callers read fields off it: anything but an object (no body, `null`,
-  // a bare string) is read as an object without them.
-  const object = answer !== null && typeof answer === "object" ? answer : {};
-  return { ok: response.ok, status: response.status, body: object };
+  return { ok: response.ok, status: response.status, body: await objectOf(response) };
 }

@@ -4,11 +4,24 @@
  */
 import "./login.css";
 
-import { postJson } from "./api.js";
+import { getJson, postJson } from "./api.js";
 import { safeNext } from "./protocol.js";
 
 const form = document.getElementById("login");
 const error = document.getElementById("error");
+const hint = document.getElementById("hint");
+
+// How one logs in here: the demo's admin only through the one-time link
+// `make run` prints (its password is random), so the page says so, and
+// offers no form where nobody has a password.
+getJson("/api/login").then((answer) => {
+  if (!answer?.ok) return;
+  if (answer.body.hint) {
+    hint.textContent = answer.body.hint;
+    hint.hidden = false;
+  }
+  if (answer.body.password === false) form.hidden = true;
+});
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();

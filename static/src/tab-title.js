@@ -18,6 +18,8 @@ export function tabState(phase, upstreamState) {
       return "reconnecting";
     case Phase.GAVE_UP:
       return "disconnected";
+    case Phase.ENDED:
+      return "session ended";
     default:
       return "";
   }

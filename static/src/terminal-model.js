@@ -1,6 +1,6 @@
 /**
- * The terminal page's connection, without the DOM: what the status badge
- * says and when to reconnect. terminal.js feeds it what the socket and the
+ * The terminal page's connection, without the DOM: what the agent badge and
+ * the link badge say, and when to reconnect. terminal.js feeds it what the socket and the
  * gateway say, paints badge(), and runs the timers: the model owns none and
  * reads the time only from the clock it is given, so tests step time by hand.
  *
@@ -12,11 +12,16 @@
  *                                      └──► gaveup ───retry now─────────────────► connecting
  *                          (on 1008, or after MAX_ATTEMPTS)   (the backoff starts over)
  *
- * and "invalid" is a page that names no agent. While open, the badge shows
- * the gateway's side instead: its last status frame ('S', an agent state
- * from agent-state.js), or for NOTICE_MS a notice ('N') about this viewer.
+ *   any ──ended(kind)──► ended   (the session is over: 401, or closed for good;
+ *                                 nothing to retry, only "log in again" or a new link)
+ *
+ * and "invalid" is a page that names no agent. Two badges, two vocabularies
+ * (vocabulary.js): link() is our socket to the gateway; agent() is what the
+ * gateway last said of the agent ('S' frames, an agent state, in the words
+ * the wall uses too), marked stale while our socket is not open. A notice
+ * ('N', about this viewer) shows for NOTICE_MS beside them.
  */
-import { NO_TERMINAL } from "./agent-state.js";
+import { ENDED, LINK_WORDS, loginHref, stateWord } from "./vocabulary.js";
 import { Backoff, afterClose } from "./backoff.js";
 
 export const Phase = Object.freeze({
@@ -24,6 +29,7 @@ export const Phase = Object.freeze({
   OPEN: "open",
   WAITING: "waiting",
   GAVE_UP: "gaveup",
+  ENDED: "ended",
   INVALID: "invalid",
 });
 
@@ -35,34 +41,19 @@ export const NOTICE_MS = 4_000;
 
 const secondsUntil = (at, now) => Math.max(0, Math.ceil((at - now) / 1000));
 
-// No terminal, and the gateway may say why: one wording for all such states.
-const noTerminal = (status) => ["down", `agent ${status.state}${status.message ? `: ${status.message}` : ""}`];
-
 /**
- * [badge state, text] for the gateway's status frame, per agent state;
- * `retryIn` is whole seconds to the gateway's next try, or null. The badge
- * states are terminal.css's `.status[data-state]` values. The states with
- * no terminal come from the generated NO_TERMINAL set and share a wording,
- * so one added there shows without a change here; any other new state
- * fails test/agent-state.test.js until it has an entry.
+ * The agent badge for the gateway's last status frame: {state, text, detail}.
+ * `text` is the agent state's one word (as on the wall); `detail` the
+ * gateway's reason and, while it retries, its countdown. `retryIn` is whole
+ * seconds to the gateway's next try, or null.
  */
-export const UPSTREAM_BADGES = Object.freeze({
-  connecting: () => ["connecting", "agent connecting"],
-  connected: () => ["connected", "connected"],
-  reconnecting: (status, retryIn) => [
-    "down",
-    `agent unreachable: ${status.message || "reconnecting"}${retryIn === null ? "" : ` (retry in ${retryIn}s)`}`,
-  ],
-  ...Object.fromEntries([...NO_TERMINAL].map((state) => [state, noTerminal])),
-});
-
-function upstreamBadge(status, retryIn) {
+export function agentBadge(status, retryIn = null) {
   // Before the first status frame the gateway has nothing to add: connected.
-  if (status === null) return UPSTREAM_BADGES.connected();
-  const known = Object.prototype.hasOwnProperty.call(UPSTREAM_BADGES, status.state);
-  // A state this bundle does not know (the gateway was upgraded under an
-  // open page) still says something.
-  return (known ? UPSTREAM_BADGES[status.state] : noTerminal)(status, retryIn);
+  const state = status === null ? "connected" : String(status.state);
+  const parts = [];
+  if (status?.message) parts.push(status.message);
+  if (state === "reconnecting" && retryIn !== null) parts.push(`retry in ${retryIn}s`);
+  return { state, text: stateWord(state), detail: parts.join(" · ") };
 }
 
 /** Our socket's phase and what the gateway last said on it; see the top of this file. */
@@ -73,18 +64,27 @@ export class Connection {
   #retryAt = 0; // when we reconnect, while waiting (clock ms)
   #closeReason = ""; // why the last socket closed, until one opens
   #openedAt = null;
-  #upstream = null; // the last status frame, while open
+  #upstream = null; // the last status frame (kept, stale, while our socket is down)
+  #heard = false; // whether any socket of this page was ever open
   #upstreamRetryAt = null; // when the gateway retries the agent, if it said
   #notice = null; // { text, until }
+  #ended = null; // a key of ENDED, once the session is over
+  #path;
 
   /**
    * @param {object} [options]
    * @param {() => number} [options.clock] ms, monotonic (performance.now)
    * @param {Backoff} [options.backoff] the delays between our reconnects
+   * @param {string} [options.path] this page's path, to come back to after logging in
    */
-  constructor({ clock = () => performance.now(), backoff = new Backoff({ base: 500, cap: 30_000 }) } = {}) {
+  constructor({
+    clock = () => performance.now(),
+    backoff = new Backoff({ base: 500, cap: 30_000 }),
+    path = "/",
+  } = {}) {
     this.#clock = clock;
     this.#backoff = backoff;
+    this.#path = path;
   }
 
   get phase() {
@@ -96,10 +96,13 @@ export class Connection {
     return this.#upstream?.state ?? null;
   }
 
-  /** A new socket is being opened: what the last one was told no longer holds. */
+  /**
+   * A new socket is being opened. What the last one was told stays, as
+   * stale, until the gateway says again; its countdown and notice go.
+   */
   connecting() {
+    if (this.#phase === Phase.ENDED) return;
     this.#phase = Phase.CONNECTING;
-    this.#upstream = null;
     this.#upstreamRetryAt = null;
     this.#notice = null;
   }
@@ -108,6 +111,20 @@ export class Connection {
     this.#phase = Phase.OPEN;
     this.#openedAt = this.#clock();
     this.#closeReason = "";
+    // A fresh socket: until its first status frame the agent is connected.
+    this.#upstream = null;
+    this.#heard = true;
+  }
+
+  /**
+   * The session is over (`kind`: "session", "link" or "access", see
+   * ENDED): nothing is retried or offered but what can work.
+   */
+  ended(kind) {
+    this.#phase = Phase.ENDED;
+    this.#ended = kind;
+    this.#upstreamRetryAt = null;
+    this.#notice = null;
   }
 
   /**
@@ -115,6 +132,7 @@ export class Connection {
    * wait before connecting again) or `{retry: false}` (gave up).
    */
   closed(code, reason = "") {
+    if (this.#phase === Phase.ENDED) return { retry: false };
     const now = this.#clock();
     if (this.#openedAt !== null && now - this.#openedAt > STABLE_AFTER_MS) this.#backoff.reset();
     this.#openedAt = null;
@@ -161,12 +179,58 @@ export class Connection {
     this.#phase = Phase.INVALID;
   }
 
-  /** What the badge shows: {state, text, title, retry (the button)}. */
-  badge() {
+  /**
+   * Our link to the gateway: {state, text, title, retry (the button),
+   * login (a link to log in again, or null)}. `state` is one of
+   * connecting, live, offline, ended, invalid (terminal.css colours them).
+   */
+  link() {
     const now = this.#clock();
-    const [state, text] = this.#describe(now);
     const retry = this.#phase === Phase.WAITING || this.#phase === Phase.GAVE_UP;
-    return { state, text, title: this.#closeReason, retry };
+    const base = { title: this.#closeReason, retry, login: null };
+    switch (this.#phase) {
+      case Phase.INVALID:
+        return { ...base, state: "invalid", text: "not an agent page" };
+      case Phase.CONNECTING:
+        return { ...base, state: "connecting", text: LINK_WORDS.connecting };
+      case Phase.OPEN:
+        return { ...base, state: "live", text: LINK_WORDS.live };
+      case Phase.WAITING:
+        return {
+          ...base,
+          state: "offline",
+          text: `${LINK_WORDS.offline} · reconnecting in ${secondsUntil(this.#retryAt, now)}s`,
+        };
+      case Phase.GAVE_UP:
+        return { ...base, state: "offline", text: `${LINK_WORDS.offline}: ${this.#closeReason}` };
+      case Phase.ENDED:
+        return {
+          ...base,
+          state: "ended",
+          text: ENDED[this.#ended] ?? ENDED.session,
+          login: this.#ended === "session" ? loginHref(this.#path) : null,
+        };
+    }
+    return { ...base, state: "offline", text: LINK_WORDS.offline };
+  }
+
+  /**
+   * What the gateway last said of the agent: {state, text, detail, stale}.
+   * Stale while our socket is not open (it may have changed since); state
+   * "unknown" before any socket of this page was ever open.
+   */
+  agent() {
+    const stale = this.#phase !== Phase.OPEN;
+    if (!this.#heard) return { state: "unknown", text: "unknown", detail: "", stale: true };
+    const now = this.#clock();
+    const retryIn =
+      !stale && this.#upstreamRetryAt !== null ? secondsUntil(this.#upstreamRetryAt, now) : null;
+    return { ...agentBadge(this.#upstream, retryIn), stale };
+  }
+
+  /** The notice about this viewer to show now, or "". */
+  noticeText() {
+    return this.#noticeShown(this.#clock()) ? this.#notice.text : "";
   }
 
   /** Whether the badge changes with time alone (a countdown, a notice that fades): then re-render. */
@@ -179,26 +243,6 @@ export class Connection {
 
   #noticeShown(now) {
     return this.#notice !== null && this.#notice.until > now;
-  }
-
-  #describe(now) {
-    switch (this.#phase) {
-      case Phase.INVALID:
-        return ["error", "not an agent page"];
-      case Phase.CONNECTING:
-        return ["connecting", "connecting"];
-      case Phase.WAITING:
-        return ["waiting", `reconnecting in ${secondsUntil(this.#retryAt, now)}s`];
-      case Phase.GAVE_UP:
-        return ["error", `disconnected: ${this.#closeReason}`];
-      case Phase.OPEN:
-        break;
-    }
-    // Notices concern this connection (e.g. refused input), so they only
-    // cover the upstream state, never our own reconnect countdown.
-    if (this.#noticeShown(now)) return ["notice", this.#notice.text];
-    const retryIn = this.#upstreamRetryAt === null ? null : secondsUntil(this.#upstreamRetryAt, now);
-    return upstreamBadge(this.#upstream, retryIn);
   }
 }
 

@@ -39,7 +39,7 @@ import { LogsPanel } from "./logs-panel.js";
 import { presenceText } from "./presence.js";
 import { SharePanel } from "./share-panel.js";
 import { tabState, tabTitle } from "./tab-title.js";
-import { Connection, access } from "./terminal-model.js";
+import { Connection, Phase, access } from "./terminal-model.js";
 
 // How often a countdown or a fading notice in the badge is redrawn.
 const TICK_MS = 250;
@@ -89,12 +89,21 @@ window.gateway = { term };
 
 /** What /api/me says; until it answers, assume read-only (nothing is sent). */
 let me = access(null);
+// Whether this page watches through a spectator link (then there is no
+// login to go back to when it ends: only a new link).
+let spectator = false;
 
 async function loadMe() {
   const data = await api.me();
   // No answer: the page keeps its HTML defaults, which offer nothing.
   if (!data) return;
-  me = access(data);
+  spectator = Boolean(data.spectator_of);
+  offer(access(data));
+}
+
+/** Show the controls `allowed` (an access()) offers, and only those. */
+function offer(allowed) {
+  me = allowed;
   document.getElementById("mode").hidden = !me.readOnly;
   document.getElementById("fit").hidden = !me.fit;
   document.getElementById("share-toggle").hidden = !me.share;
@@ -106,16 +115,32 @@ async function loadMe() {
 
 const badge = document.getElementById("status");
 const badgeText = document.getElementById("status-text");
+const badgeDetail = document.getElementById("status-detail");
+const linkBadge = document.getElementById("link");
+const linkText = document.getElementById("link-text");
+const loginAgain = document.getElementById("login-again");
 const retryButton = document.getElementById("retry");
-const connection = new Connection();
+const noticeBadge = document.getElementById("notice");
+const connection = new Connection({ path: location.pathname });
 let ticker = 0;
 
 function render() {
-  const shown = connection.badge();
-  badge.dataset.state = shown.state;
-  badgeText.textContent = shown.text;
-  badge.title = shown.title;
-  retryButton.hidden = !shown.retry;
+  const agent = connection.agent();
+  badge.dataset.state = agent.state;
+  badge.dataset.stale = String(agent.stale);
+  badgeText.textContent = agent.text;
+  badgeDetail.textContent = agent.detail;
+  badge.title = agent.stale ? "the agent as last heard: the gateway is not connected" : agent.detail;
+  const link = connection.link();
+  linkBadge.dataset.state = link.state;
+  linkText.textContent = link.text;
+  linkBadge.title = link.title;
+  retryButton.hidden = !link.retry;
+  loginAgain.hidden = link.login === null;
+  if (link.login !== null) loginAgain.href = link.login;
+  const notice = connection.noticeText();
+  noticeBadge.textContent = notice;
+  noticeBadge.hidden = !notice;
   if (agentId) {
     const title = tabTitle({ agentId, state: tabState(connection.phase, connection.upstreamState), title: programTitle });
     if (document.title !== title) document.title = title;
@@ -128,6 +153,30 @@ function render() {
     clearInterval(ticker);
     ticker = 0;
   }
+}
+
+/**
+ * After a close the gateway may have ended the session (logout, expiry, a
+ * revoked link), or a restarted gateway may not know it: its upgrade then
+ * fails with 401, which a browser shows a socket only as a close (1006). So
+ * ask: a session that is over ends the page's retrying, with words that
+ * say what to do instead.
+ */
+async function checkSession(code, reason) {
+  const { state } = await api.session();
+  if (state === "ended") {
+    connection.ended(spectator ? "link" : "session");
+  } else if (state === "live" && code === 1008 && reason === "access revoked") {
+    connection.ended(spectator ? "link" : "access");
+  } else {
+    return;
+  }
+  // Nothing this page offered can work any more: no controls that would fail.
+  offer(access(null));
+  document.getElementById("mode").hidden = true;
+  clearTimeout(retryTimer);
+  retryTimer = 0;
+  render();
 }
 
 // --------------------------------------------------------------- socket --
@@ -144,6 +193,8 @@ function send(bytes) {
 function connect() {
   clearTimeout(retryTimer);
   retryTimer = 0;
+  // A session that is over stays over: no socket that can only be refused.
+  if (connection.phase === Phase.ENDED) return;
   connection.connecting();
   render();
 
@@ -169,6 +220,7 @@ function connect() {
     const next = connection.closed(event.code, event.reason);
     if (next.retry) retryTimer = setTimeout(connect, next.delay);
     render();
+    checkSession(event.code, event.reason);
   });
 }
 

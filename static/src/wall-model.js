@@ -4,11 +4,26 @@
  * An agent's `status` is one of STATES (generated from gateway/core/state.py).
  */
 import { ATTENTION, NO_TERMINAL } from "./agent-state.js";
+import { stateWord } from "./vocabulary.js";
 
 export class Wall {
   constructor() {
     /** @type {Map<string, object>} agent JSON, as /api/agents gives it */
     this.agents = new Map();
+    /** Whether what the tiles show may be out of date: the event feed is not live. */
+    this.stale = true;
+  }
+
+  /**
+   * The event feed's state: "live" once it is open, anything else while
+   * it is down (every tile is then only what was last heard). Returns
+   * whether that changed.
+   */
+  feed(state) {
+    const stale = state !== "live";
+    const changed = stale !== this.stale;
+    this.stale = stale;
+    return changed;
   }
 
   /** A `snapshot` event: replace everything. */
@@ -91,21 +106,5 @@ export function arrange(shown, wanted, held) {
   return [...kept, ...wanted.filter((id) => !known.has(id))];
 }
 
-/**
- * A status in words for a tile's badge, state by state: "connected" is the
- * agent running as it should. Spelled out rather than derived so that a
- * state added in Python fails test/agent-state.test.js until someone has
- * chosen its words here (and its colour in wall.css).
- */
-export const STATUS_LABELS = Object.freeze({
-  connecting: "connecting",
-  connected: "running",
-  reconnecting: "reconnecting",
-  stopped: "stopped",
-  conflict: "conflict",
-  unreachable: "unreachable",
-});
-
-/** The label for a tile; a state this bundle does not know shows as itself. */
-export const statusLabel = (agent) =>
-  Object.prototype.hasOwnProperty.call(STATUS_LABELS, agent.status) ? STATUS_LABELS[agent.status] : agent.status;
+/** The label for a tile: the agent state's word, the same on every page (vocabulary.js). */
+export const statusLabel = (agent) => stateWord(agent.status);

@@ -12,12 +12,17 @@ import { ansiRows } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
 import { presenceText } from "./presence.js";
 import { fitTile } from "./tile-fit.js";
+import { ENDED, LINK_WORDS, loginHref } from "./vocabulary.js";
 import { Wall, arrange, statusLabel } from "./wall-model.js";
 
 // A tile's screen is refetched at most this often.
 const SCREEN_REFRESH_MS = 1000;
 // The tallest a tile's picture gets (px): taller screens are scaled down to it.
 const TILE_MAX_HEIGHT = 320;
+// After the feed was refused with something other than a 401 (a 503 while
+// Redis is away), it is opened again this much later: EventSource itself
+// gives up on any answer that is not a stream.
+const FEED_RETRY_MS = 5000;
 
 // A tile's width follows the window (one column on a phone): fit again.
 const resized = new ResizeObserver((records) => {
@@ -38,6 +43,7 @@ const selected = new Set();
 let canWrite = false;
 // While the pointer is on the wall no tile moves (see arrange in wall-model.js).
 let pointerOnWall = false;
+let spectator = false;
 
 function tile(id) {
   let entry = tiles.get(id);
@@ -69,10 +75,11 @@ function tile(id) {
 function paint(agent) {
   const { element } = tile(agent.id);
   element.dataset.status = agent.status;
+  element.dataset.stale = String(wall.stale);
   element.querySelector(".name").textContent = agent.id;
   const state = element.querySelector(".state");
   state.textContent = statusLabel(agent);
-  state.title = agent.message || "";
+  state.title = wall.stale ? "as last heard: the event feed is down" : agent.message || "";
   element.querySelector(".title").textContent = agent.title === agent.id ? "" : agent.title;
   element.querySelector(".viewers").textContent = presenceText(agent);
 }
@@ -182,6 +189,16 @@ async function submitCommand(event) {
   document.getElementById("command-summary").textContent = `sent to ${sent} of ${agents.length}`;
 }
 
+/** The feed badge: our link to the gateway, in the words the terminal uses too. */
+function showFeed(state, text, login = null) {
+  feed.dataset.state = state;
+  feed.textContent = text;
+  const again = document.getElementById("login-again");
+  again.hidden = login === null;
+  if (login !== null) again.href = login;
+  if (wall.feed(state)) render();
+}
+
 function listen() {
   const source = new EventSource("/api/events");
   const handle = (kind) => (event) => {
@@ -195,19 +212,20 @@ function listen() {
     render();
   };
   for (const kind of ["snapshot", "agent", "activity"]) source.addEventListener(kind, handle(kind));
-  source.addEventListener("open", () => {
-    feed.dataset.state = "live";
-    feed.textContent = "live";
-  });
-  source.addEventListener("error", () => {
-    // EventSource reconnects by itself unless the answer was not a stream
-    // (401 after a logout or expiry): then back to the login page.
-    if (source.readyState === EventSource.CLOSED) {
-      location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
-      return;
+  source.addEventListener("open", () => showFeed("live", LINK_WORDS.live));
+  source.addEventListener("error", async () => {
+    // Down: every tile is only what was last heard. EventSource reconnects
+    // by itself unless the answer was not a stream: then ask whether the
+    // session is over (a 401 after a logout, an expiry, a restart).
+    showFeed("offline", `${LINK_WORDS.offline} · tiles are stale`);
+    if (source.readyState !== EventSource.CLOSED) return;
+    const { state } = await api.session();
+    if (state === "ended") {
+      const kind = spectator ? "link" : "session";
+      showFeed("ended", ENDED[kind], kind === "session" ? loginHref(location.pathname) : null);
+    } else {
+      setTimeout(listen, FEED_RETRY_MS);
     }
-    feed.dataset.state = "reconnecting";
-    feed.textContent = "reconnecting";
   });
 }
 
@@ -215,6 +233,7 @@ async function whoAmI() {
   const me = await api.me();
   if (!me) return;
   canWrite = me.can_write;
+  spectator = Boolean(me.spectator_of);
   document.getElementById("command").hidden = !canWrite;
   for (const { element } of tiles.values()) element.querySelector(".pick").hidden = !canWrite;
   if (me.login) {

@@ -8,8 +8,9 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
 import { ATTENTION, NO_TERMINAL, STATES } from "../src/agent-state.js";
-import { UPSTREAM_BADGES } from "../src/terminal-model.js";
-import { STATUS_LABELS, rank, statusLabel } from "../src/wall-model.js";
+import { agentBadge } from "../src/terminal-model.js";
+import { STATE_WORDS } from "../src/vocabulary.js";
+import { rank, statusLabel } from "../src/wall-model.js";
 
 /** The values `selector[attribute="..."]` rules in a stylesheet under src/ give a look to. */
 function styled(sheet, selector, attribute) {
@@ -19,20 +20,23 @@ function styled(sheet, selector, attribute) {
 }
 
 describe("every agent state", () => {
-  it("has a terminal badge of its own, and the badges name no state that is gone", () => {
+  it("has a word of its own, and the words name no state that is gone", () => {
     // Own entries, not the fallback for states this bundle does not know.
-    assert.deepEqual(Object.keys(UPSTREAM_BADGES).sort(), [...STATES].sort());
-    const coloured = styled("terminal.css", ".status", "data-state");
+    assert.deepEqual(Object.keys(STATE_WORDS).sort(), [...STATES].sort());
+    for (const state of STATES) assert.ok(STATE_WORDS[state], state);
+  });
+
+  it("is the same word on the wall and in the terminal (issue 14, item 6)", () => {
     for (const state of STATES) {
-      const [badge, text] = UPSTREAM_BADGES[state]({ state, message: "why" }, 3);
-      assert.ok(coloured.has(badge), `${state}: terminal.css has no colour for badge state ${badge}`);
-      assert.ok(text, state);
+      const terminal = agentBadge({ state, message: "why" }, 3);
+      assert.equal(terminal.text, statusLabel({ status: state }), state);
+      assert.equal(terminal.state, state, "the badge is coloured by the state itself");
     }
   });
 
-  it("has a wall label, and the labels name no state that is gone", () => {
-    assert.deepEqual(Object.keys(STATUS_LABELS).sort(), [...STATES].sort());
-    for (const state of STATES) assert.ok(statusLabel({ status: state }), state);
+  it("has an agent badge colour in terminal.css (stopped has the default grey)", () => {
+    const coloured = styled("terminal.css", ".status", "data-state");
+    assert.deepEqual(STATES.filter((state) => !coloured.has(state)), []);
   });
 
   it("has a tile colour in wall.css (connected has the default green)", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { me, postJson } from "../src/api.js";
+import { getJson, me, postJson, session } from "../src/api.js";
 
 /** A fetch that answers `status` with `text` as the body, and records its calls. */
 function server(status, text) {
@@ -67,5 +67,33 @@ describe("postJson", () => {
 
   it("rejects when no answer came, for the caller to judge", async () => {
     await assert.rejects(postJson("/api/x", {}, offline), TypeError);
+  });
+});
+
+describe("session", () => {
+  it("is live with what /api/me says", async () => {
+    const { fetchImpl } = server(200, '{"name": "olga"}');
+    assert.deepEqual(await session(fetchImpl), { state: "live", me: { name: "olga" } });
+  });
+
+  it("is ended on a 401 only: logged out, expired, revoked, or a gateway that forgot it", async () => {
+    assert.deepEqual(await session(server(401, '{"error": "unauthorized"}').fetchImpl), { state: "ended", me: null });
+    assert.deepEqual(await session(server(401, "<html>").fetchImpl), { state: "ended", me: null });
+  });
+
+  it("is unknown when nothing can be said: no network, a 503, a proxy's 502", async () => {
+    assert.equal((await session(offline)).state, "unknown");
+    assert.equal((await session(server(503, '{"error": "redis_unavailable"}').fetchImpl)).state, "unknown");
+    assert.equal((await session(server(502, "<html>").fetchImpl)).state, "unknown");
+  });
+});
+
+describe("getJson", () => {
+  it("answers like postJson, and null without an answer", async () => {
+    const { calls, fetchImpl } = server(200, '{"demo": true}');
+    assert.deepEqual(await getJson("/api/login", fetchImpl), { ok: true, status: 200, body: { demo: true } });
+    assert.deepEqual(calls, [["/api/login", { credentials: "same-origin" }]]);
+    assert.equal(await getJson("/api/login", offline), null);
+    assert.deepEqual(await getJson("/x", server(404, "null").fetchImpl), { ok: false, status: 404, body: {} });
   });
 });

@@ -3,7 +3,8 @@ import { describe, it } from "node:test";
 
 import { TRANSITIONS } from "../src/agent-state.js";
 import { Backoff, MAX_ATTEMPTS } from "../src/backoff.js";
-import { Connection, NOTICE_MS, Phase, STABLE_AFTER_MS, access } from "../src/terminal-model.js";
+import { Connection, NOTICE_MS, Phase, STABLE_AFTER_MS, access, agentBadge } from "../src/terminal-model.js";
+import { ENDED } from "../src/vocabulary.js";
 
 /**
  * A connection on a hand-stepped clock whose backoff always draws the middle
@@ -14,6 +15,7 @@ function setup() {
   const connection = new Connection({
     clock: () => clock.now,
     backoff: new Backoff({ base: 500, cap: 30_000, random: () => 0.5 }),
+    path: "/agents/a b/",
   });
   const advance = (ms) => {
     clock.now += ms;
@@ -29,31 +31,46 @@ function open(...frames) {
   return fixture;
 }
 
-const shows = (connection) => {
-  const { state, text } = connection.badge();
+/** Our link to the gateway: [state, text]. */
+const link = (connection) => {
+  const { state, text } = connection.link();
   return [state, text];
 };
 
-describe("our socket", () => {
-  it("starts connecting, with no retry button and nothing to count down", () => {
+/** The agent badge: [state, text, detail, stale]. */
+const agent = (connection) => {
+  const { state, text, detail, stale } = connection.agent();
+  return [state, text, detail, stale];
+};
+
+describe("our socket (the link badge)", () => {
+  it("starts connecting, with no retry button, nothing to count down, and the agent unknown", () => {
     const { connection } = setup();
     assert.equal(connection.phase, Phase.CONNECTING);
-    assert.deepEqual(connection.badge(), { state: "connecting", text: "connecting", title: "", retry: false });
+    assert.deepEqual(connection.link(), {
+      state: "connecting",
+      text: "gateway: connecting",
+      title: "",
+      retry: false,
+      login: null,
+    });
+    assert.deepEqual(agent(connection), ["unknown", "unknown", "", true]);
     assert.equal(connection.ticking(), false);
   });
 
-  it("once open, and before any status frame, says connected", () => {
+  it("once open, and before any status frame: live, and the agent connected", () => {
     const { connection } = open();
     assert.equal(connection.phase, Phase.OPEN);
-    assert.deepEqual(connection.badge(), { state: "connected", text: "connected", title: "", retry: false });
+    assert.deepEqual(link(connection), ["live", "gateway: live"]);
+    assert.deepEqual(agent(connection), ["connected", "connected", "", false]);
     assert.equal(connection.ticking(), false);
   });
 
   it("a page that names no agent says so and never connects", () => {
     const { connection } = setup();
     connection.invalid();
-    assert.deepEqual(shows(connection), ["error", "not an agent page"]);
-    assert.equal(connection.badge().retry, false);
+    assert.deepEqual(link(connection), ["invalid", "not an agent page"]);
+    assert.equal(connection.link().retry, false);
     assert.equal(connection.retryNow(), false);
   });
 
@@ -61,25 +78,36 @@ describe("our socket", () => {
     const { connection, advance } = open();
     assert.deepEqual(connection.closed(1006), { retry: true, delay: 250 });
     assert.equal(connection.phase, Phase.WAITING);
-    assert.deepEqual(connection.badge(), {
-      state: "waiting",
-      text: "reconnecting in 1s",
+    assert.deepEqual(connection.link(), {
+      state: "offline",
+      text: "gateway: offline · reconnecting in 1s",
       title: "closed (1006)",
       retry: true,
+      login: null,
     });
     assert.equal(connection.ticking(), true);
     advance(250);
-    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 0s"]);
+    assert.deepEqual(link(connection), ["offline", "gateway: offline · reconnecting in 0s"]);
+  });
+
+  it("while our socket is down the agent shows as last heard, stale, without a countdown", () => {
+    const { connection } = open({ state: "reconnecting", message: "refused", retry_in: 5 });
+    connection.closed(1006);
+    assert.deepEqual(agent(connection), ["reconnecting", "reconnecting", "refused", true]);
+    connection.connecting();
+    assert.deepEqual(agent(connection), ["reconnecting", "reconnecting", "refused", true]);
+    connection.opened();
+    assert.deepEqual(agent(connection), ["connected", "connected", "", false]);
   });
 
   it("counts whole seconds up, down to zero", () => {
     const { connection, advance } = setup();
     for (let n = 0; n < 4; n++) connection.closed(1006); // delays 250, 500, 1000, 2000
-    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 2s"]);
+    assert.deepEqual(link(connection), ["offline", "gateway: offline · reconnecting in 2s"]);
     advance(1_001);
-    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 1s"]);
+    assert.deepEqual(link(connection), ["offline", "gateway: offline · reconnecting in 1s"]);
     advance(5_000);
-    assert.deepEqual(shows(connection), ["waiting", "reconnecting in 0s"]);
+    assert.deepEqual(link(connection), ["offline", "gateway: offline · reconnecting in 0s"]);
   });
 
   it("the delays grow with each failed try, and the reason names the close", () => {
@@ -90,7 +118,7 @@ describe("our socket", () => {
       delays.push(connection.closed(1011, "upstream broke").delay);
     }
     assert.deepEqual(delays, [250, 500, 1000, 2000, 4000, 8000, 15_000, 15_000]);
-    assert.equal(connection.badge().title, "closed (1011: upstream broke)");
+    assert.equal(connection.link().title, "closed (1011: upstream broke)");
   });
 
   it("1001 (the gateway going away) reconnects like any other close", () => {
@@ -99,15 +127,16 @@ describe("our socket", () => {
     assert.equal(connection.phase, Phase.WAITING);
   });
 
-  it("1008 gives up at once: the gateway ended this session", () => {
+  it("1008 stops retrying at once; the button stays until the page knows the session is over", () => {
     const { connection } = open();
-    assert.deepEqual(connection.closed(1008, "logged out"), { retry: false });
+    assert.deepEqual(connection.closed(1008, "input flood"), { retry: false });
     assert.equal(connection.phase, Phase.GAVE_UP);
-    assert.deepEqual(connection.badge(), {
-      state: "error",
-      text: "disconnected: the gateway ended this session",
+    assert.deepEqual(connection.link(), {
+      state: "offline",
+      text: "gateway: offline: the gateway ended this session",
       title: "the gateway ended this session",
       retry: true,
+      login: null,
     });
     assert.equal(connection.ticking(), false);
   });
@@ -122,7 +151,7 @@ describe("our socket", () => {
       advance(STABLE_AFTER_MS);
     }
     assert.deepEqual(connection.closed(1006), { retry: false });
-    assert.deepEqual(shows(connection), ["error", `disconnected: no connection after ${MAX_ATTEMPTS} tries`]);
+    assert.deepEqual(link(connection), ["offline", `gateway: offline: no connection after ${MAX_ATTEMPTS} tries`]);
   });
 
   it("a connection that stayed up past STABLE_AFTER_MS starts over from short delays", () => {
@@ -146,14 +175,61 @@ describe("our socket", () => {
     const { connection } = open();
     connection.closed(1006);
     connection.connecting();
-    assert.deepEqual(connection.badge(), {
+    assert.deepEqual(connection.link(), {
       state: "connecting",
-      text: "connecting",
+      text: "gateway: connecting",
       title: "closed (1006)",
       retry: false,
+      login: null,
     });
     connection.opened();
-    assert.equal(connection.badge().title, "");
+    assert.equal(connection.link().title, "");
+  });
+});
+
+describe("a session that is over", () => {
+  it("says log in again, with a link back to this page, and offers no retry", () => {
+    const { connection } = open({ state: "connected" });
+    connection.closed(1008, "session ended");
+    connection.ended("session");
+    assert.deepEqual(connection.link(), {
+      state: "ended",
+      text: "your session ended — log in again",
+      title: "the gateway ended this session",
+      retry: false,
+      login: "/login?next=%2Fagents%2Fa%20b%2F",
+    });
+    assert.equal(connection.retryNow(), false);
+    assert.equal(connection.ticking(), false);
+    assert.deepEqual(agent(connection), ["connected", "connected", "", true]);
+  });
+
+  it("ends a backoff in progress: a 401 (a restarted gateway) never counts down again", () => {
+    const { connection } = open();
+    assert.equal(connection.closed(1001).retry, true);
+    connection.ended("session");
+    assert.equal(connection.link().retry, false);
+    assert.equal(connection.ticking(), false);
+    // A timer that fires anyway connects nothing and retries nothing.
+    connection.connecting();
+    assert.equal(connection.phase, Phase.ENDED);
+    assert.deepEqual(connection.closed(1006), { retry: false });
+    assert.equal(connection.phase, Phase.ENDED);
+  });
+
+  it("a spectator's link: ask for a new one; there is no login to offer", () => {
+    const { connection } = open();
+    connection.ended("link");
+    assert.deepEqual(link(connection), ["ended", "this link was revoked or expired — ask for a new one"]);
+    assert.equal(connection.link().login, null);
+    assert.equal(connection.link().retry, false);
+  });
+
+  it("access taken away (a reload of the users) says so, without a retry", () => {
+    const { connection } = open();
+    connection.ended("access");
+    assert.deepEqual(link(connection), ["ended", ENDED.access]);
+    assert.equal(connection.link().login, null);
   });
 });
 
@@ -184,51 +260,54 @@ describe("retry now", () => {
   });
 });
 
-describe("status frames (the gateway's side)", () => {
-  it("connected and connecting", () => {
-    assert.deepEqual(shows(open({ state: "connected" }).connection), ["connected", "connected"]);
-    assert.deepEqual(shows(open({ state: "connecting" }).connection), ["connecting", "agent connecting"]);
+describe("status frames (the agent badge: the gateway's side)", () => {
+  it("connected and connecting: the state's word, as on the wall", () => {
+    assert.deepEqual(agent(open({ state: "connected" }).connection), ["connected", "connected", "", false]);
+    assert.deepEqual(agent(open({ state: "connecting" }).connection), ["connecting", "connecting", "", false]);
   });
 
-  it("reconnecting: agent unreachable, with the gateway's reason and its countdown", () => {
+  it("reconnecting: the word, and the gateway's reason and countdown beside it", () => {
     const { connection, advance } = open({ state: "reconnecting", message: "connection refused", retry_in: 2.5 });
-    assert.deepEqual(shows(connection), ["down", "agent unreachable: connection refused (retry in 3s)"]);
+    assert.deepEqual(agent(connection), ["reconnecting", "reconnecting", "connection refused · retry in 3s", false]);
     assert.equal(connection.ticking(), true);
     advance(1_000);
-    assert.deepEqual(shows(connection), ["down", "agent unreachable: connection refused (retry in 2s)"]);
+    assert.equal(connection.agent().detail, "connection refused · retry in 2s");
     advance(1_500);
     // The countdown is over: it stays at 0s and the ticking stops.
-    assert.deepEqual(shows(connection), ["down", "agent unreachable: connection refused (retry in 0s)"]);
+    assert.equal(connection.agent().detail, "connection refused · retry in 0s");
     assert.equal(connection.ticking(), false);
   });
 
   it("reconnecting without a reason or a delay", () => {
     const { connection } = open({ state: "reconnecting" });
-    assert.deepEqual(shows(connection), ["down", "agent unreachable: reconnecting"]);
+    assert.deepEqual(agent(connection), ["reconnecting", "reconnecting", "", false]);
     assert.equal(connection.ticking(), false);
   });
 
   it("no terminal: the state, and the owner's reason when it gives one", () => {
-    assert.deepEqual(shows(open({ state: "stopped" }).connection), ["down", "agent stopped"]);
-    assert.deepEqual(shows(open({ state: "conflict", message: "claimed by a and b" }).connection), [
-      "down",
-      "agent conflict: claimed by a and b",
-    ]);
-    assert.deepEqual(shows(open({ state: "unreachable", message: "no ttyd label" }).connection), [
-      "down",
-      "agent unreachable: no ttyd label",
+    assert.deepEqual(agent(open({ state: "stopped" }).connection), ["stopped", "stopped", "", false]);
+    assert.deepEqual(agent(open({ state: "conflict", message: "claimed by a and b" }).connection), [
+      "conflict",
+      "conflict",
+      "claimed by a and b",
+      false,
     ]);
   });
 
-  it("a state this bundle does not know still shows as down, never as a property", () => {
-    const paused = open({ state: "paused", message: "by olga" }).connection;
-    assert.deepEqual(shows(paused), ["down", "agent paused: by olga"]);
-    assert.deepEqual(shows(open({ state: "constructor" }).connection), ["down", "agent constructor"]);
+  it("a state this bundle does not know shows as itself, never as a property", () => {
+    assert.deepEqual(agent(open({ state: "paused", message: "by olga" }).connection), [
+      "paused",
+      "paused",
+      "by olga",
+      false,
+    ]);
+    assert.equal(open({ state: "constructor" }).connection.agent().text, "constructor");
+    assert.equal(agentBadge({ state: "toString" }).text, "toString");
   });
 
   it("a retry delay only counts for reconnecting", () => {
     const { connection } = open({ state: "stopped", retry_in: 5 });
-    assert.deepEqual(shows(connection), ["down", "agent stopped"]);
+    assert.deepEqual(agent(connection), ["stopped", "stopped", "", false]);
     assert.equal(connection.ticking(), false);
   });
 
@@ -238,33 +317,24 @@ describe("status frames (the gateway's side)", () => {
       for (const to of [from, ...tos]) {
         const before = from === "reconnecting" ? earlier : { state: from };
         const moved = open(before, { state: to }).connection;
-        assert.deepEqual(shows(moved), shows(open({ state: to }).connection), `${from} -> ${to}`);
+        assert.deepEqual(agent(moved), agent(open({ state: to }).connection), `${from} -> ${to}`);
         assert.equal(moved.ticking(), false, `${from} -> ${to}`);
       }
     }
   });
-
-  it("are dropped with the socket: a new one starts from connecting, then connected", () => {
-    const { connection } = open({ state: "reconnecting", retry_in: 30 });
-    connection.closed(1006);
-    assert.equal(shows(connection)[0], "waiting");
-    connection.connecting();
-    connection.opened();
-    assert.deepEqual(shows(connection), ["connected", "connected"]);
-    assert.equal(connection.ticking(), false, "the old socket's countdown is gone too");
-  });
 });
 
 describe("notices (about this viewer)", () => {
-  it("cover the gateway's state for NOTICE_MS, then fade", () => {
+  it("show for NOTICE_MS beside the badges, then fade", () => {
     const { connection, advance } = open({ state: "stopped" });
     connection.notice("read-only: input refused");
-    assert.deepEqual(shows(connection), ["notice", "read-only: input refused"]);
+    assert.equal(connection.noticeText(), "read-only: input refused");
+    assert.deepEqual(agent(connection), ["stopped", "stopped", "", false]);
     assert.equal(connection.ticking(), true);
     advance(NOTICE_MS - 1);
-    assert.equal(shows(connection)[0], "notice");
+    assert.equal(connection.noticeText(), "read-only: input refused");
     advance(1);
-    assert.deepEqual(shows(connection), ["down", "agent stopped"]);
+    assert.equal(connection.noticeText(), "");
     assert.equal(connection.ticking(), false);
   });
 
@@ -274,17 +344,16 @@ describe("notices (about this viewer)", () => {
     advance(NOTICE_MS - 100);
     connection.notice("second");
     advance(200);
-    assert.deepEqual(shows(connection), ["notice", "second"]);
+    assert.equal(connection.noticeText(), "second");
   });
 
-  it("never cover our own reconnect countdown, and go with the socket", () => {
+  it("go with the socket", () => {
     const { connection } = open();
     connection.notice("input flood");
     connection.closed(1006);
-    assert.equal(shows(connection)[0], "waiting");
     connection.connecting();
     connection.opened();
-    assert.deepEqual(shows(connection), ["connected", "connected"]);
+    assert.equal(connection.noticeText(), "");
   });
 });
 

@@ -73,9 +73,21 @@ test("filter by name, title and status", () => {
 });
 
 test("labels", () => {
-  assert.equal(statusLabel({ status: "connected" }), "running");
+  assert.equal(statusLabel({ status: "connected" }), "connected");
   assert.equal(statusLabel({ status: "conflict" }), "conflict");
   // A newer gateway's state, or junk: shown as it is, never a prototype's property.
   assert.equal(statusLabel({ status: "paused" }), "paused");
   assert.equal(statusLabel({ status: "toString" }), "toString");
+});
+
+test("every tile is stale until the feed is live, and again while it is down", () => {
+  const wall = new Wall();
+  assert.equal(wall.stale, true);
+  assert.equal(wall.feed("live"), true);
+  assert.equal(wall.stale, false);
+  assert.equal(wall.feed("live"), false, "no change, nothing to redraw");
+  assert.equal(wall.feed("offline"), true);
+  assert.equal(wall.stale, true);
+  assert.equal(wall.feed("ended"), false);
+  assert.equal(wall.stale, true);
 });
