@@ -60,3 +60,16 @@ def test_back_from_an_outage_nothing_free_is_taken_until_the_hold_ends() -> None
     placement.hold_back_all(11.0)
     assert placement.plan(11.95, {agent: None}, live).contend == ()
     assert placement.plan(12.0, {agent: None}, live).contend == (agent,)
+
+
+def test_a_replica_waiting_its_turn_is_told_when_it_comes() -> None:
+    live = {"r0": 0.0, "r1": 0.0, "r2": 0.0}
+    agent = "shell"
+    third = ranking(agent, live)[2]
+    placement = Placement(third)
+    plan = placement.plan(10.0, {agent: None}, live)
+    assert plan.contend == ()
+    assert plan.next_turn == 10.0 + 2 * CONTEND_STEP
+    assert placement.plan(plan.next_turn, {agent: None}, live).contend == (agent,)
+    # Nothing free: no turn to wait for.
+    assert placement.plan(11.0, {agent: "r0"}, live).next_turn is None

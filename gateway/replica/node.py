@@ -94,6 +94,8 @@ class Node:
         # failed, or took that long); the next pass that hears it says so.
         self._away = False
         self._heard_ms: int | None = None  # Redis's clock at the last heartbeat
+        # When this replica's turn comes for a free agent (placement), if sooner than a poll.
+        self._next_turn: float | None = None
         self._pass_done = asyncio.Event()
         self._draining = False
         # Set by aclose: nothing more is sent (a hub closing after us releases nothing).
@@ -140,6 +142,7 @@ class Node:
         if self._draining or self._closed:
             return
         self._draining = True
+        log.info("replica: draining: handing over %d agents", len(self.owned))
         with contextlib.suppress(RedisUnavailable, ResponseError):
             await self._heartbeat(leaving=True)
         waits = [source.hand_over(then=Role.IDLE) for source in self._sources.values()]
@@ -234,8 +237,12 @@ class Node:
             self._passes += 1
             done, self._pass_done = self._pass_done, asyncio.Event()
             done.set()
+            wait = POLL
+            if self._next_turn is not None:
+                wait = min(POLL, max(0.0, self._next_turn - self._clock()))
+                self._next_turn = None
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL):
+                async with asyncio.timeout(wait):
                     await self._poke.wait()
 
     async def _heartbeat(self, *, leaving: bool = False) -> list[bytes]:
@@ -293,6 +300,7 @@ class Node:
         if self._draining:
             return
         plan = self._placement.plan(now, owners, self._live_since)
+        self._next_turn = plan.next_turn
         for agent in plan.contend:
             source = self._sources.get(agent)
             # Its hand-over entry freed the lease already: the agent is the others' now.

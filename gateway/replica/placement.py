@@ -36,6 +36,9 @@ def ranking(agent_id: str, replicas: Iterable[str]) -> list[str]:
 class Plan:
     contend: tuple[str, ...] = ()
     release: tuple[str, ...] = ()
+    # When this replica's turn comes for a free agent it may not take yet
+    # (the clock's time), so the next pass runs then and not a poll later.
+    next_turn: float | None = None
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Placement:
         replicas = set(live) | {self.me}
         contend: list[str] = []
         release: list[str] = []
+        turns: list[float] = []
         for agent_id, owner in owners.items():
             if owner is not None:
                 self._free_since.pop(agent_id, None)
@@ -75,15 +79,17 @@ class Placement:
             since = self._free_since.setdefault(agent_id, now)
             if self._held_back.get(agent_id, now) > now or self._quiet_until > now:
                 continue
-            rank = ranking(agent_id, replicas).index(self.me)
-            if now - since >= rank * CONTEND_STEP:
+            turn = since + ranking(agent_id, replicas).index(self.me) * CONTEND_STEP
+            if now >= turn:
                 contend.append(agent_id)
+            else:
+                turns.append(turn)
         for agent_id in set(self._free_since) - set(owners):
             del self._free_since[agent_id]
         for agent_id, until in list(self._held_back.items()):
             if until <= now:
                 del self._held_back[agent_id]
-        return Plan(tuple(contend), tuple(release))
+        return Plan(tuple(contend), tuple(release), min(turns, default=None))
 
     def handed_over(self, agent_id: str, now: float) -> None:
         """This replica let go of ``agent_id`` for its first choice: do not take it back at once."""
