@@ -47,6 +47,7 @@ from ..errors import RedisUnavailable
 from ..tasks import cancel
 from .client import BLOCK_MS, RedisLink
 from .codec import Keys
+from .lua import Arg, Lua
 from .placement import Placement
 from .scripts import ACQUIRE, APPEND, HEARTBEAT, RELEASE, RENEW
 from .source import ReplicaSource, Role
@@ -103,16 +104,15 @@ class Node:
         self._reader_id: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._side: set[asyncio.Task[Any]] = set()
-        self._scripts: dict[str, Any] = {}
+        self._scripts: dict[str, Lua] = {}
 
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
         """Connect (waiting for Redis a while) and start the loops; returns at once after."""
         await self.link.open()
-        client = self.link.client
         self._scripts = {
-            name: client.register_script(source)
+            name: Lua(source)
             for name, source in {
                 "heartbeat": HEARTBEAT,
                 "acquire": ACQUIRE,
@@ -250,9 +250,9 @@ class Node:
         # A new candidate every time: one fixed per replica would be set again after a
         # FLUSHALL by the replica that set it first, and nobody would see the data lost.
         fresh_epoch = secrets.token_hex(8)
-        args = [self.replica, self.lease_ms, "1" if leaving else "0", fresh_epoch]
+        args: list[Arg] = [self.replica, self.lease_ms, "1" if leaving else "0", fresh_epoch]
         before = time.time() * 1000
-        now_ms, live, epoch = await self.link.call(self._scripts["heartbeat"](keys=keys, args=args))
+        now_ms, live, epoch = await self._scripts["heartbeat"](self.link, keys, args)
         after = time.time() * 1000
         self._redis_offset_ms = int(now_ms) - (before + after) / 2
         # On Redis's clock, which went on while it was paused, or down and back.
@@ -307,9 +307,7 @@ class Node:
             if source is None or source.handing_over:
                 continue
             keys = [self.keys.lease(agent), self.keys.generation(agent)]
-            token = await self.link.call(
-                self._scripts["acquire"](keys=keys, args=[self.replica, self.lease_ms])
-            )
+            token = await self._scripts["acquire"](self.link, keys, [self.replica, self.lease_ms])
             if token is not None:
                 source.promote(token.decode())
         for agent in plan.release:
@@ -321,9 +319,7 @@ class Node:
     async def _retake(self, source: ReplicaSource, token: str) -> str | None:
         """A held lease found lapsed: ours again if nobody took it since; else step down."""
         keys = [self.keys.lease(source.agent_id), self.keys.generation(source.agent_id)]
-        result = await self.link.call(
-            self._scripts["renew"](keys=keys, args=[token, self.lease_ms])
-        )
+        result = await self._scripts["renew"](self.link, keys, [token, self.lease_ms])
         self._renewed(source, token, result)
         return token if result else None
 
@@ -360,19 +356,15 @@ class Node:
     async def _load_scripts(self) -> None:
         """Load the scripts pipelines run by digest (a restarted Redis has forgotten them)."""
         for script in self._scripts.values():
-            await self.link.call(self.link.client.script_load(script.script))
+            await self.link.call(self.link.client.script_load(script.source))
 
     def _evalsha(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
-        # By digest, not through redis-py's Script: in a pipeline that asks
-        # SCRIPT EXISTS first, one more round trip for every batch of output.
+        # By digest, in the pipeline: a NOSCRIPT answer reloads them all (the callers).
         pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
 
     async def _release(self, agent_id: str, token: str) -> None:
-        await self.link.call(
-            self._scripts["release"](
-                keys=[self.keys.lease(agent_id), self.keys.generation(agent_id)], args=[token]
-            )
-        )
+        keys = [self.keys.lease(agent_id), self.keys.generation(agent_id)]
+        await self._scripts["release"](self.link, keys, [token])
 
     # --- the writer ---------------------------------------------------------------------
 

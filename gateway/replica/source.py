@@ -57,12 +57,14 @@ from .codec import (
     answer,
 )
 from .forwarding import FORWARD_MAX_AGE_MS, Forwarder
+from .lua import Lua
 from .scripts import BOOTSTRAP
 
 if TYPE_CHECKING:
     from .client import RedisLink
 
 log = logging.getLogger(__name__)
+_BOOTSTRAP = Lua(BOOTSTRAP)
 
 # A checkpoint after this much output, or this long after a change.
 CHECKPOINT_BYTES = 512 * 1024
@@ -599,9 +601,8 @@ class ReplicaSource:
     async def _sync(self, *, repaint: bool) -> None:
         """Start (or resume) from the checkpoint and what follows it, in one step."""
         link, keys, agent = self._node.link, self._keys, self.agent_id
-        script = link.client.register_script(BOOTSTRAP)
         keys_ = [keys.checkpoint(agent), keys.output(agent), keys.lease(agent), keys.status(agent)]
-        ckpt_id, ckpt_data, owner, status, raw = await link.call(script(keys=keys_))
+        ckpt_id, ckpt_data, owner, status, raw = await _BOOTSTRAP(link, keys_)
         # Inside Lua an entry's fields are a flat list: [field, value, field, value].
         entries = [
             Entry.parse(raw_id, dict(zip(flat[::2], flat[1::2], strict=True)))
