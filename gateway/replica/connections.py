@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ..errors import RedisUnavailable
 from ..tasks import running
 from .client import RedisLink
-from .lua import NOW_MS, Arg, Lua
+from .lua import LIVE_PARTS, NOW_MS, Arg, Lua
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,10 @@ TTL_MS = 15_000
 # Sums the valid counts and drops the lapsed ones; the prelude of ACQUIRE and HELD.
 _TOTAL = (
     NOW_MS
+    + LIVE_PARTS
     + """
 local total = 0
-local flat = redis.call('HGETALL', KEYS[1])
-for i = 1, #flat, 2 do
-  local field = flat[i]
-  if string.sub(field, 1, 2) == 'n:' then
-    local replica = string.sub(field, 3)
-    local deadline = tonumber(redis.call('HGET', KEYS[1], 't:' .. replica) or '0')
-    if deadline < now then
-      redis.call('HDEL', KEYS[1], field, 't:' .. replica)
-    else
-      total = total + tonumber(flat[i + 1])
-    end
-  end
-end
+for _, part in ipairs(live_parts(KEYS[1])) do total = total + tonumber(part[2]) end
 """
 )
 

@@ -41,6 +41,32 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 
+# After NOW_MS: the live parts of a hash that each replica writes its own part
+# of (``n:<replica>`` the value, ``t:<replica>`` its deadline on Redis's clock),
+# as {replica, value} pairs in the hash's order; lapsed parts are deleted, so
+# a replica that died stops counting without anyone cleaning up after it.
+LIVE_PARTS = """
+local function live_parts(key)
+  local flat = redis.call('HGETALL', key)
+  local fields = {}
+  for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+  local parts = {}
+  for i = 1, #flat, 2 do
+    local field = flat[i]
+    if string.sub(field, 1, 2) == 'n:' then
+      local replica = string.sub(field, 3)
+      if tonumber(fields['t:' .. replica] or '0') < now then
+        redis.call('HDEL', key, field, 't:' .. replica)
+      else
+        table.insert(parts, {replica, flat[i + 1]})
+      end
+    end
+  end
+  return parts
+end
+"""
+
+
 def text(value: Any) -> str:
     """A reply as text (replies are raw bytes: see client.RedisLink)."""
     if isinstance(value, bytes):

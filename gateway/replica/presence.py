@@ -33,7 +33,7 @@ from typing import Any
 from ..errors import RedisUnavailable
 from ..tasks import running
 from .client import RedisLink
-from .lua import NOW_MS, Arg, Lua, text
+from .lua import LIVE_PARTS, NOW_MS, Arg, Lua, text
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,11 @@ return 1
 # KEYS: presence. ARGV: replica. The other replicas' valid parts; lapsed ones are deleted.
 OTHERS = Lua(
     NOW_MS
+    + LIVE_PARTS
     + """
 local parts = {}
-local flat = redis.call('HGETALL', KEYS[1])
-for i = 1, #flat, 2 do
-  local name = flat[i]
-  if string.sub(name, 1, 2) == 'n:' then
-    local replica = string.sub(name, 3)
-    local deadline = tonumber(redis.call('HGET', KEYS[1], 't:' .. replica) or '0')
-    if deadline < now then
-      redis.call('HDEL', KEYS[1], name, 't:' .. replica)
-    elseif replica ~= ARGV[1] then
-      table.insert(parts, flat[i + 1])
-    end
-  end
+for _, part in ipairs(live_parts(KEYS[1])) do
+  if part[1] ~= ARGV[1] then table.insert(parts, part[2]) end
 end
 return parts
 """
