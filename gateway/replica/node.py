@@ -457,6 +457,11 @@ class Node:
             for raw_key, entries in reply or []:
                 key = raw_key.decode()
                 readers[key].received(key, entries)
+            if reply:
+                # Let the sources act on what came (type forwarded input, relay a
+                # mirror's output) before the next read: a keystroke's way
+                # through Redis is waited on at both ends.
+                await asyncio.sleep(0)
 
     async def _unblock(self, reader_id: int) -> None:
         with contextlib.suppress(RedisUnavailable):
