@@ -87,6 +87,8 @@ log = logging.getLogger(__name__)
 
 # How often agents' output is summarised as ``activity`` events.
 ACTIVITY_INTERVAL = 1.0
+# Shutdown: how long open sockets get to take their 1001 before they are dropped.
+CLOSE_DEADLINE = 2.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -477,6 +479,22 @@ async def _drain(app: web.Application) -> None:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    sockets = app[SOCKETS]
-    for ws in [*sockets]:
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    """Close every socket and stream with 1001, all at once; drop what has not closed by then.
+
+    One at a time, a single viewer that stopped reading (a frozen tab, a dead
+    path) held the whole shutdown for as long as its peer lived.
+    """
+    sockets = [*app[SOCKETS]]
+    closes = [
+        asyncio.ensure_future(s.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
+        for s in sockets
+    ]
+    if not closes:
+        return
+    _, pending = await asyncio.wait(closes, timeout=CLOSE_DEADLINE)
+    if pending:
+        log.info("shutdown: %d connections did not take the close; dropped", len(pending))
+        for connection, close in zip(sockets, closes, strict=True):
+            if close in pending:
+                connection.abort()
+        await asyncio.wait(pending, timeout=CLOSE_DEADLINE)

@@ -41,6 +41,9 @@ class Closable(Protocol):
 
     async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
+    def abort(self) -> None:
+        """Drop the connection at once: for a peer that does not take the close."""
+
 
 SETTINGS = web.AppKey("settings", Settings)
 FLEET = web.AppKey("fleet", Fleet)

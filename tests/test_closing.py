@@ -31,7 +31,7 @@ class Server:
     async def handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        closer = HandlerClose(ws)
+        closer = HandlerClose(ws, request.transport)
         await self.closers.put(closer)
         await closer.serve(self.read(closer))
         return ws

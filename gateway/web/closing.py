@@ -29,8 +29,9 @@ class HandlerClose:
     reader handles a message: input being sent is sent, and audited).
     """
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
         self.ws = ws
+        self._transport = transport
         self._asked: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._closed = asyncio.Event()
         self._reader: asyncio.Task[Any] | None = None
@@ -53,6 +54,16 @@ class HandlerClose:
         self.ask(code, message)
         await self._closed.wait()
         return True
+
+    def abort(self) -> None:
+        """Drop the connection: a peer that stopped reading never takes the close frame.
+
+        aiohttp's close waits for the socket to drain, with no deadline; once
+        the transport is gone that wait ends, and so does the handler.
+        """
+        self.ask(WSCloseCode.GOING_AWAY)
+        if self._transport is not None:
+            self._transport.abort()
 
     async def receive(self) -> WSMessage | None:
         """The next message, or None once a close was asked for."""

@@ -257,10 +257,13 @@ async def revalidate(app: web.Application) -> None:
 
 async def _revoke(connection: Closable) -> None:
     # A peer that stopped reading can hold a close for ever; the sweeper
-    # that called this must go on (it also ends expired sessions).
-    with contextlib.suppress(TimeoutError):
+    # that called this must go on (it also ends expired sessions), and the
+    # connection must not outlive its access: dropped, then.
+    try:
         async with asyncio.timeout(REVOKE_TIMEOUT):
             await connection.close(code=WSCloseCode.POLICY_VIOLATION, message=b"access revoked")
+    except TimeoutError:
+        connection.abort()
 
 
 async def sweeper(app: web.Application) -> AsyncIterator[None]:

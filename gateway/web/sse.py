@@ -109,6 +109,11 @@ class EventStream:
         self.closing.set()
         return True
 
+    def abort(self) -> None:
+        self.closing.set()
+        if self._request.transport is not None:
+            self._request.transport.abort()
+
     async def finish(self) -> None:
         with contextlib.suppress(ConnectionError):
             await self._response.write_eof()

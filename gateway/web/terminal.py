@@ -66,7 +66,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         )
         await ws.prepare(request)
         _bound_send_buffer(request)
-        closer = HandlerClose(ws)
+        closer = HandlerClose(ws, request.transport)
         with tracked(request, closer, hub.agent_id):
             await closer.serve(_serve_viewer(request, closer, hub))
         return ws
