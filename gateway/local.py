@@ -194,6 +194,11 @@ class LocalAgent:
             await writer.wait_closed()
         return True
 
+    @property
+    def ttyd_pid(self) -> int | None:
+        """ttyd's process id while it runs (fault tests freeze it)."""
+        return None if self._ttyd is None else self._ttyd.pid
+
     async def stop_ttyd(self) -> None:
         """Kill ttyd (its tmux client goes with it); the tmux session stays."""
         proc, self._ttyd = self._ttyd, None

@@ -115,3 +115,41 @@ async def test_sigterm_ends_promptly_with_a_viewer_that_stopped_reading(
             await proc.wait()
     stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
     assert "Traceback" not in stderr, stderr
+
+
+async def test_sigterm_ends_promptly_with_a_frozen_ttyd(
+    make_agent: AgentFactory, tmp_path: Path
+) -> None:
+    agent = await make_agent()
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[server]\npublic_origin = "{origin}"\n'
+        f'[[agents]]\nid = "{agent.name}"\nurl = "{agent.url}"\n'
+    )
+    proc = await run_cli("serve", "--config", str(config), "--listen", f"127.0.0.1:{port}")
+    pid = agent.ttyd_pid
+    assert pid is not None
+    try:
+        async with aiohttp.ClientSession(headers={"Origin": origin}) as http:
+
+            async def connected() -> bool:
+                try:
+                    async with http.get(f"{origin}/api/agents") as response:
+                        agents = (await response.json())["agents"]
+                except aiohttp.ClientConnectionError:
+                    return False
+                return bool(agents[0]["status"] == "connected")
+
+            await eventually(connected, within=timeout(30), message="the agent is connected")
+            os.kill(pid, signal.SIGSTOP)
+            proc.send_signal(signal.SIGTERM)
+            # Before: websockets waited its 10 s for a close answer that never came.
+            await asyncio.wait_for(proc.wait(), timeout(8))
+            assert proc.returncode == 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

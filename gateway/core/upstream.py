@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # ttyd sends a pty read per message; 1 MiB bounds a single frame from a
 # misbehaving peer while being far above what ttyd produces (it reads ≤ 64 KiB).
 MAX_UPSTREAM_FRAME = 1 << 20
+# Seconds our close of a ttyd connection waits for ttyd's answer.
+CLOSE_TIMEOUT = 1.0
 
 
 class UpstreamSink(Protocol):
@@ -166,6 +168,9 @@ class Upstream:
             # little, and ttyd does not negotiate it by default anyway.
             "compression": None,
             "open_timeout": self._open_timeout,
+            # A ttyd that froze never answers our close: a shutdown or a hand-over
+            # waits this long for it, not websockets' 10 s.
+            "close_timeout": CLOSE_TIMEOUT,
             "max_size": MAX_UPSTREAM_FRAME,
             # Never send agent traffic through an HTTP proxy from the environment.
             "proxy": None,
