@@ -324,18 +324,21 @@ class Notice:
 
     code: str
     message: str
+    #: What a page may act on besides the words (a resize's who and sizes),
+    #: sent beside ``code`` and ``message``.
+    details: dict[str, Any] | None = None
     command: ClassVar[ServerCommand] = ServerCommand.NOTICE
 
     def serialize(self) -> bytes:
-        return b"N" + _dump({"code": self.code, "message": self.message})
+        return b"N" + _dump({**(self.details or {}), "code": self.code, "message": self.message})
 
     @classmethod
     def parse(cls, payload: bytes) -> Notice:
         obj = _load_object(payload, "notice")
-        code, message = obj.get("code"), obj.get("message")
+        code, message = obj.pop("code", None), obj.pop("message", None)
         if not isinstance(code, str) or not isinstance(message, str):
             raise PeerProtocolError("notice: 'code' and 'message' must be strings")
-        return cls(code, message)
+        return cls(code, message, obj or None)
 
 
 ServerMessage = Output | SetTitle | SetPreferences | Status | Notice

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import ttyd
 from .relay import Relay, ViewerState
@@ -78,13 +78,13 @@ class Viewer:
         if self._relay.resume(self):
             self._wakeup.set()
 
-    def notice(self, code: str, message: str) -> None:
-        """Tell this viewer something (input refused, ...).
+    def notice(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        """Tell this viewer something (input refused, who resized the agent, ...).
 
         Notices travel apart from the output queue, so a resync (which drops
         that queue) never swallows one; only the latest few are kept.
         """
-        if self._relay.notice(self, ttyd.Notice(code, message).serialize()):
+        if self._relay.notice(self, ttyd.Notice(code, message, details).serialize()):
             self._wakeup.set()
 
     def close(self, code: int) -> None:
