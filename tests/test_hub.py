@@ -22,7 +22,7 @@ from gateway.core.relay import (
 from gateway.core.state import AgentState
 from gateway.core.target import Target
 from gateway.core.viewer import Viewer
-from gateway.errors import AgentNotFound, UpstreamUnavailable
+from gateway.errors import AgentNotFound, PeerProtocolError, UpstreamUnavailable
 from gateway.local import LocalAgent
 from gateway.screen.reference import PyteScreen
 
@@ -534,3 +534,15 @@ def test_a_notice_carries_its_details_and_parses_back() -> None:
     assert ttyd.parse_server(ttyd.Notice("read_only", "x").serialize()) == ttyd.Notice(
         "read_only", "x"
     )
+
+
+def test_who_resized_travels_between_replicas_but_never_to_ttyd() -> None:
+    resize = ttyd.Resize(46, 40, by="alice", viewer="c0ffee")
+    assert ttyd.parse_client(resize.serialize()) == resize
+    assert resize.for_ttyd().serialize() == b'1{"columns":46,"rows":40}'
+    assert ttyd.Resize(46, 40).serialize() == b'1{"columns":46,"rows":40}'
+    with pytest.raises(PeerProtocolError):
+        ttyd.parse_client(b'1{"columns":46,"rows":40,"by":7}')
+    long = ttyd.parse_client(b'1{"columns":46,"rows":40,"by":"' + b"x" * 3000 + b'"}')
+    assert isinstance(long, ttyd.Resize)
+    assert len(long.by) == ttyd.MAX_NAME

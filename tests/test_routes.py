@@ -298,7 +298,8 @@ async def test_the_others_are_told_who_resized_once_however_many_resizes(
     # A drag: hundreds of resizes as fast as the socket takes them.
     for step in range(400):
         await operator.ws.send_bytes(ttyd.Resize(40 + step % 50, 20).serialize())
-    await operator.ws.send_bytes(ttyd.Resize(46, 40).serialize())
+    # The last one claims to be someone else's: the gateway names the caller.
+    await operator.ws.send_bytes(b'1{"columns":46,"rows":40,"by":"mallory","viewer":"x"}')
     await eventually(lambda: equals(agent.pane_size(), (46, 40)), message="the last size")
     await eventually(lambda: bool(watcher.notices), message="a resize notice")
     await asyncio.sleep(timeout(1))

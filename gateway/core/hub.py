@@ -72,7 +72,7 @@ class _ResizeBurst:
     started: float
     after: tuple[int, int]
     who: str
-    viewer: Viewer | None
+    viewer_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,36 +258,47 @@ class Hub:
         await self.upstream.send(ttyd.Input(data))
 
     async def resize(
-        self, columns: int, rows: int, *, who: str = "", viewer: Viewer | None = None
+        self,
+        columns: int,
+        rows: int,
+        *,
+        who: str = "",
+        viewer: Viewer | None = None,
+        viewer_id: str = "",
     ) -> None:
         """Give the agent's one terminal a new (clamped) size.
 
-        ``who`` (a user's name) resized it from ``viewer``'s connection: the
-        other viewers are told, once the resizes settle (see RESIZE_QUIET),
-        with the size before so that they can put it back.
+        ``who`` (a user's name) resized it from ``viewer``'s connection (or,
+        forwarded by another replica, connection ``viewer_id``): the other
+        viewers are told, once the resizes settle (see RESIZE_QUIET), with
+        the size before so that they can put it back.
         """
         size = ttyd.clamp_size(columns, rows)
-        if who:
-            self._note_resize(size, who, viewer)
+        if viewer is not None:
+            viewer_id = viewer.id
+        message = ttyd.Resize(*size, by=who, viewer=viewer_id)
         if self.upstream is not None and self.upstream.mirrors:
-            # The replica holding the terminal resizes it, and its stream says so.
+            # The replica holding the terminal resizes it, and its stream says
+            # so, with who asked: every replica's viewers are told from there.
             with contextlib.suppress(UpstreamUnavailable):
-                await self.upstream.send(ttyd.Resize(*size))
+                await self.upstream.send(message)
             return
+        if who:
+            self._note_resize(size, who, viewer_id)
         if size == self._size:
             return
         self.upstream_resized(*size)
         # When down, the next handshake carries the new size.
         if self.upstream is not None:
             with contextlib.suppress(UpstreamUnavailable):
-                await self.upstream.send(ttyd.Resize(*size))
+                await self.upstream.send(message)
 
-    def _note_resize(self, size: tuple[int, int], who: str, viewer: Viewer | None) -> None:
+    def _note_resize(self, size: tuple[int, int], who: str, viewer_id: str) -> None:
         now = asyncio.get_running_loop().time()
         burst = self._resize_burst
         if burst is None:
-            burst = self._resize_burst = _ResizeBurst(self._size, now, size, who, viewer)
-        burst.after, burst.who, burst.viewer = size, who, viewer
+            burst = self._resize_burst = _ResizeBurst(self._size, now, size, who, viewer_id)
+        burst.after, burst.who, burst.viewer_id = size, who, viewer_id
         if self._resize_timer is not None:
             self._resize_timer.cancel()
         delay = min(RESIZE_QUIET, burst.started + RESIZE_NOTICE_MAX_WAIT - now)
@@ -311,7 +322,7 @@ class Hub:
             "previous": {"columns": was_columns, "rows": was_rows},
         }
         for viewer in self._relay:
-            if viewer is not burst.viewer:
+            if viewer.id != burst.viewer_id:
                 viewer.notice("resized", message, details)
 
     # --- introspection -------------------------------------------------------
@@ -385,8 +396,13 @@ class Hub:
             return  # only ever on the way out of set_target/aclose, which say why
         self._set_status(state, retry_in, message)
 
-    def upstream_resized(self, columns: int, rows: int) -> None:
+    def upstream_resized(
+        self, columns: int, rows: int, *, who: str = "", viewer_id: str = ""
+    ) -> None:
         size = ttyd.clamp_size(columns, rows)
+        if who:
+            # The holder's stream names who resized (replica mode).
+            self._note_resize(size, who, viewer_id)
         if size == self._size:
             return
         self._size = size

@@ -68,6 +68,8 @@ MIN_ROWS, MAX_ROWS = 1, 200
 
 # JSON payloads are tiny in practice; refusing big ones bounds parsing work.
 MAX_JSON_PAYLOAD = 4096
+# Who resized, as replicas pass it on: a user name or a connection id, never long.
+MAX_NAME = 200
 
 
 class ClientCommand(enum.IntEnum):
@@ -141,10 +143,18 @@ class Input:
 
 @dataclass(frozen=True, slots=True)
 class Resize:
-    """A request to resize the terminal; values are already clamped."""
+    """A request to resize the terminal; values are already clamped.
+
+    ``by`` and ``viewer`` (who asked, from which connection) travel only
+    between replicas, so that every replica can tell its viewers who resized
+    (:meth:`for_ttyd` drops them). A browser's are never believed: the
+    terminal handler names the caller itself.
+    """
 
     columns: int
     rows: int
+    by: str = ""
+    viewer: str = ""
     command: ClassVar[ClientCommand] = ClientCommand.RESIZE
 
     def __post_init__(self) -> None:
@@ -158,10 +168,22 @@ class Resize:
         rows = _dimension(obj, "rows", "resize")
         if columns is None or rows is None:
             raise PeerProtocolError("resize: 'columns' and 'rows' are required")
-        return cls(*clamp_size(columns, rows))
+        by, viewer = obj.get("by", ""), obj.get("viewer", "")
+        if not isinstance(by, str) or not isinstance(viewer, str):
+            raise PeerProtocolError("resize: 'by' and 'viewer' must be strings")
+        return cls(*clamp_size(columns, rows), by[:MAX_NAME], viewer[:MAX_NAME])
 
     def serialize(self) -> bytes:
-        return b"1" + _dump({"columns": self.columns, "rows": self.rows})
+        obj: dict[str, Any] = {"columns": self.columns, "rows": self.rows}
+        if self.by:
+            obj["by"] = self.by
+        if self.viewer:
+            obj["viewer"] = self.viewer
+        return b"1" + _dump(obj)
+
+    def for_ttyd(self) -> Resize:
+        """The size alone, as ttyd itself is sent it."""
+        return Resize(self.columns, self.rows)
 
 
 @dataclass(frozen=True, slots=True)

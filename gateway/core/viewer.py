@@ -11,6 +11,7 @@ things it needs from its hub (a snapshot, to leave) come in as a
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -38,6 +39,8 @@ class Viewer:
         self._relay = relay
         # Who is watching (a user name), for presence.
         self.who = who
+        # This connection among every replica's: who resized is not told so.
+        self.id = secrets.token_hex(8)
         self._wakeup = asyncio.Event()
         self._wakeup.set()  # its first batch, the snapshot, is due
         # Writes refused because this viewer is read-only (counted by the handler).

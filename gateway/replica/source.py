@@ -496,7 +496,9 @@ class ReplicaSource:
         try:
             message = ttyd.parse_client(forwarded.message)
             if isinstance(message, ttyd.Resize):
-                await self._sink.resize(message.columns, message.rows)
+                await self._sink.resize(
+                    message.columns, message.rows, who=message.by, viewer_id=message.viewer
+                )
             elif isinstance(message, ttyd.Input):
                 await self._upstream.send(message)
                 self._typed_at = asyncio.get_running_loop().time()
@@ -528,8 +530,10 @@ class ReplicaSource:
         if self._owning and state is not AgentState.STOPPED:
             self._publish_status()
 
-    def upstream_resized(self, columns: int, rows: int) -> None:
-        self._sink.upstream_resized(columns, rows)
+    def upstream_resized(
+        self, columns: int, rows: int, *, who: str = "", viewer_id: str = ""
+    ) -> None:
+        self._sink.upstream_resized(columns, rows, who=who, viewer_id=viewer_id)
 
     # --- hand over ----------------------------------------------------------------
 
@@ -655,7 +659,9 @@ class ReplicaSource:
         elif entry.kind is Kind.RESIZE:
             with contextlib.suppress(PeerProtocolError):
                 resize = ttyd.Resize.parse(entry.data)
-                self._sink.upstream_resized(resize.columns, resize.rows)
+                self._sink.upstream_resized(
+                    resize.columns, resize.rows, who=resize.by, viewer_id=resize.viewer
+                )
         elif entry.kind is Kind.STATUS:
             self._mirror_status(entry.data)
         elif entry.kind is Kind.OWNER:
