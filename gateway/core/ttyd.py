@@ -181,6 +181,10 @@ class Resize:
             obj["viewer"] = self.viewer
         return b"1" + _dump(obj)
 
+    def asker(self) -> dict[str, str]:
+        """Who asked, as :meth:`Hub.resize` and ``upstream_resized`` take it."""
+        return {"who": self.by, "viewer_id": self.viewer}
+
     def for_ttyd(self) -> Resize:
         """The size alone, as ttyd itself is sent it."""
         return Resize(self.columns, self.rows)
