@@ -88,7 +88,12 @@ class ShareBackend(Protocol):
     def close(self) -> None: ...
 
     async def create(
-        self, agent: str, creator: str, ttl_seconds: int, max_uses: int | None
+        self,
+        agent: str,
+        creator: str,
+        ttl_seconds: int,
+        max_uses: int | None,
+        label: str | None = None,
     ) -> tuple[Share, str]: ...
 
     async def redeem(self, token: str, backed: Callable[[Share], bool] = ...) -> Share | None:

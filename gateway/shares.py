@@ -19,18 +19,42 @@ import json
 import os
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .auth import token_digest
+from .errors import BadRequest
 from .tasks import Workers
 
 MIN_TTL, MAX_TTL = 60, 7 * 24 * 3600
 MAX_USES = 10_000
 # How long an expired link is kept for the record (the audit log keeps it for good).
 RETENTION = 7 * 24 * 3600
+# A label tells links apart in a list: a few words, not a document.
+MAX_LABEL = 80
+# Refused in a label: controls (NUL, ESC, newlines), format characters (the
+# bidi overrides and isolates that would make "evil.txt" read as "txt.live",
+# zero-width joiners), line and paragraph separators, lone surrogates and
+# unassigned code points. What is left is drawn as text, never as markup.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+
+
+def clean_label(raw: object) -> str | None:
+    """A share's label from a request: None when absent or blank; BadRequest when unusable."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise BadRequest("'label' must be a string")
+    if len(raw) > MAX_LABEL:
+        # Judged before any work on it, so a huge label costs nothing.
+        raise BadRequest(f"'label' must be at most {MAX_LABEL} characters")
+    if any(unicodedata.category(char) in _REFUSED_CATEGORIES for char in raw):
+        raise BadRequest("'label' must not contain control or bidi characters")
+    label = " ".join(raw.split())
+    return label or None
 
 
 @dataclass(slots=True)
@@ -46,6 +70,7 @@ class Share:
     max_uses: int | None = None
     uses: int = 0
     revoked: bool = False
+    label: str | None = None
 
     def usable(self, now: float) -> bool:
         return (
@@ -89,9 +114,17 @@ class ShareStore:
         return now > share.expires_at + RETENTION
 
     async def create(
-        self, agent: str, creator: str, ttl_seconds: int, max_uses: int | None
+        self,
+        agent: str,
+        creator: str,
+        ttl_seconds: int,
+        max_uses: int | None,
+        label: str | None = None,
     ) -> tuple[Share, str]:
-        """A new link; returns it with its token (shown once, never stored)."""
+        """A new link; returns it with its token (shown once, never stored).
+
+        ``label`` has been through :func:`clean_label`.
+        """
         token = secrets.token_urlsafe(32)
         now = self._clock()
         share = Share(
@@ -102,6 +135,7 @@ class ShareStore:
             created_at=round(now, 3),
             expires_at=round(now + ttl_seconds, 3),
             max_uses=max_uses,
+            label=label,
         )
         self._shares[share.id] = share
         self._by_digest[share.token_sha256] = share

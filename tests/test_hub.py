@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
@@ -21,7 +22,7 @@ from gateway.core.relay import (
 from gateway.core.state import AgentState
 from gateway.core.target import Target
 from gateway.core.viewer import Viewer
-from gateway.errors import AgentNotFound, UpstreamUnavailable
+from gateway.errors import AgentNotFound, PeerProtocolError, UpstreamUnavailable
 from gateway.local import LocalAgent
 from gateway.screen.reference import PyteScreen
 
@@ -441,3 +442,107 @@ async def test_notices_survive_a_pending_resync() -> None:
     frames = await drain(viewer)
     assert isinstance(ttyd.parse_server(frames[1]), ttyd.Output)
     assert ttyd.parse_server(frames[-1]) == ttyd.Notice("read_only", "no typing")
+
+
+def resize_notices(frames: list[bytes]) -> list[ttyd.Notice]:
+    parsed = [ttyd.parse_server(frame) for frame in frames]
+    return [m for m in parsed if isinstance(m, ttyd.Notice) and m.code == "resized"]
+
+
+@pytest.fixture
+def quick_resize_notices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.core.hub.RESIZE_QUIET", 0.05)
+    monkeypatch.setattr("gateway.core.hub.RESIZE_NOTICE_MAX_WAIT", 0.3)
+
+
+@pytest.mark.usefixtures("quick_resize_notices")
+async def test_a_flood_of_resizes_is_one_notice_to_the_others_naming_who() -> None:
+    hub = offline_hub(100, 30)
+    await hub.start()
+    try:
+        alice, bob, carol = hub.join("alice"), hub.join("bob"), hub.join("carol")
+        for viewer in (alice, bob, carol):
+            await drain(viewer)
+        for step in range(1000):
+            await hub.resize(40 + step % 60, 20 + step % 10, who="alice", viewer=alice)
+        await hub.resize(46, 40, who="alice", viewer=alice)
+        await asyncio.sleep(timeout(0.3))
+        expected = ttyd.Notice(
+            "resized",
+            "alice resized the agent to 46x40 (was 100x30)",
+            {"by": "alice", "columns": 46, "rows": 40, "previous": {"columns": 100, "rows": 30}},
+        )
+        assert resize_notices(await drain(bob)) == [expected]
+        assert resize_notices(await drain(carol)) == [expected]
+        # The one who resized is not told what they did.
+        assert resize_notices(await drain(alice)) == []
+    finally:
+        await hub.aclose()
+
+
+@pytest.mark.usefixtures("quick_resize_notices")
+async def test_a_resize_that_never_stops_is_told_at_most_once_per_max_wait() -> None:
+    hub = offline_hub(100, 30)
+    await hub.start()
+    try:
+        alice, bob = hub.join("alice"), hub.join("bob")
+        await drain(bob)
+        loop = asyncio.get_running_loop()
+        started, step = loop.time(), 0
+        while loop.time() - started < 1.0:
+            await hub.resize(40 + step % 60, 24, who="alice", viewer=alice)
+            step += 1
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(timeout(0.2))
+        told = resize_notices(await drain(bob))
+        # One second of dragging, a notice per 0.3 s at most (and at least one).
+        assert 1 <= len(told) <= 5, told
+        assert told[-1].details is not None
+        assert told[-1].details["by"] == "alice"
+    finally:
+        await hub.aclose()
+
+
+@pytest.mark.usefixtures("quick_resize_notices")
+async def test_no_notice_when_the_size_comes_back_or_nobody_is_named() -> None:
+    hub = offline_hub(100, 30)
+    await hub.start()
+    try:
+        alice, bob = hub.join("alice"), hub.join("bob")
+        await drain(bob)
+        await hub.resize(50, 20, who="alice", viewer=alice)
+        await hub.resize(100, 30, who="alice", viewer=alice)
+        # A resize nobody asked for by name (the holder applying a forwarded one).
+        await hub.resize(60, 20)
+        await asyncio.sleep(timeout(0.3))
+        assert resize_notices(await drain(bob)) == []
+    finally:
+        await hub.aclose()
+
+
+def test_a_notice_carries_its_details_and_parses_back() -> None:
+    notice = ttyd.Notice("resized", "m", {"by": "a", "columns": 1, "rows": 2})
+    wire = notice.serialize()
+    assert json.loads(wire[1:]) == {
+        "by": "a",
+        "columns": 1,
+        "rows": 2,
+        "code": "resized",
+        "message": "m",
+    }
+    assert ttyd.parse_server(wire) == notice
+    assert ttyd.parse_server(ttyd.Notice("read_only", "x").serialize()) == ttyd.Notice(
+        "read_only", "x"
+    )
+
+
+def test_who_resized_travels_between_replicas_but_never_to_ttyd() -> None:
+    resize = ttyd.Resize(46, 40, by="alice", viewer="c0ffee")
+    assert ttyd.parse_client(resize.serialize()) == resize
+    assert resize.for_ttyd().serialize() == b'1{"columns":46,"rows":40}'
+    assert ttyd.Resize(46, 40).serialize() == b'1{"columns":46,"rows":40}'
+    with pytest.raises(PeerProtocolError):
+        ttyd.parse_client(b'1{"columns":46,"rows":40,"by":7}')
+    long = ttyd.parse_client(b'1{"columns":46,"rows":40,"by":"' + b"x" * 3000 + b'"}')
+    assert isinstance(long, ttyd.Resize)
+    assert len(long.by) == ttyd.MAX_NAME

@@ -15,11 +15,13 @@ from contextlib import AsyncExitStack
 import pytest
 
 from gateway.config import RedisSettings
+from gateway.core import ttyd
 from gateway.core.backoff import Backoff
 from gateway.core.fleet import Fleet
-from gateway.core.hub import Hub
+from gateway.core.hub import RESIZE_QUIET, Hub
 from gateway.core.state import AgentState
 from gateway.core.target import Target
+from gateway.core.viewer import Viewer
 from gateway.errors import InputUnconfirmed
 from gateway.local import LocalAgent
 from gateway.replica.node import Node
@@ -167,6 +169,52 @@ async def test_a_follower_resize_is_the_owners(
     await agent.tmux("send-keys", "-t", agent.name, "echo wide", "Enter")
     hubs = [r.hub(agent) for r in replicas]
     await eventually(lambda: screens_equal(agent, *hubs), message="screens at the new size")
+
+
+async def test_who_resized_on_a_follower_is_told_on_every_replica_but_to_them(
+    make_agent: AgentFactory, cluster: ClusterFactory
+) -> None:
+    agent = await make_agent()
+    replicas = await cluster([agent])
+    owner, follower = await settled(replicas, agent)
+    alice, bob = follower.hub(agent).join("alice"), follower.hub(agent).join("bob")
+    carol = owner.hub(agent).join("carol")
+    for viewer in (alice, bob, carol):
+        await drain(viewer)
+    before = follower.hub(agent).size
+    # A drag on the follower: forwarded to the owner, which resizes and says who.
+    for columns in range(60, 101):
+        await follower.hub(agent).resize(columns, 30, who="alice", viewer=alice)
+    for replica in replicas:
+        await eventually(lambda r=replica: r.hub(agent).size == (100, 30), message="size")
+    await asyncio.sleep(RESIZE_QUIET * 3)
+    details = {
+        "by": "alice",
+        "columns": 100,
+        "rows": 30,
+        "previous": {"columns": before[0], "rows": before[1]},
+    }
+    for viewer in (bob, carol):
+        told = [n for n in notices(await drain(viewer)) if n.code == "resized"]
+        assert [n.details for n in told] == [details], viewer.who
+    assert [n for n in notices(await drain(alice)) if n.code == "resized"] == []
+    # The owner's ttyd is sent the size alone.
+    await eventually(lambda: _pane_is(agent, (100, 30)), message="tmux pane is 100x30")
+
+
+async def drain(viewer: Viewer) -> list[bytes]:
+    frames: list[bytes] = []
+    batches = viewer.batches()
+    while True:
+        try:
+            frames.extend(await asyncio.wait_for(anext(batches), 0.05))
+        except TimeoutError:
+            return frames
+
+
+def notices(frames: list[bytes]) -> list[ttyd.Notice]:
+    parsed = [ttyd.parse_server(frame) for frame in frames]
+    return [message for message in parsed if isinstance(message, ttyd.Notice)]
 
 
 async def _pane_is(agent: LocalAgent, size: tuple[int, int]) -> bool:

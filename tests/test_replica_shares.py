@@ -104,3 +104,28 @@ async def test_revoking_on_a_closes_spectators_on_b(
     finally:
         await op.close()
         await viewer.close()
+
+
+async def test_a_label_made_on_a_is_listed_on_b(pair: PairFactory, agent: LocalAgent) -> None:
+    a, b = await pair(agent)
+    on_a, on_b = await browser(a, "op", PASSWORD), await browser(b, "op", PASSWORD)
+    try:
+        body = {"ttl_seconds": 3600, "max_uses": 2, "label": "for the <i>review</i>"}
+        made = await on_a.post(f"/api/agents/{agent.name}/shares", json=body)
+        assert made.status == 201
+        plain = await on_a.post(f"/api/agents/{agent.name}/shares", json={"ttl_seconds": 3600})
+        assert plain.status == 201
+        listed = (await (await on_b.get("/api/shares")).json())["shares"]
+        assert [(s["label"], s["max_uses"]) for s in listed] == [
+            ("for the <i>review</i>", 2),
+            (None, None),
+        ]
+        refused = await on_b.post(
+            f"/api/agents/{agent.name}/shares",
+            json={"ttl_seconds": 3600, "label": "rtl\u202eoverride"},
+        )
+        assert refused.status == 400
+        assert len((await (await on_a.get("/api/shares")).json())["shares"]) == 2
+    finally:
+        await on_a.close()
+        await on_b.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
@@ -24,6 +26,7 @@ from .conftest import (
     AgentFactory,
     GatewayFactory,
     Terminal,
+    browser,
     equals,
     eventually,
     open_terminal,
@@ -279,6 +282,51 @@ async def test_operator_resize_reaches_tmux(agent: LocalAgent, gateway: GatewayF
     clamped = (ttyd.MAX_COLUMNS, ttyd.MIN_ROWS)
     await eventually(lambda: equals(agent.pane_size(), clamped), message="clamped size")
     await viewer.close()
+
+
+async def test_the_others_are_told_who_resized_once_however_many_resizes(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    olga = User("olga", hash_password("pw"), Role.OPERATOR)
+    vic = User("vic", hash_password("pw"), Role.VIEWER)
+    client = await gateway(agent, users=(olga, vic))
+    sessions = [await browser(client, name, "pw") for name in ("olga", "vic")]
+    operator, watcher = [await _terminal_of(http, agent.name) for http in sessions]
+    await operator.wait_text("$")
+    await watcher.wait_text("$")
+    before = await agent.pane_size()
+    # A drag: hundreds of resizes as fast as the socket takes them.
+    for step in range(400):
+        await operator.ws.send_bytes(ttyd.Resize(40 + step % 50, 20).serialize())
+    # The last one claims to be someone else's: the gateway names the caller.
+    await operator.ws.send_bytes(b'1{"columns":46,"rows":40,"by":"mallory","viewer":"x"}')
+    await eventually(lambda: equals(agent.pane_size(), (46, 40)), message="the last size")
+    await eventually(lambda: bool(watcher.notices), message="a resize notice")
+    await asyncio.sleep(timeout(1))
+    (notice,) = [n for n in watcher.notices if n.code == "resized"]
+    assert notice.details == {
+        "by": "olga",
+        "columns": 46,
+        "rows": 40,
+        "previous": {"columns": before[0], "rows": before[1]},
+    }
+    assert "olga" in notice.message
+    assert not [n for n in operator.notices if n.code == "resized"]
+    # A viewer's resize changes nothing and tells nobody.
+    await watcher.ws.send_bytes(ttyd.Resize(80, 24).serialize())
+    await asyncio.sleep(timeout(1))
+    assert await agent.pane_size() == (46, 40)
+    assert not [n for n in operator.notices if n.code == "resized"]
+    await operator.close()
+    await watcher.close()
+    for http in sessions:
+        await http.close()
+
+
+async def _terminal_of(http: aiohttp.ClientSession, agent_id: str) -> Terminal:
+    ws = await http.ws_connect(f"/agents/{agent_id}/ws", protocols=("tty",))
+    await ws.send_bytes(ttyd.Handshake().serialize())
+    return Terminal(ws, 80, 24)
 
 
 async def test_fifty_viewers_receive_the_same_bytes_in_order(

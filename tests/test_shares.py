@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from gateway.auth import hash_password
 from gateway.core import ttyd
+from gateway.errors import BadRequest
 from gateway.local import LocalAgent
-from gateway.shares import MAX_TTL, RETENTION, ShareStore
+from gateway.shares import MAX_LABEL, MAX_TTL, RETENTION, ShareStore, clean_label
 from gateway.users import Role, User
 from gateway.web.accesslog import redact
 
@@ -49,6 +50,55 @@ async def test_links_expire_run_out_and_revoke(tmp_path: Path) -> None:
     await store.revoke(revoked.id)
     assert await store.redeem(revoked_token) is None
     assert not await store.active(revoked.id)
+
+
+# Labels a list must never draw as anything but these characters, or take at all.
+HOSTILE_LABELS = (
+    "a\x00b",  # NUL
+    "line\nbreak",
+    "\x1b[31mred",  # an escape sequence for a terminal that prints it
+    "evil\u202etxt.exe",  # right-to-left override: reads "evilexe.txt"
+    "a\u2066isolate\u2069",  # bidi isolates
+    "zero\u200bwidth",
+    "para\u2029graph",
+    "lone \ud800 surrogate",
+    "x" * (MAX_LABEL + 1),
+    "x" * 10_000,
+)
+
+
+@pytest.mark.parametrize("label", HOSTILE_LABELS, ids=repr)
+def test_a_label_with_controls_bidi_or_too_long_is_refused(label: str) -> None:
+    with pytest.raises(BadRequest):
+        clean_label(label)
+
+
+def test_a_label_is_text_trimmed_and_optional() -> None:
+    assert clean_label(None) is None
+    assert clean_label("   ") is None
+    assert clean_label("  for   the   review  ") == "for the review"
+    # Markup is only characters here: the page draws it as text.
+    assert clean_label("<img src=x onerror=alert(1)>") == "<img src=x onerror=alert(1)>"
+    assert clean_label("Überprüfung ✓ 日本") == "Überprüfung ✓ 日本"
+    assert clean_label("x" * MAX_LABEL) == "x" * MAX_LABEL
+    with pytest.raises(BadRequest):
+        clean_label(42)
+
+
+async def test_a_label_is_kept_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "shares.json"
+    store = ShareStore(path)
+    labelled, _ = await store.create("a", "olga", 3600, 3, "for bob")
+    plain, _ = await store.create("a", "olga", 3600, None)
+    again = ShareStore(path)
+    await again.load()
+    assert [(s.id, s.label, s.max_uses) for s in await again.all()] == [
+        (labelled.id, "for bob", 3),
+        (plain.id, None, None),
+    ]
+    assert (await again.all())[0].public()["label"] == "for bob"
+    store.close()
+    again.close()
 
 
 async def test_restart_neither_loses_nor_resurrects(tmp_path: Path) -> None:
@@ -222,6 +272,25 @@ async def test_spectator_flow(
     assert (await guest.get("/api/agents")).status == 401
     assert (await spectate(guest, link["url"])).status == 404
     await operator.close()
+
+
+async def test_a_label_and_max_uses_are_listed_and_hostile_labels_refused(
+    setup: tuple[TestClient[Any, Any], LocalAgent, LocalAgent],
+    browsers: dict[str, aiohttp.ClientSession],
+) -> None:
+    olga = browsers["olga"]
+    link = await make_link(olga, "shared", label="  for <b>bob</b> ", max_uses=3)
+    assert (link["label"], link["max_uses"]) == ("for <b>bob</b>", 3)
+    (listed,) = (await (await olga.get("/api/shares")).json())["shares"]
+    assert (listed["label"], listed["max_uses"], listed["uses"]) == ("for <b>bob</b>", 3, 0)
+    for label in (*HOSTILE_LABELS[:8], "x" * 10_000, 7, ["a"]):
+        response = await olga.post(
+            "/api/agents/shared/shares", json={"ttl_seconds": 600, "label": label}
+        )
+        assert response.status == 400, label
+        assert (await response.json())["error"] == "bad_request"
+    # Nothing refused was made.
+    assert len((await (await olga.get("/api/shares")).json())["shares"]) == 1
 
 
 async def test_a_dead_link_says_so_in_a_page_and_in_json(

@@ -56,6 +56,24 @@ log = logging.getLogger(__name__)
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
 
+# Who resized the agent is told to its other viewers once a resize has
+# settled: a dragged window or a pinch sends one per step, and the others
+# want one notice, not a flood. At most one per RESIZE_NOTICE_MAX_WAIT even
+# for a resize that never stops.
+RESIZE_QUIET = 0.5
+RESIZE_NOTICE_MAX_WAIT = 2.0
+
+
+@dataclass(slots=True)
+class _ResizeBurst:
+    """Resizes close together, told as one: the size before the first, the last asked."""
+
+    before: tuple[int, int]
+    started: float
+    after: tuple[int, int]
+    who: str
+    viewer_id: str
+
 
 @dataclass(frozen=True, slots=True)
 class HubStatistics:
@@ -126,6 +144,8 @@ class Hub:
         self._connection: asyncio.Task[None] | None = None
         # Set by aclose: a viewer that joins afterwards is closed at once.
         self._closed: int | None = None
+        self._resize_burst: _ResizeBurst | None = None
+        self._resize_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -141,6 +161,9 @@ class Hub:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+        if self._resize_timer is not None:
+            self._resize_timer.cancel()
+            self._resize_timer = None
         for viewer in list(self._relay):
             viewer.close(code)
         await self._disconnect()
@@ -234,21 +257,73 @@ class Hub:
             raise UpstreamUnavailable(f"agent terminal is {self._status.state}")
         await self.upstream.send(ttyd.Input(data))
 
-    async def resize(self, columns: int, rows: int) -> None:
-        """Give the agent's one terminal a new (clamped) size."""
+    async def resize(
+        self,
+        columns: int,
+        rows: int,
+        *,
+        who: str = "",
+        viewer: Viewer | None = None,
+        viewer_id: str = "",
+    ) -> None:
+        """Give the agent's one terminal a new (clamped) size.
+
+        ``who`` (a user's name) resized it from ``viewer``'s connection (or,
+        forwarded by another replica, connection ``viewer_id``): the other
+        viewers are told, once the resizes settle (see RESIZE_QUIET), with
+        the size before so that they can put it back.
+        """
         size = ttyd.clamp_size(columns, rows)
+        if viewer is not None:
+            viewer_id = viewer.id
+        message = ttyd.Resize(*size, by=who, viewer=viewer_id)
         if self.upstream is not None and self.upstream.mirrors:
-            # The replica holding the terminal resizes it, and its stream says so.
+            # The replica holding the terminal resizes it, and its stream says
+            # so, with who asked: every replica's viewers are told from there.
             with contextlib.suppress(UpstreamUnavailable):
-                await self.upstream.send(ttyd.Resize(*size))
+                await self.upstream.send(message)
             return
+        if who:
+            self._note_resize(size, who, viewer_id)
         if size == self._size:
             return
         self.upstream_resized(*size)
         # When down, the next handshake carries the new size.
         if self.upstream is not None:
             with contextlib.suppress(UpstreamUnavailable):
-                await self.upstream.send(ttyd.Resize(*size))
+                await self.upstream.send(message)
+
+    def _note_resize(self, size: tuple[int, int], who: str, viewer_id: str) -> None:
+        now = asyncio.get_running_loop().time()
+        burst = self._resize_burst
+        if burst is None:
+            burst = self._resize_burst = _ResizeBurst(self._size, now, size, who, viewer_id)
+        burst.after, burst.who, burst.viewer_id = size, who, viewer_id
+        if self._resize_timer is not None:
+            self._resize_timer.cancel()
+        delay = min(RESIZE_QUIET, burst.started + RESIZE_NOTICE_MAX_WAIT - now)
+        self._resize_timer = asyncio.get_running_loop().call_later(
+            max(0.0, delay), self._announce_resize
+        )
+
+    def _announce_resize(self) -> None:
+        self._resize_timer = None
+        burst, self._resize_burst = self._resize_burst, None
+        if burst is None or burst.after == burst.before:
+            return
+        (columns, rows), (was_columns, was_rows) = burst.after, burst.before
+        message = (
+            f"{burst.who} resized the agent to {columns}x{rows} (was {was_columns}x{was_rows})"
+        )
+        details = {
+            "by": burst.who,
+            "columns": columns,
+            "rows": rows,
+            "previous": {"columns": was_columns, "rows": was_rows},
+        }
+        for viewer in self._relay:
+            if viewer.id != burst.viewer_id:
+                viewer.notice("resized", message, details)
 
     # --- introspection -------------------------------------------------------
 
@@ -321,8 +396,13 @@ class Hub:
             return  # only ever on the way out of set_target/aclose, which say why
         self._set_status(state, retry_in, message)
 
-    def upstream_resized(self, columns: int, rows: int) -> None:
+    def upstream_resized(
+        self, columns: int, rows: int, *, who: str = "", viewer_id: str = ""
+    ) -> None:
         size = ttyd.clamp_size(columns, rows)
+        if who:
+            # The holder's stream names who resized (replica mode).
+            self._note_resize(size, who, viewer_id)
         if size == self._size:
             return
         self._size = size

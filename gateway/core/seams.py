@@ -51,7 +51,9 @@ class SourceSink(UpstreamSink, Protocol):
     def join_frames(self) -> list[bytes]:
         """Status and one output frame that repaints the screen at the current offset."""
 
-    async def resize(self, columns: int, rows: int) -> None: ...
+    async def resize(
+        self, columns: int, rows: int, *, who: str = "", viewer_id: str = ""
+    ) -> None: ...
 
 
 #: The terminal size a source puts in its handshake, asked at every connect.

@@ -68,6 +68,8 @@ MIN_ROWS, MAX_ROWS = 1, 200
 
 # JSON payloads are tiny in practice; refusing big ones bounds parsing work.
 MAX_JSON_PAYLOAD = 4096
+# Who resized, as replicas pass it on: a user name or a connection id, never long.
+MAX_NAME = 200
 
 
 class ClientCommand(enum.IntEnum):
@@ -141,10 +143,18 @@ class Input:
 
 @dataclass(frozen=True, slots=True)
 class Resize:
-    """A request to resize the terminal; values are already clamped."""
+    """A request to resize the terminal; values are already clamped.
+
+    ``by`` and ``viewer`` (who asked, from which connection) travel only
+    between replicas, so that every replica can tell its viewers who resized
+    (:meth:`for_ttyd` drops them). A browser's are never believed: the
+    terminal handler names the caller itself.
+    """
 
     columns: int
     rows: int
+    by: str = ""
+    viewer: str = ""
     command: ClassVar[ClientCommand] = ClientCommand.RESIZE
 
     def __post_init__(self) -> None:
@@ -158,10 +168,26 @@ class Resize:
         rows = _dimension(obj, "rows", "resize")
         if columns is None or rows is None:
             raise PeerProtocolError("resize: 'columns' and 'rows' are required")
-        return cls(*clamp_size(columns, rows))
+        by, viewer = obj.get("by", ""), obj.get("viewer", "")
+        if not isinstance(by, str) or not isinstance(viewer, str):
+            raise PeerProtocolError("resize: 'by' and 'viewer' must be strings")
+        return cls(*clamp_size(columns, rows), by[:MAX_NAME], viewer[:MAX_NAME])
 
     def serialize(self) -> bytes:
-        return b"1" + _dump({"columns": self.columns, "rows": self.rows})
+        obj: dict[str, Any] = {"columns": self.columns, "rows": self.rows}
+        if self.by:
+            obj["by"] = self.by
+        if self.viewer:
+            obj["viewer"] = self.viewer
+        return b"1" + _dump(obj)
+
+    def asker(self) -> dict[str, str]:
+        """Who asked, as :meth:`Hub.resize` and ``upstream_resized`` take it."""
+        return {"who": self.by, "viewer_id": self.viewer}
+
+    def for_ttyd(self) -> Resize:
+        """The size alone, as ttyd itself is sent it."""
+        return Resize(self.columns, self.rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,18 +350,21 @@ class Notice:
 
     code: str
     message: str
+    #: What a page may act on besides the words (a resize's who and sizes),
+    #: sent beside ``code`` and ``message``.
+    details: dict[str, Any] | None = None
     command: ClassVar[ServerCommand] = ServerCommand.NOTICE
 
     def serialize(self) -> bytes:
-        return b"N" + _dump({"code": self.code, "message": self.message})
+        return b"N" + _dump({**(self.details or {}), "code": self.code, "message": self.message})
 
     @classmethod
     def parse(cls, payload: bytes) -> Notice:
         obj = _load_object(payload, "notice")
-        code, message = obj.get("code"), obj.get("message")
+        code, message = obj.pop("code", None), obj.pop("message", None)
         if not isinstance(code, str) or not isinstance(message, str):
             raise PeerProtocolError("notice: 'code' and 'message' must be strings")
-        return cls(code, message)
+        return cls(code, message, obj or None)
 
 
 ServerMessage = Output | SetTitle | SetPreferences | Status | Notice

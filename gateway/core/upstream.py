@@ -55,8 +55,13 @@ class UpstreamSink(Protocol):
     def upstream_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         """The connection changed state; ``retry_in`` is set while reconnecting."""
 
-    def upstream_resized(self, columns: int, rows: int) -> None:
-        """The terminal is this size now (a mirroring source's holder resized it)."""
+    def upstream_resized(
+        self, columns: int, rows: int, *, who: str = "", viewer_id: str = ""
+    ) -> None:
+        """The terminal is this size now (a mirroring source's holder resized it).
+
+        ``who`` asked for it, from connection ``viewer_id`` (any replica's).
+        """
 
 
 @dataclass(slots=True)
@@ -120,6 +125,8 @@ class Upstream:
         ws = self._ws
         if ws is None or self._state is not AgentState.CONNECTED:
             raise UpstreamUnavailable(f"agent terminal is {self._state.value}")
+        if isinstance(message, ttyd.Resize):
+            message = message.for_ttyd()
         frame = message.serialize()
         try:
             await ws.send(frame)

@@ -11,8 +11,9 @@ things it needs from its hub (a snapshot, to leave) come in as a
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import ttyd
 from .relay import Relay, ViewerState
@@ -38,6 +39,8 @@ class Viewer:
         self._relay = relay
         # Who is watching (a user name), for presence.
         self.who = who
+        # This connection among every replica's: who resized is not told so.
+        self.id = secrets.token_hex(8)
         self._wakeup = asyncio.Event()
         self._wakeup.set()  # its first batch, the snapshot, is due
         # Writes refused because this viewer is read-only (counted by the handler).
@@ -78,13 +81,13 @@ class Viewer:
         if self._relay.resume(self):
             self._wakeup.set()
 
-    def notice(self, code: str, message: str) -> None:
-        """Tell this viewer something (input refused, ...).
+    def notice(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        """Tell this viewer something (input refused, who resized the agent, ...).
 
         Notices travel apart from the output queue, so a resync (which drops
         that queue) never swallows one; only the latest few are kept.
         """
-        if self._relay.notice(self, ttyd.Notice(code, message).serialize()):
+        if self._relay.notice(self, ttyd.Notice(code, message, details).serialize()):
             self._wakeup.set()
 
     def close(self, code: int) -> None:

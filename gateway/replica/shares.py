@@ -3,7 +3,7 @@
 Layout (under ``key_prefix``):
 
 * ``share:<id>``: a hash (token digest, agent, creator, created, expires in
-  ms of Redis's clock, max_uses, uses, revoked) that Redis deletes
+  ms of Redis's clock, max_uses, uses, revoked, label) that Redis deletes
   :data:`~gateway.shares.RETENTION` after the link's expiry, as the file
   store forgets it;
 * ``share-token:<digest>``: the id of the link with that token's SHA-256
@@ -27,14 +27,15 @@ from .client import RedisLink
 from .lua import NOW_MS, Lua, text
 
 # KEYS: share, share-token, shares. ARGV: id, digest, agent, creator, ttl_ms,
-# max_uses ('' for none), retention_ms. Returns Redis's now (ms).
+# max_uses ('' for none), retention_ms, label ('' for none). Returns Redis's now (ms).
 CREATE = Lua(
     NOW_MS
     + """
 local expires = now + tonumber(ARGV[5])
 local forget = expires + tonumber(ARGV[7])
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'agent', ARGV[3], 'creator', ARGV[4],
-           'created', now, 'expires', expires, 'max_uses', ARGV[6], 'uses', 0, 'revoked', 0)
+           'created', now, 'expires', expires, 'max_uses', ARGV[6], 'uses', 0, 'revoked', 0,
+           'label', ARGV[8])
 redis.call('PEXPIREAT', KEYS[1], forget)
 redis.call('SET', KEYS[2], ARGV[1], 'PXAT', forget)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -78,6 +79,8 @@ return redis.call('HGETALL', KEYS[1])
 def _share(share_id: str, fields: dict[bytes, bytes]) -> Share | None:
     try:
         max_uses = text(fields.get(b"max_uses"))
+        # Links made before labels existed have no such field.
+        label = text(fields.get(b"label"))
         return Share(
             id=share_id,
             token_sha256=text(fields[b"token"]),
@@ -88,6 +91,7 @@ def _share(share_id: str, fields: dict[bytes, bytes]) -> Share | None:
             max_uses=int(max_uses) if max_uses else None,
             uses=int(fields.get(b"uses", b"0")),
             revoked=fields.get(b"revoked") == b"1",
+            label=label or None,
         )
     except (KeyError, ValueError):
         return None
@@ -114,14 +118,19 @@ class RedisShares:
         """Nothing to close: the link to Redis is the node's."""
 
     async def create(
-        self, agent: str, creator: str, ttl_seconds: int, max_uses: int | None
+        self,
+        agent: str,
+        creator: str,
+        ttl_seconds: int,
+        max_uses: int | None,
+        label: str | None = None,
     ) -> tuple[Share, str]:
         token = secrets.token_urlsafe(32)
         share_id = secrets.token_urlsafe(9)
         digest = token_digest(token)
         keys = [self._key(share_id), self._token_key(digest), self._index]
         args: list[Any] = [share_id, digest, agent, creator, ttl_seconds * 1000]
-        args += ["" if max_uses is None else max_uses, RETENTION * 1000]
+        args += ["" if max_uses is None else max_uses, RETENTION * 1000, label or ""]
         now = int(await CREATE(self._link, keys, args))
         share = Share(
             id=share_id,
@@ -131,6 +140,7 @@ class RedisShares:
             created_at=now / 1000,
             expires_at=(now + ttl_seconds * 1000) / 1000,
             max_uses=max_uses,
+            label=label,
         )
         return share, token
 

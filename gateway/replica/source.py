@@ -498,7 +498,7 @@ class ReplicaSource:
         try:
             message = ttyd.parse_client(forwarded.message)
             if isinstance(message, ttyd.Resize):
-                await self._sink.resize(message.columns, message.rows)
+                await self._sink.resize(message.columns, message.rows, **message.asker())
             elif isinstance(message, ttyd.Input):
                 await self._upstream.send(message)
                 self._typed_at = asyncio.get_running_loop().time()
@@ -530,8 +530,8 @@ class ReplicaSource:
         if self._owning and state is not AgentState.STOPPED:
             self._publish_status()
 
-    def upstream_resized(self, columns: int, rows: int) -> None:
-        self._sink.upstream_resized(columns, rows)
+    def upstream_resized(self, columns: int, rows: int, **asker: str) -> None:
+        self._sink.upstream_resized(columns, rows, **asker)
 
     # --- hand over ----------------------------------------------------------------
 
@@ -656,7 +656,7 @@ class ReplicaSource:
         elif entry.kind is Kind.RESIZE:
             with contextlib.suppress(PeerProtocolError):
                 resize = ttyd.Resize.parse(entry.data)
-                self._sink.upstream_resized(resize.columns, resize.rows)
+                self._sink.upstream_resized(resize.columns, resize.rows, **resize.asker())
         elif entry.kind is Kind.STATUS:
             self._mirror_status(entry.data)
         elif entry.kind is Kind.OWNER:

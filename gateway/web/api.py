@@ -10,7 +10,7 @@ Routes::
     POST /api/agents/{id}/input   {"data"}: type into one agent (operators)
     POST /api/input               {"agents", "data"}: one command to many, per-agent results
     GET /api/audit                ?offset=&limit=: the audit trail (admins)
-    POST /api/agents/{id}/shares  {"ttl_seconds", "max_uses"?}: a spectator link
+    POST /api/agents/{id}/shares  {"ttl_seconds", "max_uses"?, "label"?}: a spectator link
     GET /api/shares               the links the caller may manage
     DELETE /api/shares/{id}       revoke a link, disconnecting its spectators
     GET /agents/{id}/token        {"token": ""}, like ttyd's /token
@@ -38,7 +38,7 @@ from ..appkeys import (
 from ..core.hub import Hub
 from ..errors import AgentNotFound, BadRequest, InputUnconfirmed, UpstreamUnavailable
 from ..limits import MAX_INBOUND_MESSAGE
-from ..shares import MAX_TTL, MAX_USES, MIN_TTL, Share
+from ..shares import MAX_TTL, MAX_USES, MIN_TTL, Share, clean_label
 from ..users import Role
 from .common import agent_json, audit_input, fleet_of, json_error, read_object, text
 from .identity import ANONYMOUS, end_share, hub_of, session_of, user_of
@@ -200,7 +200,7 @@ async def broadcast_input(request: web.Request) -> web.Response:
 
 
 async def create_share(request: web.Request) -> web.Response:
-    """``POST /api/agents/{id}/shares {"ttl_seconds", "max_uses"?}`` → a spectator link."""
+    """``POST /api/agents/{id}/shares {"ttl_seconds", "max_uses"?, "label"?}``: a link."""
     hub = hub_of(request)
     user = user_of(request)
     if not user.can_write:
@@ -213,13 +213,29 @@ async def create_share(request: web.Request) -> web.Response:
         isinstance(max_uses, bool) or not isinstance(max_uses, int) or not 1 <= max_uses <= MAX_USES
     ):
         raise BadRequest(f"'max_uses' must be an integer in 1..{MAX_USES}")
-    share, share_token = await request.app[SHARES].create(hub.agent_id, user.name, ttl, max_uses)
+    label = clean_label(body.get("label"))
+    share, share_token = await request.app[SHARES].create(
+        hub.agent_id, user.name, ttl, max_uses, label
+    )
     request.app[AUDIT].record(
-        "share_created", user=user.name, share=share.id, agent=hub.agent_id, ttl_seconds=ttl
+        "share_created",
+        user=user.name,
+        share=share.id,
+        agent=hub.agent_id,
+        ttl_seconds=ttl,
+        max_uses=max_uses,
+        label=label,
     )
     url = f"{request.app[SETTINGS].public_origin}/s/{share_token}"
     return web.json_response(
-        {"id": share.id, "url": url, "expires_at": share.expires_at}, status=201
+        {
+            "id": share.id,
+            "url": url,
+            "expires_at": share.expires_at,
+            "max_uses": share.max_uses,
+            "label": share.label,
+        },
+        status=201,
     )
 
 

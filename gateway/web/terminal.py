@@ -101,7 +101,7 @@ async def _serve_viewer(
     # a read-only viewer's is ignored (the agent has one size).
     writer = user_of(request).can_write
     if writer and handshake.columns is not None and handshake.rows is not None:
-        await hub.resize(handshake.columns, handshake.rows)
+        await hub.resize(handshake.columns, handshake.rows, who=user_of(request).name)
     await ws.send_bytes(ttyd.SetTitle(hub.title).serialize())
     await ws.send_bytes(ttyd.SetPreferences({}).serialize())
     audit, user = request.app[AUDIT], user_of(request)
@@ -205,7 +205,7 @@ async def _read(
             else:
                 audit_input(request, user.name, hub.agent_id, message.data)
         elif isinstance(message, ttyd.Resize):
-            await hub.resize(message.columns, message.rows)
+            await hub.resize(message.columns, message.rows, who=user.name, viewer=viewer)
         elif isinstance(message, ttyd.Pause):
             viewer.pause()
         else:

@@ -1,19 +1,20 @@
 /**
  * Sending a command line to agents (operators): one agent through
  * POST /api/agents/{id}/input, several through POST /api/input, which
- * answers per agent. The line is typed as if Enter followed it.
+ * answers per agent. The line is typed as if Enter followed it, unless
+ * asked not to (a bare line: a partial command, a menu's letter).
  */
 import { postJson } from "./api.js";
 
-/** What is typed for a command line: the line, then Enter (CR, as a terminal sends it). */
-export const commandInput = (line) => `${line}\r`;
+/** What is typed for a command line: the line, then Enter (CR, as a terminal sends it) unless ``enter`` is false. */
+export const commandInput = (line, enter = true) => (enter ? `${line}\r` : line);
 
 /**
  * Send ``line`` to ``agents``; resolves to {id: {ok, error?, message?}}.
  * Network failures become a result per agent, never a thrown error.
  */
-export async function sendCommand(agents, line, fetchImpl = fetch) {
-  const data = commandInput(line);
+export async function sendCommand(agents, line, fetchImpl = fetch, { enter = true } = {}) {
+  const data = commandInput(line, enter);
   try {
     if (agents.length === 1) {
       const [id] = agents;

@@ -254,5 +254,5 @@ export class Connection {
 export function access(me) {
   const canWrite = Boolean(me?.can_write);
   const canShare = Boolean(me?.can_share);
-  return { canWrite, canShare, readOnly: !canWrite, fit: canWrite, share: canShare, command: canWrite };
+  return { canWrite, canShare, readOnly: !canWrite, fit: canWrite, share: canShare, command: canWrite, keys: canWrite };
 }

@@ -35,8 +35,11 @@ import {
   socketUrl,
 } from "./protocol.js";
 import { describeResult, sendCommand } from "./command.js";
+import { CommandHistory, recallWith, timeStamp } from "./command-history.js";
+import { KEY_ROW, keySequence } from "./keys.js";
 import { LogsPanel } from "./logs-panel.js";
 import { presenceText } from "./presence.js";
+import { resizeNotice } from "./resize-notice.js";
 import { SharePanel } from "./share-panel.js";
 import { tabState, tabTitle } from "./tab-title.js";
 import { Connection, Phase, access } from "./terminal-model.js";
@@ -108,6 +111,9 @@ function offer(allowed) {
   document.getElementById("fit").hidden = !me.fit;
   document.getElementById("share-toggle").hidden = !me.share;
   document.getElementById("command").hidden = !me.command;
+  document.getElementById("keys").hidden = !me.keys;
+  // Who may not resize is still told who did, without the button.
+  if (!me.canWrite) document.getElementById("resize-restore").hidden = true;
   term.options.disableStdin = !me.canWrite;
 }
 
@@ -265,8 +271,12 @@ function onFrame(data) {
       render();
       break;
     case ServerCommand.NOTICE:
-      connection.notice(payload.message || payload.code);
-      render();
+      if (payload.code === "resized") {
+        showResized(payload);
+      } else {
+        connection.notice(payload.message || payload.code);
+        render();
+      }
       break;
     default:
       // Unknown commands are ignored, like ttyd's client: room to extend.
@@ -274,13 +284,47 @@ function onFrame(data) {
   }
 }
 
+// --------------------------------------------------------------- resized --
+
+const resized = document.getElementById("resized");
+const restoreButton = document.getElementById("resize-restore");
+let restoreTo = null;
+
+/** Someone else resized the agent: say who, and offer the size before (operators). */
+function showResized(payload) {
+  const shown = resizeNotice(payload, me.canWrite);
+  document.getElementById("resized-text").textContent = shown.text;
+  restoreTo = shown.restore;
+  restoreButton.hidden = restoreTo === null;
+  restoreButton.textContent = shown.label;
+  resized.hidden = false;
+}
+
+function hideResized() {
+  resized.hidden = true;
+  restoreTo = null;
+}
+
+function restoreSize() {
+  if (restoreTo && me.canWrite) send(encodeResize(restoreTo));
+  hideResized();
+  term.focus();
+}
+
 // --------------------------------------------------------------- presence --
 
-/** Who else watches this agent, from the dashboard's event feed. */
+/** Who else watches this agent, and whether it is a container, from the dashboard's event feed. */
 function watchPresence() {
   const presence = document.getElementById("presence");
+  const logsButton = document.getElementById("logs-toggle");
   const show = (agent) => {
-    if (agent && agent.id === agentId) presence.textContent = presenceText(agent);
+    if (!agent || agent.id !== agentId) return;
+    presence.textContent = presenceText(agent);
+    // Only a container has a log to show: a disabled button says so,
+    // instead of a panel that takes the window to say it in grey.
+    const container = Boolean(agent.container);
+    logsButton.disabled = !container;
+    logsButton.title = container ? "The container's log" : "No logs: this agent is not a container";
   };
   const source = new EventSource("/api/events");
   source.addEventListener("snapshot", (event) => {
@@ -301,6 +345,29 @@ function fitAgentToWindow() {
   // The grid that would fill the viewport at the current font size.
   const dimensions = fit.proposeDimensions();
   if (dimensions && me.canWrite) send(encodeResize({ columns: dimensions.cols, rows: dimensions.rows }));
+  // What someone else's resize was is moot now: this one is what counts.
+  hideResized();
+}
+
+// ------------------------------------------------------------------- keys --
+
+/** The on-screen key row (operators): keys a phone's keyboard lacks, typed into the agent. */
+function buildKeyRow() {
+  const row = document.getElementById("keys");
+  for (const [label, key] of KEY_ROW) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.dataset.key = key;
+    // Keep the focus where it is (a phone's keyboard stays open).
+    button.addEventListener("pointerdown", (event) => event.preventDefault());
+    button.addEventListener("click", () => {
+      if (!me.canWrite) return;
+      const applicationCursor = term.modes.applicationCursorKeysMode;
+      send(encodeInput(keySequence(key, { applicationCursor })));
+    });
+    row.append(button);
+  }
 }
 
 const searchbar = document.getElementById("searchbar");
@@ -364,16 +431,30 @@ searchInput.addEventListener("keydown", (event) => {
 document.getElementById("search-next").addEventListener("click", () => search.findNext(searchInput.value));
 document.getElementById("search-prev").addEventListener("click", () => search.findPrevious(searchInput.value));
 
-document.getElementById("command").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const input = document.getElementById("command-line");
+const commandLine = document.getElementById("command-line");
+const commandHistory = new CommandHistory();
+recallWith(commandLine, commandHistory);
+
+/** Send the bar's line (with Enter, or without: a bare line); the bar is cleared, ArrowUp brings it back. */
+async function submitLine(enter) {
   const result = document.getElementById("command-result");
-  if (!input.value) return;
-  const outcome = (await sendCommand([agentId], input.value))[agentId];
-  result.textContent = describeResult(outcome);
+  const line = commandLine.value;
+  if (!line) return;
+  commandHistory.push(line);
+  commandLine.value = "";
+  const outcome = (await sendCommand([agentId], line, fetch, { enter }))[agentId];
+  result.textContent = `${timeStamp(new Date())} ${describeResult(outcome)}`;
   result.dataset.ok = String(outcome.ok);
-  if (outcome.ok) input.value = "";
+}
+
+document.getElementById("command").addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitLine(true);
 });
+document.getElementById("command-type").addEventListener("click", () => submitLine(false));
+restoreButton.addEventListener("click", restoreSize);
+document.getElementById("resized-dismiss").addEventListener("click", hideResized);
+buildKeyRow();
 
 if (agentId) {
   const sharing = new SharePanel(agentId, document.getElementById("sharing"));

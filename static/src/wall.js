@@ -10,6 +10,7 @@ import "./wall.css";
 import * as api from "./api.js";
 import { ansiRows } from "./ansi-dom.js";
 import { describeResult, sendCommand } from "./command.js";
+import { CommandHistory, recallWith, timeStamp } from "./command-history.js";
 import { presenceText } from "./presence.js";
 import { fitTile } from "./tile-fit.js";
 import { ENDED, LINK_WORDS, loginHref } from "./vocabulary.js";
@@ -169,12 +170,24 @@ function updateCommand() {
   send.disabled = selected.size === 0;
 }
 
+const commandLine = document.getElementById("command-line");
+const commandHistory = new CommandHistory();
+recallWith(commandLine, commandHistory);
+
+/**
+ * Send the bar's line to the selected agents. The bar is cleared at once,
+ * so a second Enter broadcasts nothing (ArrowUp brings the line back), and
+ * each result says when it came.
+ */
 async function submitCommand(event) {
   event.preventDefault();
-  const input = document.getElementById("command-line");
-  if (!input.value || selected.size === 0) return;
+  const line = commandLine.value;
+  if (!line || selected.size === 0) return;
+  commandHistory.push(line);
+  commandLine.value = "";
   const agents = [...selected];
-  const results = await sendCommand(agents, input.value);
+  const results = await sendCommand(agents, line);
+  const stamp = timeStamp(new Date());
   let sent = 0;
   for (const id of agents) {
     const result = results[id] || { ok: false, message: "no answer" };
@@ -183,10 +196,10 @@ async function submitCommand(event) {
     if (note) {
       note.hidden = false;
       note.dataset.ok = String(result.ok);
-      note.textContent = `${input.value}: ${describeResult(result)}`;
+      note.textContent = `${stamp} ${line}: ${describeResult(result)}`;
     }
   }
-  document.getElementById("command-summary").textContent = `sent to ${sent} of ${agents.length}`;
+  document.getElementById("command-summary").textContent = `${stamp} sent to ${sent} of ${agents.length}`;
 }
 
 /** The feed badge: our link to the gateway, in the words the terminal uses too. */

@@ -39,3 +39,15 @@ test("several agents: one request, answered per agent", async () => {
   });
   assert.equal(offline.x.error, "network");
 });
+
+test("a bare line is typed without Enter", async () => {
+  assert.equal(commandInput("y", false), "y");
+  const calls = [];
+  const fetchImpl = async (url, options) => {
+    calls.push(JSON.parse(options.body));
+    return answer(200, { ok: true })();
+  };
+  await sendCommand(["a"], "echo ", fetchImpl, { enter: false });
+  await sendCommand(["a"], "ls", fetchImpl);
+  assert.deepEqual(calls, [{ data: "echo " }, { data: "ls\r" }]);
+});

@@ -366,10 +366,11 @@ describe("access (from /api/me)", () => {
       fit: false,
       share: false,
       command: false,
+      keys: false,
     });
   });
 
-  it("an operator types, fits, shares and sends commands; no read-only badge", () => {
+  it("an operator types, fits, shares, sends commands and gets the key row; no read-only badge", () => {
     assert.deepEqual(access({ name: "olga", role: "operator", can_write: true, can_share: true }), {
       canWrite: true,
       canShare: true,
@@ -377,14 +378,15 @@ describe("access (from /api/me)", () => {
       fit: true,
       share: true,
       command: true,
+      keys: true,
     });
   });
 
-  it("a viewer or a spectator watches: read-only badge, no controls", () => {
+  it("a viewer or a spectator watches: read-only badge, no controls, no key row", () => {
     const spectator = access({ name: "spectator:7", role: "viewer", can_write: false, can_share: false });
     assert.equal(spectator.readOnly, true);
-    const offered = [spectator.canWrite, spectator.fit, spectator.share, spectator.command];
-    assert.deepEqual(offered, [false, false, false, false]);
+    const offered = [spectator.canWrite, spectator.fit, spectator.share, spectator.command, spectator.keys];
+    assert.deepEqual(offered, [false, false, false, false, false]);
   });
 
   it("writing without sharing (open mode: no login, so no links)", () => {
