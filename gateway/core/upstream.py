@@ -99,6 +99,8 @@ class UpstreamStatistics:
     last_error: str
     # In replica mode, the replica holding the agent's terminal (None: none, or one process).
     holder: str | None = None
+    # Bytes written but not yet taken by the socket (ttyd reads slowly, or not at all).
+    buffered: int = 0
 
 
 class Upstream:
@@ -144,8 +146,14 @@ class Upstream:
         return False  # it holds the terminal: the hub's size is the size
 
     def statistics(self) -> UpstreamStatistics:
+        ws = self._ws
         return UpstreamStatistics(
-            self._state, self._connects, self._bytes_in, self._bytes_out, self._last_error
+            self._state,
+            self._connects,
+            self._bytes_in,
+            self._bytes_out,
+            self._last_error,
+            buffered=0 if ws is None else ws.transport.get_write_buffer_size(),
         )
 
     async def send(self, message: ttyd.ClientMessage) -> None:
