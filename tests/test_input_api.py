@@ -15,8 +15,7 @@ from gateway.auth import hash_password, new_api_token
 from gateway.local import LocalAgent
 from gateway.users import Role, User
 
-from .conftest import AgentFactory, GatewayFactory, eventually, origin_of, timeout
-from .test_upstream import frozen
+from .conftest import AgentFactory, GatewayFactory, eventually, frozen, origin_of, timeout
 
 TOKEN, TOKEN_SHA256 = new_api_token()
 VIEWER_TOKEN, VIEWER_SHA256 = new_api_token()

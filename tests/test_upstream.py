@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import random
-import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,7 +18,7 @@ from gateway.core.upstream import Upstream
 from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.local import LocalAgent
 
-from .conftest import AgentFactory, contains, eventually, timeout
+from .conftest import AgentFactory, contains, eventually, frozen, timeout
 
 
 class RecordingSink:
@@ -226,18 +224,6 @@ async def _size_is(agent: LocalAgent, size: tuple[int, int]) -> bool:
 
 
 # --- a frozen ttyd (SIGSTOP): its socket stays open, nothing answers ------------------
-
-
-@contextlib.contextmanager
-def frozen(agent: LocalAgent) -> Iterator[None]:
-    """ttyd stopped for the block; it always resumes, whatever the test did."""
-    pid = agent.ttyd_pid
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def _frozen_reported(sink: RecordingSink) -> bool:

@@ -26,8 +26,14 @@ from gateway.errors import UpstreamUnavailable
 from gateway.local import LocalAgent
 from gateway.web.terminal import direct_writer
 
-from .conftest import AgentFactory, GatewayFactory, contains, eventually, open_terminal
-from .test_upstream import frozen
+from .conftest import (
+    AgentFactory,
+    GatewayFactory,
+    contains,
+    eventually,
+    frozen,
+    open_terminal,
+)
 
 ROUNDS = 60
 BIG = 200 * 1024  # far past the writer's limit and the socket's buffer
