@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -140,6 +141,18 @@ async def agent(make_agent: AgentFactory) -> LocalAgent:
     shell = await make_agent()
     await eventually(lambda: _prompt_ready(shell), message="shell prompt")
     return shell
+
+
+@contextlib.contextmanager
+def frozen(agent: LocalAgent) -> Iterator[None]:
+    """ttyd stopped (SIGSTOP) for the block; it always resumes, whatever the test did."""
+    pid = agent.ttyd_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 async def _prompt_ready(agent: LocalAgent) -> bool:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.appkeys import FLEET
 from gateway.auth import hash_password, new_api_token
 from gateway.local import LocalAgent
 from gateway.users import Role, User
 
-from .conftest import AgentFactory, GatewayFactory, eventually, origin_of
+from .conftest import AgentFactory, GatewayFactory, eventually, frozen, origin_of, timeout
 
 TOKEN, TOKEN_SHA256 = new_api_token()
 VIEWER_TOKEN, VIEWER_SHA256 = new_api_token()
@@ -105,3 +108,84 @@ async def test_bearer_tokens_and_broadcast(
 async def _all_connected(http: aiohttp.ClientSession) -> bool:
     agents = (await (await http.get("/api/agents")).json())["agents"]
     return bool(agents) and all(a["status"] == "connected" for a in agents)
+
+
+# --- a frozen ttyd (SIGSTOP) -----------------------------------------------------------
+
+
+async def _status(client: TestClient[Any, Any], agent_id: str) -> tuple[str, str]:
+    agents = (await (await client.get("/api/agents")).json())["agents"]
+    (mine,) = [a for a in agents if a["id"] == agent_id]
+    return mine["status"], mine["message"]
+
+
+async def test_input_to_a_frozen_agent_is_refused_and_never_typed(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    origin = {"Origin": origin_of(client)}
+    url = f"/api/agents/{agent.name}/input"
+    await eventually(lambda: _connected(client), message="upstream")
+    with frozen(agent):
+
+        async def reported() -> bool:
+            status, message = await _status(client, agent.name)
+            return status != "connected" and "has not answered" in message
+
+        await eventually(reported, message="the freeze reported")
+        refused = await asyncio.wait_for(
+            client.post(url, json={"data": "echo never-$((6*7))\r"}, headers=origin), timeout(10)
+        )
+        assert refused.status == 503
+        assert (await refused.json())["error"] == "unavailable"
+    await eventually(lambda: _connected(client), message="reconnected")
+    typed = await client.post(url, json={"data": "echo resumed-$((6*7))\r"}, headers=origin)
+    assert (await typed.json())["ok"] is True
+    # The marker went after the refused input: once it shows, the shell has read both.
+    await eventually(lambda: pane_has(agent, "resumed-42"), message="marker")
+    assert "never-42" not in await agent.capture()
+
+
+async def test_a_broadcast_answers_for_the_healthy_agent_while_another_is_frozen(
+    make_agent: AgentFactory, gateway: GatewayFactory
+) -> None:
+    healthy = await make_agent("healthy")
+    # Input nobody echoes, so the frozen agent's socket buffers can be filled.
+    stuck = await make_agent("stuck", command=("sh", "-c", "stty raw -echo; exec cat >/dev/null"))
+    client = await gateway(healthy, stuck)
+    origin = {"Origin": origin_of(client)}
+    await eventually(lambda: _connected(client), message="upstreams")
+    await eventually(lambda: pane_has(healthy, "$"), message="prompt")
+
+    async def flood() -> None:
+        while (
+            await client.post(
+                f"/api/agents/{stuck.name}/input", json={"data": "x" * 60_000}, headers=origin
+            )
+        ).status == 200:
+            pass
+
+    with frozen(stuck):
+        pushing = asyncio.create_task(flood())
+        try:
+            # The flood fills the kernel's buffers, then waits in ours: input pending.
+            upstream = client.app[FLEET].get(stuck.name).upstream
+            assert upstream is not None
+            await eventually(lambda: upstream.statistics().buffered > 0, message="input pending")
+            answer = await asyncio.wait_for(
+                client.post(
+                    "/api/input",
+                    json={"agents": [healthy.name, stuck.name], "data": "echo both-$((6*7))\r"},
+                    headers=origin,
+                ),
+                timeout(10),
+            )
+            results = (await answer.json())["results"]
+            assert results[healthy.name]["ok"] is True
+            assert results[stuck.name]["ok"] is False
+            assert results[stuck.name]["error"] in ("unavailable", "timeout")
+        finally:
+            pushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pushing
+    await eventually(lambda: pane_has(healthy, "both-42"), message="typed into the healthy one")

@@ -18,7 +18,7 @@ from gateway.core.upstream import Upstream
 from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.local import LocalAgent
 
-from .conftest import AgentFactory, eventually
+from .conftest import AgentFactory, contains, eventually, frozen, timeout
 
 
 class RecordingSink:
@@ -221,3 +221,61 @@ async def test_unexpected_error_is_logged_and_the_upstream_reconnects(
 
 async def _size_is(agent: LocalAgent, size: tuple[int, int]) -> bool:
     return await agent.pane_size() == size
+
+
+# --- a frozen ttyd (SIGSTOP): its socket stays open, nothing answers ------------------
+
+
+def _frozen_reported(sink: RecordingSink) -> bool:
+    return any(
+        state is AgentState.RECONNECTING
+        and ("has not answered" in message or "took no input" in message)
+        for state, _, message in sink.states
+    )
+
+
+async def test_a_frozen_idle_ttyd_is_reported_and_refused_input_never_typed(
+    agent: LocalAgent,
+) -> None:
+    sink = RecordingSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="connect")
+        with frozen(agent):
+            # websockets' keepalive alone took 40 s to notice; the liveness check, seconds.
+            await eventually(lambda: _frozen_reported(sink), message="the freeze reported")
+            with pytest.raises(UpstreamUnavailable):
+                await asyncio.wait_for(
+                    upstream.send(ttyd.Input(b"echo never-$((6*7))\r")), timeout(10)
+                )
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="reconnect")
+        # Typed after the refused input: once it shows, the shell has read all before it.
+        await upstream.send(ttyd.Input(b"echo resumed-$((6*7))\r"))
+        await eventually(lambda: contains(agent.capture(), "resumed-42"), message="marker")
+        assert "never-42" not in await agent.capture()
+
+
+async def test_a_frozen_ttyd_with_input_pending_is_reported(make_agent: AgentFactory) -> None:
+    # Input nobody echoes: the buffers fill with what a frozen ttyd does not read.
+    agent = await make_agent(command=("sh", "-c", "stty raw -echo; exec cat >/dev/null"))
+    sink = RecordingSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="connect")
+
+        async def flood() -> None:
+            while True:
+                await upstream.send(ttyd.Input(b"x" * 60_000))
+
+        with frozen(agent):
+            pushing = asyncio.create_task(flood())
+            try:
+                # Before, the keepalive ping waited behind the blocked send: never noticed.
+                await eventually(lambda: _frozen_reported(sink), message="the freeze reported")
+                with pytest.raises(UpstreamUnavailable):
+                    await asyncio.wait_for(pushing, timeout(10))
+            finally:
+                pushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, UpstreamUnavailable):
+                    await pushing
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="reconnect")

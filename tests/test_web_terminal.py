@@ -5,18 +5,35 @@ viewer's transport beside aiohttp's own WebSocket writer. That is safe only
 while aiohttp (1) writes each frame without yielding in the middle of it and
 (2) marks the socket closed before it writes its close frame. An aiohttp
 upgrade that changes either fails these tests.
+
+The terminal socket in front of a frozen ttyd (SIGSTOP) is tested here too:
+a join still gets its screen, and typing gets a refusal, never a replay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.appkeys import FLEET
 from gateway.core import ttyd
+from gateway.core.state import AgentState
+from gateway.errors import UpstreamUnavailable
+from gateway.local import LocalAgent
 from gateway.web.terminal import direct_writer
+
+from .conftest import (
+    AgentFactory,
+    GatewayFactory,
+    contains,
+    eventually,
+    frozen,
+    open_terminal,
+)
 
 ROUNDS = 60
 BIG = 200 * 1024  # far past the writer's limit and the socket's buffer
@@ -98,3 +115,71 @@ async def test_the_socket_is_closed_before_aiohttp_writes_its_close_frame() -> N
         assert seen == [True, False]
     finally:
         await client.close()
+
+
+# --- a frozen ttyd (SIGSTOP) -----------------------------------------------------------
+
+
+async def test_a_join_with_a_size_gets_the_screen_of_a_frozen_agent(
+    make_agent: AgentFactory, gateway: GatewayFactory
+) -> None:
+    # Input nobody echoes, so the frozen agent's socket buffers can be filled.
+    agent = await make_agent(
+        command=("sh", "-c", "echo still-on-screen; stty raw -echo; exec cat >/dev/null")
+    )
+    await eventually(lambda: contains(agent.capture(), "still-on-screen"), message="the screen")
+    client = await gateway(agent)
+    hub = client.app[FLEET].get(agent.name)
+    upstream = hub.upstream
+    assert upstream is not None
+    await eventually(lambda: upstream.state is AgentState.CONNECTED, message="upstream")
+
+    async def flood() -> None:
+        while True:
+            await hub.send_input(b"x" * 60_000)
+
+    with frozen(agent):
+        pushing = asyncio.create_task(flood())
+        try:
+            # Input pending: a resize sent now waits behind it.
+            await eventually(lambda: upstream.statistics().buffered > 0, message="input pending")
+            terminal = await open_terminal(client, agent.name, 100, 30)
+            try:
+                await terminal.wait_text("still-on-screen")
+                # It came before the stuck send's deadline failed the connection.
+                assert upstream.state is AgentState.CONNECTED
+                assert hub.size == (100, 30)
+            finally:
+                await terminal.close()
+        finally:
+            pushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, UpstreamUnavailable):
+                await pushing
+
+
+async def test_typing_into_a_frozen_agent_gets_a_notice_and_is_never_typed(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+    terminal = await open_terminal(client, agent.name)
+    try:
+        await terminal.wait_text("$")
+        with frozen(agent):
+            await eventually(
+                lambda: any("has not answered" in s.message for s in terminal.statuses),
+                message="the freeze in the status",
+            )
+            await terminal.send_input(b"echo never-$((6*7))\r")
+            await eventually(
+                lambda: any(n.code == "input_refused" for n in terminal.notices),
+                message="the refusal",
+            )
+        await eventually(
+            lambda: terminal.statuses[-1].state is AgentState.CONNECTED, message="reconnected"
+        )
+        # The marker went after the refused input: once it shows, the shell has read both.
+        await terminal.send_input(b"echo resumed-$((6*7))\r")
+        await eventually(lambda: contains(agent.capture(), "resumed-42"), message="marker")
+        assert "never-42" not in await agent.capture()
+    finally:
+        await terminal.close()

@@ -273,22 +273,40 @@ class Hub:
         viewers are told, once the resizes settle (see RESIZE_QUIET), with
         the size before so that they can put it back.
         """
-        size = ttyd.clamp_size(columns, rows)
         if viewer is not None:
             viewer_id = viewer.id
+        message = self._take_size(columns, rows, who, viewer_id)
+        if message is not None:
+            await self._send_resize(message)
+
+    def resize_soon(self, columns: int, rows: int, *, who: str = "") -> asyncio.Task[None] | None:
+        """:meth:`resize`, the hub's size changed now and ttyd told from a task.
+
+        For a joining viewer: its first screen is at the new size, and a ttyd
+        that does not take the resize (frozen) does not keep the screen from it.
+        """
+        message = self._take_size(columns, rows, who, "")
+        if message is None:
+            return None
+        return asyncio.create_task(self._send_resize(message), name=f"resize:{self.agent_id}")
+
+    def _take_size(self, columns: int, rows: int, who: str, viewer_id: str) -> ttyd.Resize | None:
+        """The hub's half of a resize; returns what is left to send, if anything."""
+        size = ttyd.clamp_size(columns, rows)
         message = ttyd.Resize(*size, by=who, viewer=viewer_id)
         if self.upstream is not None and self.upstream.mirrors:
             # The replica holding the terminal resizes it, and its stream says
             # so, with who asked: every replica's viewers are told from there.
-            with contextlib.suppress(UpstreamUnavailable):
-                await self.upstream.send(message)
-            return
+            return message
         if who:
             self._note_resize(size, who, viewer_id)
         if size == self._size:
-            return
+            return None
         self.upstream_resized(*size)
         # When down, the next handshake carries the new size.
+        return None if self.upstream is None else message
+
+    async def _send_resize(self, message: ttyd.Resize) -> None:
         if self.upstream is not None:
             with contextlib.suppress(UpstreamUnavailable):
                 await self.upstream.send(message)

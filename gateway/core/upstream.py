@@ -8,6 +8,14 @@ exponential backoff and jitter (:class:`Backoff`, sans-I/O). While it is down,
 input is refused explicitly, never queued and replayed into a terminal whose
 state the operator can no longer see.
 
+A ttyd that stops answering while its socket stays open (frozen, SIGSTOP, a
+dead path) is found by a liveness check of our own (:meth:`Upstream._watch`):
+a ping every :data:`PING_INTERVAL`, each sent from a task of its own so a
+send blocked on a full socket does not hold the check. Input is refused once
+ttyd has been silent for :data:`QUIET_LIMIT`; after :data:`LIVENESS_DEADLINE`
+the connection is dropped and redialled with the usual backoff. Every send
+has a deadline too (:data:`SEND_TIMEOUT`).
+
 What arrives is handed to an :class:`UpstreamSink` (the hub); the sink may
 make the read loop wait (emulator backpressure), never a viewer.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,6 +38,7 @@ from ..errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from ..tasks import cancel
 from . import ttyd
 from .backoff import Backoff
 from .state import AgentState
@@ -41,6 +51,20 @@ log = logging.getLogger(__name__)
 MAX_UPSTREAM_FRAME = 1 << 20
 # Seconds our close of a ttyd connection waits for ttyd's answer.
 CLOSE_TIMEOUT = 1.0
+# ttyd answers a ping within milliseconds on any link the gateway serves; one a
+# second keeps the silence we can measure close to the truth at a few bytes a second.
+PING_INTERVAL = 1.0
+# Silent this long (about three missed pongs), ttyd is taken for frozen: input
+# is refused instead of sitting in socket buffers until it resumes.
+QUIET_LIMIT = 3.0
+# Silent this long, the connection is dropped and redialled (the status says why).
+LIVENESS_DEADLINE = 5.0
+# A send that ttyd's socket has not taken in this long fails the connection:
+# a 64 KiB message drains in milliseconds unless the peer stopped reading.
+SEND_TIMEOUT = 5.0
+# Our socket's kernel send buffer (Linux doubles it). Left to autotuning,
+# megabytes of input could wait there for a frozen ttyd, out of our sight.
+UPSTREAM_SEND_BUFFER = 64 * 1024
 
 
 class UpstreamSink(Protocol):
@@ -75,6 +99,8 @@ class UpstreamStatistics:
     last_error: str
     # In replica mode, the replica holding the agent's terminal (None: none, or one process).
     holder: str | None = None
+    # Bytes written but not yet taken by the socket (ttyd reads slowly, or not at all).
+    buffered: int = 0
 
 
 class Upstream:
@@ -106,6 +132,10 @@ class Upstream:
         self._bytes_in = 0
         self._bytes_out = 0
         self._last_error = ""
+        # When ttyd last showed it was alive (a pong or any frame), loop time.
+        self._heard_at = 0.0
+        # Why this session's connection was failed by us, for the status.
+        self._fault: str | None = None
 
     @property
     def state(self) -> AgentState:
@@ -116,8 +146,14 @@ class Upstream:
         return False  # it holds the terminal: the hub's size is the size
 
     def statistics(self) -> UpstreamStatistics:
+        ws = self._ws
         return UpstreamStatistics(
-            self._state, self._connects, self._bytes_in, self._bytes_out, self._last_error
+            self._state,
+            self._connects,
+            self._bytes_in,
+            self._bytes_out,
+            self._last_error,
+            buffered=0 if ws is None else ws.transport.get_write_buffer_size(),
         )
 
     async def send(self, message: ttyd.ClientMessage) -> None:
@@ -125,14 +161,31 @@ class Upstream:
         ws = self._ws
         if ws is None or self._state is not AgentState.CONNECTED:
             raise UpstreamUnavailable(f"agent terminal is {self._state.value}")
+        silent = self.silent_for()
+        if silent > QUIET_LIMIT:
+            raise UpstreamUnavailable(f"ttyd has not answered for {silent:.0f} s; not sent")
         if isinstance(message, ttyd.Resize):
             message = message.for_ttyd()
         frame = message.serialize()
         try:
-            await ws.send(frame)
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await ws.send(frame)
+        except TimeoutError:
+            # Part of it may be in the kernel's buffers already: say so, never "not sent".
+            self._fail(ws, f"ttyd took no input for {SEND_TIMEOUT:.0f} s")
+            raise UpstreamUnavailable(
+                f"ttyd took no input for {SEND_TIMEOUT:.0f} s; the connection was reset"
+                " (what was already handed over may be typed if ttyd resumes)"
+            ) from None
         except websockets.ConnectionClosed as exc:
             raise UpstreamUnavailable("agent terminal connection closed") from exc
         self._bytes_out += len(frame)
+
+    def silent_for(self) -> float:
+        """Seconds since ttyd last answered on the current connection (0 when down)."""
+        if self._ws is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._heard_at
 
     async def run(self) -> None:
         """Connect, relay, and reconnect forever; returns only when cancelled."""
@@ -142,9 +195,9 @@ class Upstream:
                 started = loop.time()
                 try:
                     await self._session()
-                    message = "ttyd closed the connection"
+                    message = self._fault or "ttyd closed the connection"
                 except (OSError, TimeoutError, websockets.WebSocketException) as exc:
-                    message = _describe(exc)
+                    message = self._fault or _describe(exc)
                 except UpstreamRejected as exc:
                     message = str(exc)
                 except Exception:
@@ -179,6 +232,9 @@ class Upstream:
             # waits this long for it, not websockets' 10 s.
             "close_timeout": CLOSE_TIMEOUT,
             "max_size": MAX_UPSTREAM_FRAME,
+            # Our own liveness check replaces websockets' keepalive, whose ping
+            # waits behind a blocked send and gives up only after 40 s.
+            "ping_interval": None,
             # Never send agent traffic through an HTTP proxy from the environment.
             "proxy": None,
             "user_agent_header": "agent-gateway",
@@ -192,19 +248,63 @@ class Upstream:
         return connect(self.target.url, **common)
 
     async def _session(self) -> None:
+        self._fault = None
         async with self._open() as ws:
+            _bound_send_buffer(ws)
             columns, rows = self._size()
-            await ws.send(ttyd.Handshake(self.target.auth_token, columns, rows).serialize())
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await ws.send(ttyd.Handshake(self.target.auth_token, columns, rows).serialize())
+            self._heard_at = asyncio.get_running_loop().time()
             self._ws = ws
             self._connects += 1
             self._set_state(AgentState.CONNECTED, None, "")
-            received = False
-            async for message in ws:
-                received = True
-                await self._dispatch(message)
+            watch = asyncio.create_task(self._watch(ws), name=f"liveness:{self._where}")
+            try:
+                received = False
+                async for message in ws:
+                    received = True
+                    self._heard_at = asyncio.get_running_loop().time()
+                    await self._dispatch(message)
+            finally:
+                await cancel(watch)
             if not received and ws.close_code == 1008:
                 # ttyd answers a wrong AuthToken with a policy-violation close.
                 raise UpstreamRejected("ttyd refused the credential")
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        """Ping ttyd every second; fail the connection when it stays silent."""
+        loop = asyncio.get_running_loop()
+        pinging: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(PING_INTERVAL)
+                silent = loop.time() - self._heard_at
+                if silent > LIVENESS_DEADLINE:
+                    self._fail(ws, f"ttyd has not answered for {silent:.0f} s")
+                    return
+                # One ping in flight at a time: while it is stuck behind a full
+                # socket the clock above still runs, which is the point.
+                if pinging is None or pinging.done():
+                    pinging = asyncio.create_task(self._ping(ws))
+        finally:
+            if pinging is not None:
+                await cancel(pinging)
+
+    async def _ping(self, ws: ClientConnection) -> None:
+        try:
+            pong = await ws.ping()
+            await pong
+        except websockets.ConnectionClosed:
+            return  # the read loop reports the loss
+        self._heard_at = asyncio.get_running_loop().time()
+
+    def _fail(self, ws: ClientConnection, why: str) -> None:
+        """Drop a connection ttyd no longer serves; the read loop ends and redials."""
+        if self._fault is None:
+            self._fault = why
+            log.warning("upstream %s: %s; reconnecting", self._where, why)
+        # No closing handshake: a peer that reads nothing would not answer it.
+        ws.transport.abort()
 
     async def _dispatch(self, message: bytes | str) -> None:
         data = message.encode() if isinstance(message, str) else message
@@ -226,6 +326,12 @@ class Upstream:
     def _set_state(self, state: AgentState, retry_in: float | None, message: str) -> None:
         self._state = state
         self._sink.upstream_state(state, retry_in, message)
+
+
+def _bound_send_buffer(ws: ClientConnection) -> None:
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPSTREAM_SEND_BUFFER)
 
 
 def _describe(exc: BaseException) -> str:

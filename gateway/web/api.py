@@ -52,6 +52,12 @@ MAX_INPUT_BODY = 256 * 1024
 MAX_BROADCAST = 100
 
 
+# Each agent's share of a broadcast: one that has not answered in this long is
+# reported as timed out, so a stuck agent never holds the others' answers. Above
+# the replica holder's answer wait (2 s), below the upstream's send deadline (5 s).
+BROADCAST_TIMEOUT = 3.0
+
+
 async def prometheus(request: web.Request) -> web.Response:
     """``GET /metrics`` in Prometheus' text format (admins, or open mode)."""
     user = user_of(request)
@@ -193,7 +199,18 @@ async def broadcast_input(request: web.Request) -> web.Response:
             hub = fleet.get(agent_id)
         except AgentNotFound as exc:
             return {"ok": False, "error": "not_found", "message": str(exc)}
-        return await _send(request, hub, data, user.can_write)
+        try:
+            async with asyncio.timeout(BROADCAST_TIMEOUT):
+                return await _send(request, hub, data, user.can_write)
+        except TimeoutError:
+            # The send was under way: its bytes may be in a socket buffer already.
+            audit_input(request, user.name, hub.agent_id, data, confirmed=False)
+            return {
+                "ok": False,
+                "error": "timeout",
+                "message": f"the agent did not take it within {BROADCAST_TIMEOUT:.0f} s;"
+                " it may have been typed",
+            }
 
     results = await asyncio.gather(*(one(agent_id) for agent_id in ids))
     return web.json_response({"results": dict(zip(ids, results, strict=True))})

@@ -83,7 +83,6 @@ async def _serve_viewer(
     request: web.Request, closer: HandlerClose, hub: Hub
 ) -> tuple[int, bytes] | None:
     """The viewer's life on this socket; returns the close it ends with."""
-    ws = closer.ws
     try:
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             first = await closer.receive()
@@ -98,10 +97,23 @@ async def _serve_viewer(
     if not isinstance(handshake, ttyd.Handshake):
         return WSCloseCode.PROTOCOL_ERROR, b"expected handshake"
     # An operator's handshake size resizes the agent, as ttyd's spawn would;
-    # a read-only viewer's is ignored (the agent has one size).
+    # a read-only viewer's is ignored (the agent has one size). The join does
+    # not wait for ttyd to take it: a frozen ttyd must not withhold the screen.
     writer = user_of(request).can_write
+    resizing = None
     if writer and handshake.columns is not None and handshake.rows is not None:
-        await hub.resize(handshake.columns, handshake.rows, who=user_of(request).name)
+        resizing = hub.resize_soon(handshake.columns, handshake.rows, who=user_of(request).name)
+    try:
+        return await _joined(request, closer, hub)
+    finally:
+        if resizing is not None:
+            # Bounded by the upstream's send deadline; cancelled with the handler.
+            await resizing
+
+
+async def _joined(request: web.Request, closer: HandlerClose, hub: Hub) -> tuple[int, bytes] | None:
+    """The joined viewer's life: the screen, then output and input until the end."""
+    ws = closer.ws
     await ws.send_bytes(ttyd.SetTitle(hub.title).serialize())
     await ws.send_bytes(ttyd.SetPreferences({}).serialize())
     audit, user = request.app[AUDIT], user_of(request)
