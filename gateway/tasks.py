@@ -17,20 +17,10 @@ T = TypeVar("T")
 
 
 async def cancel(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait until it has finished.
-
-    Only ``task``'s CancelledError is swallowed. If the caller is cancelled
-    while it waits, that goes on up: swallowed, a loop that stops its helper
-    in a ``finally`` (the upstream's liveness check, say) would carry on as
-    if nobody had asked it to stop, and whoever cancelled it wait for ever.
-    """
+    """Cancel ``task`` and wait until it has finished."""
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
 
 
 @contextlib.asynccontextmanager
