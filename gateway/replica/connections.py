@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ..errors import RedisUnavailable
 from ..tasks import running
 from .client import RedisLink
-from .lua import LIVE_PARTS, NOW_MS, Arg, Lua
+from .lua import LIVE_PARTS, NOW_MS, WRITE_PART, Arg, Lua
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,9 @@ HELD = Lua(_TOTAL + "\nreturn total\n")
 # KEYS: user. ARGV: replica, count, ttl_ms. This replica's count, as it knows it.
 SET_COUNT = Lua(
     NOW_MS
+    + WRITE_PART
     + """
-if tonumber(ARGV[2]) > 0 then
-  redis.call('HSET', KEYS[1], 'n:' .. ARGV[1], ARGV[2], 't:' .. ARGV[1], now + tonumber(ARGV[3]))
-  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
-else
-  redis.call('HDEL', KEYS[1], 'n:' .. ARGV[1], 't:' .. ARGV[1])
-end
+set_part(KEYS[1], ARGV[1], tonumber(ARGV[2]) > 0 and ARGV[2] or nil, tonumber(ARGV[3]))
 return 1
 """
 )

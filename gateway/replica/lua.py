@@ -67,6 +67,20 @@ end
 """
 
 
+# After NOW_MS: write (or, with value nil, delete) one replica's part of such
+# a hash, holding for ttl_ms; the hash goes with its last part.
+WRITE_PART = """
+local function set_part(key, replica, value, ttl_ms)
+  if value then
+    redis.call('HSET', key, 'n:' .. replica, value, 't:' .. replica, now + ttl_ms)
+    redis.call('PEXPIRE', key, 2 * ttl_ms)
+  else
+    redis.call('HDEL', key, 'n:' .. replica, 't:' .. replica)
+  end
+end
+"""
+
+
 def text(value: Any) -> str:
     """A reply as text (replies are raw bytes: see client.RedisLink)."""
     if isinstance(value, bytes):

@@ -33,7 +33,7 @@ from typing import Any
 from ..errors import RedisUnavailable
 from ..tasks import running
 from .client import RedisLink
-from .lua import LIVE_PARTS, NOW_MS, Arg, Lua, text
+from .lua import LIVE_PARTS, NOW_MS, WRITE_PART, Arg, Lua, text
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,9 @@ TTL_MS = 6000
 # KEYS: presence. ARGV: replica, part (JSON; '' to delete), ttl_ms.
 SET_PART = Lua(
     NOW_MS
+    + WRITE_PART
     + """
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'n:' .. ARGV[1], ARGV[2], 't:' .. ARGV[1], now + tonumber(ARGV[3]))
-  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
-else
-  redis.call('HDEL', KEYS[1], 'n:' .. ARGV[1], 't:' .. ARGV[1])
-end
+set_part(KEYS[1], ARGV[1], ARGV[2] ~= '' and ARGV[2] or nil, tonumber(ARGV[3]))
 return 1
 """
 )
