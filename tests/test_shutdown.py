@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 
 from gateway.core import ttyd
+from gateway.local import LocalAgent
 
 from .conftest import AgentFactory, eventually, timeout
 from .test_cli import free_port, run_cli
@@ -52,18 +53,24 @@ def stalled_viewer(port: int, path: str, origin: str) -> socket.socket:
     return sock
 
 
-async def test_sigterm_ends_promptly_with_a_viewer_that_stopped_reading(
-    make_agent: AgentFactory, tmp_path: Path
-) -> None:
-    agent = await make_agent()
+async def serve(agent: LocalAgent, folder: Path) -> tuple[asyncio.subprocess.Process, int, str]:
+    """A `gateway serve` process in front of ``agent``: (process, port, origin)."""
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    config = tmp_path / "gateway.toml"
+    config = folder / "gateway.toml"
     config.write_text(
         f'[server]\npublic_origin = "{origin}"\n'
         f'[[agents]]\nid = "{agent.name}"\nurl = "{agent.url}"\n'
     )
     proc = await run_cli("serve", "--config", str(config), "--listen", f"127.0.0.1:{port}")
+    return proc, port, origin
+
+
+async def test_sigterm_ends_promptly_with_a_viewer_that_stopped_reading(
+    make_agent: AgentFactory, tmp_path: Path
+) -> None:
+    agent = await make_agent()
+    proc, port, origin = await serve(agent, tmp_path)
     stalled: socket.socket | None = None
     try:
         async with aiohttp.ClientSession(headers={"Origin": origin}) as http:
@@ -121,14 +128,7 @@ async def test_sigterm_ends_promptly_with_a_frozen_ttyd(
     make_agent: AgentFactory, tmp_path: Path
 ) -> None:
     agent = await make_agent()
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'[server]\npublic_origin = "{origin}"\n'
-        f'[[agents]]\nid = "{agent.name}"\nurl = "{agent.url}"\n'
-    )
-    proc = await run_cli("serve", "--config", str(config), "--listen", f"127.0.0.1:{port}")
+    proc, _, origin = await serve(agent, tmp_path)
     pid = agent.ttyd_pid
     assert pid is not None
     try:
