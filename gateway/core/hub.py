@@ -238,8 +238,12 @@ class Hub:
     def viewers(self) -> frozenset[Viewer]:
         return frozenset(self._relay)
 
-    def join_frames(self) -> list[bytes]:
-        """Status plus one output frame repainting the screen at the current offset."""
+    def join_frames(self, history: int | None = None) -> list[bytes]:
+        """Status plus one output frame repainting the screen at the current offset.
+
+        The frame starts with the newest ``history`` lines of the screen's
+        history (None: all it keeps), so they fill the viewer's scrollback.
+        """
         # The snapshot must be taken at the size the tail bytes were written
         # for; resizes are rare, so emulate up to the last pending one now.
         while self._backlog.resize_pending:
@@ -247,7 +251,10 @@ class Hub:
         # Output held for coalescing goes to the others first: the snapshot
         # below covers it, and this viewer takes frames from here on.
         self._flush()
-        return [self._status.serialize(), b"0" + self.screen.snapshot() + self._backlog.tail()]
+        return [
+            self._status.serialize(),
+            b"0" + self.screen.snapshot(history) + self._backlog.tail(),
+        ]
 
     # --- operator actions ------------------------------------------------------
 

@@ -48,8 +48,8 @@ class SourceSink(UpstreamSink, Protocol):
     @property
     def status(self) -> ttyd.Status: ...
 
-    def join_frames(self) -> list[bytes]:
-        """Status and one output frame that repaints the screen at the current offset."""
+    def join_frames(self, history: int | None = None) -> list[bytes]:
+        """Status and one output frame: ``history`` lines of history, then the screen."""
 
     async def resize(
         self, columns: int, rows: int, *, who: str = "", viewer_id: str = ""

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 
 from ..errors import ConfigError
-from .base import TerminalScreen
+from .base import ScreenClass
 
 __all__ = ["screen_backend"]
 
@@ -36,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
-def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
+def screen_backend(name: str) -> ScreenClass:
     """The screen class ``server.screen`` names: ``auto`` is ghostty where it loads.
 
     Config checks only that the name is one of ``BACKENDS`` (it loads no

@@ -26,7 +26,7 @@ import weakref
 from typing import Any, ClassVar, Final
 
 from ..errors import EmulatorError
-from .base import JSON_MODES, MAX_OSC, MAX_TITLE, check_size
+from .base import JSON_MODES, MAX_OSC, MAX_TITLE, check_scrollback, check_size, scrollback_prelude
 
 try:
     from pyghostty._ffi import ffi, lib, union_fn
@@ -60,16 +60,19 @@ class GhosttyScreen:
     # libghostty-vt parses 50-150 MB/s: 64 KiB is about a millisecond.
     FEED_PIECE: ClassVar[int] = 64 * 1024
 
-    def __init__(self, columns: int = 80, rows: int = 24) -> None:
+    def __init__(self, columns: int = 80, rows: int = 24, scrollback: int = 0) -> None:
         if lib is None:
             raise RuntimeError(UNAVAILABLE)
         check_size(columns, rows)
+        check_scrollback(scrollback)
         handle = ffi.new("GhosttyTerminal*")
         _check(lib.ghostty_terminal_new(ffi.NULL, handle, columns, rows), "terminal_new")
         self._terminal = handle[0]
         weakref.finalize(self, lib.ghostty_terminal_free, self._terminal)
-        # No scrollback: the gateway repaints the screen, never the history.
-        self._set("SCROLLBACK_MAX_LINES", ffi.new("size_t*", 0))
+        # libghostty-vt keeps a page or so more than this (whole pages are
+        # its unit); history() cuts to the limit, so viewers get exactly it.
+        self._scrollback_limit = scrollback
+        self._set("SCROLLBACK_MAX_LINES", ffi.new("size_t*", scrollback))
         self._set("CONTINUATION_MAX_BYTES", ffi.new("size_t*", MAX_CONTINUATION))
         # No WRITE_PTY callback is ever set: queries the agent sends get no answer.
         self._columns = columns
@@ -106,14 +109,52 @@ class GhosttyScreen:
         _check(lib.ghostty_terminal_resize(self._terminal, columns, rows, 8, 16), "resize")
         self._columns, self._rows = columns, rows
 
-    def snapshot(self) -> bytes:
-        """Bytes that repaint any terminal to this state (they start with RIS)."""
-        parts = [b"\x1bc", self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=True)]
+    @property
+    def scrollback(self) -> int:
+        """Lines of history kept, as viewers get them (cut to the limit)."""
+        if not self._scrollback_limit:
+            return 0
+        return min(self._get("SCROLLBACK_ROWS", "size_t"), self._scrollback_limit)
+
+    def snapshot(self, history: int | None = None) -> bytes:
+        """Bytes that repaint any terminal to this state (they start with RIS).
+
+        The newest ``history`` lines of history (None: all kept) come first,
+        so they land in the terminal's own scrollback.
+        """
+        parts = [
+            b"\x1bc",
+            scrollback_prelude(self.history(history), self._rows),
+            self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=True),
+        ]
         title = self.title
         if title:
             parts.append(f"\x1b]2;{_printable(title)}\x07".encode())
         parts.append(self._continuation())
         return b"".join(parts)
+
+    def history(self, limit: int | None = None) -> bytes:
+        """The newest ``limit`` lines of history (None: all kept), oldest first.
+
+        Each line is its cells with SGR, the pen reset at its end, and CRLF:
+        ``capture-pane -p -e -S -`` without the screen, as libghostty-vt
+        writes colours.
+        """
+        kept = self.scrollback
+        count = kept if limit is None else min(limit, kept)
+        if count <= 0:
+            return b""
+        first = self._get("SCROLLBACK_ROWS", "size_t") - count
+        selection = _new_sized("GhosttySelection")
+        selection.start = self._cell(0, first, lib.GHOSTTY_POINT_TAG_HISTORY)
+        selection.end = self._cell(
+            self._columns - 1, first + count - 1, lib.GHOSTTY_POINT_TAG_HISTORY
+        )
+        lines = self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=False, selection=selection)
+        # The formatter trims blank lines at the end: they are history too.
+        if not lines:
+            return b"\r\n" * count
+        return lines + b"\r\n" * (count - lines.count(b"\r\n"))
 
     def text(self) -> str:
         """The screen as ``tmux capture-pane -p`` prints it: every row, trailing spaces cut."""
@@ -162,16 +203,17 @@ class GhosttyScreen:
         _check(lib.ghostty_terminal_get(self._terminal, _data("MODE"), config), "mode")
         return bool(config.value)
 
-    def _format(self, emit: int, *, extras: bool) -> bytes:
+    def _format(self, emit: int, *, extras: bool, selection: Any = None) -> bytes:
         options = _new_sized("GhosttyFormatterTerminalOptions")
         options.emit = emit
         options.unwrap = False
         options.trim = not extras
-        # The active area only: libghostty-vt keeps at least a page of
-        # history whatever the scrollback limit, and a repaint is the screen.
-        selection = _new_sized("GhosttySelection")
-        selection.start = self._cell(0, 0)
-        selection.end = self._cell(self._columns - 1, self._rows - 1)
+        if selection is None:
+            # The active area only: the history is written apart (history()),
+            # before the repaint, as lines for the viewer's scrollback.
+            selection = _new_sized("GhosttySelection")
+            selection.start = self._cell(0, 0)
+            selection.end = self._cell(self._columns - 1, self._rows - 1)
         options.selection = selection
         if extras:
             # Everything a repaint needs but the palette: a palette the agent
@@ -194,9 +236,9 @@ class GhosttyScreen:
         finally:
             lib.ghostty_formatter_free(formatter[0])
 
-    def _cell(self, x: int, y: int) -> Any:
+    def _cell(self, x: int, y: int, tag: Any = None) -> Any:
         point = ffi.new("GhosttyPointS*")
-        point.tag = lib.GHOSTTY_POINT_TAG_ACTIVE
+        point.tag = lib.GHOSTTY_POINT_TAG_ACTIVE if tag is None else tag
         point.value.x, point.value.y = x, y
         ref = _new_sized("GhosttyGridRef")
         _check(_grid_ref(self._terminal, point[0], ref), "grid_ref")

@@ -1,0 +1,180 @@
+"""Scrollback: what tmux scrolls off reaches every backend's history, in order, with colours.
+
+The proof is tmux's own: ``capture-pane -p -e -S -`` of the same pane, its
+history part (every line above the screen), against the gateway's history
+for the retained range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.core.backoff import Backoff
+from gateway.core.hub import Hub
+from gateway.core.state import AgentState
+from gateway.core.target import Target
+from gateway.local import LocalAgent
+from gateway.screen import ghostty
+from gateway.screen.base import MAX_SCROLLBACK
+from gateway.screen.cells import Cell
+from gateway.screen.history import CHARS_PER_LINE
+from gateway.screen.reference import PyteScreen
+
+from .conftest import AgentFactory, eventually, timeout
+from .test_screen import palette
+
+BACKENDS: list[Any] = [PyteScreen]
+if ghostty.UNAVAILABLE is None:
+    BACKENDS.append(ghostty.GhosttyScreen)
+
+# Coloured lines with wide characters, as an agent prints a diff or a table,
+# a line at a time (an agent streams; a flood is tested apart).
+AGENT_LIKE = (
+    r"for i in $(seq 1 150); do "
+    r"printf '\033[1;3%dm%04d\033[0m \033[48;5;%dmdiff\033[0m 中文 %s\n' "
+    r"$((i % 8)) $i $((i % 200)) $(printf 'x%.0s' $(seq 1 $((i % 90)))); sleep 0.01; done"
+)
+
+
+def cells_of(line: str, columns: int = 512) -> tuple[Cell, ...]:
+    """One line of SGR text as cells, blanks cut at the end, colours in one form."""
+    screen = PyteScreen(columns, 1)
+    screen.feed(line.encode())
+    row = screen.state().lines[0]
+    end = len(row)
+    while end and row[end - 1].data == " " and row[end - 1].bg == "default":
+        end -= 1
+    return tuple(c._replace(fg=palette(c.fg), bg=palette(c.bg)) for c in row[:end])
+
+
+def history_lines(history: bytes) -> list[str]:
+    text = history.decode()
+    assert not text or text.endswith("\r\n")
+    return text.split("\r\n")[:-1]
+
+
+async def tmux_history(agent: LocalAgent) -> list[str]:
+    """The pane's history as tmux keeps it: capture-pane -e -S - without the screen."""
+    rows = (await agent.pane_size())[1]
+    captured = await agent.tmux("capture-pane", "-p", "-e", "-S", "-", "-t", agent.name)
+    lines = captured.split("\n")[:-1]
+    return lines[: len(lines) - rows]
+
+
+async def same_history(agent: LocalAgent, hub: Hub) -> bool:
+    await hub.wait_emulated()
+    ours = history_lines(hub.screen.history())
+    theirs = (await tmux_history(agent))[-len(ours) :] if ours else []
+    return len(ours) > 0 and [cells_of(line) for line in ours] == [
+        cells_of(line) for line in theirs
+    ]
+
+
+def subsequence(ours: list[str], theirs: list[str]) -> bool:
+    """Every line of ``ours`` starts one of ``theirs``, in the same order.
+
+    Starts: a redraw can catch a line half printed (``155`` of ``1550``).
+    """
+    remaining = iter([cells_of(line) for line in theirs])
+    return all(
+        any(line == other[: len(line)] for other in remaining) for line in map(cells_of, ours)
+    )
+
+
+async def hub_for(agent: LocalAgent, backend: Any, scrollback: int = 5000) -> Hub:
+    hub = Hub(
+        agent.name,
+        Target(agent.url),
+        columns=80,
+        rows=24,
+        backoff=Backoff(0.05, 0.2),
+        screen=lambda c, r: backend(c, r, scrollback),
+    )
+    await hub.start()
+    await eventually(lambda: hub.upstream.state is AgentState.CONNECTED, message="connect")
+    return hub
+
+
+async def run(hub: Hub, command: str) -> None:
+    await hub.send_input(command.encode() + b"; echo DONE-$((6*7))\r")
+    await eventually(lambda: "DONE-42" in hub.screen.text(), within=timeout(30), message="done")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_agents_stream_is_tmuxs_history(make_agent: AgentFactory, backend: Any) -> None:
+    agent = await make_agent()
+    hub = await hub_for(agent, backend)
+    try:
+        await run(hub, AGENT_LIKE)
+        await eventually(lambda: same_history(agent, hub), message="history equals tmux")
+        # All of it: the command line, 150 lines, and nothing else.
+        assert hub.screen.scrollback == len(await tmux_history(agent))
+    finally:
+        await hub.aclose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_flood_keeps_what_tmux_drew_in_order(
+    make_agent: AgentFactory, backend: Any
+) -> None:
+    """tmux draws a screenful per read of the pane: lines it never drew never reach us.
+
+    It scrolls the whole screen away before each redraw, blank rows and a
+    line caught half printed too; every other line is tmux's, in its order.
+    """
+    agent = await make_agent()
+    hub = await hub_for(agent, backend)
+    try:
+        await run(hub, "seq 1 3000")
+        await hub.wait_emulated()
+        ours = history_lines(hub.screen.history())
+        theirs = await tmux_history(agent)
+        assert len(ours) >= 2 * 24  # at least the screens tmux drew
+        assert subsequence([line for line in ours if line], theirs)
+    finally:
+        await hub.aclose()
+
+
+# --- hostile output: bounded, no crash ------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_history_is_bounded_and_erased_by_csi_3j(backend: Any) -> None:
+    screen = backend(40, 5, 100)
+    screen.feed(b"".join(b"\x1b[31m%d\x1b[0m\r\n" % i for i in range(1000)))
+    assert screen.scrollback == 100
+    assert cells_of(history_lines(screen.history())[-1]) == cells_of("\x1b[31m995")
+    screen.feed(b"\x1b[3J")
+    assert (screen.scrollback, screen.history()) == (0, b"")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hostile_lines_stay_bounded(backend: Any) -> None:
+    screen = backend(200, 5, 50)
+    # Huge lines (wrapping), wide and combining characters, a flood.
+    screen.feed(("中\u0301" * 5000 + "\r\n").encode() * 20)
+    screen.feed(("e" + "\u0301" * 40 + "\r\n").encode() * 200)
+    screen.feed(b"\x1b[44m" + b"x" * 100_000 + b"\r\n")
+    assert screen.scrollback <= 50
+    assert len(screen.history()) < 50 * CHARS_PER_LINE * 4
+    repainted = backend(200, 5, 50)
+    repainted.feed(screen.snapshot())
+    assert repainted.history() == screen.history()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_repaint_carries_the_history_and_then_the_screen(backend: Any) -> None:
+    screen = backend(20, 4, 1000)
+    screen.feed(b"".join(b"\x1b[3%dmline %d\x1b[0m\r\n" % (i % 8, i) for i in range(30)))
+    viewer = backend(20, 4, 1000)
+    viewer.feed(screen.snapshot())
+    assert viewer.history() == screen.history()
+    assert viewer.snapshot(0) == screen.snapshot(0)
+    assert history_lines(viewer.history(3)) == history_lines(screen.history())[-3:]
+
+
+def test_the_limit_is_checked() -> None:
+    with pytest.raises(ValueError, match="lines of history"):
+        PyteScreen(10, 4, MAX_SCROLLBACK + 1)
