@@ -22,6 +22,7 @@ On shutdown every open WebSocket and event stream is closed first (1001).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import shutil
@@ -335,7 +336,7 @@ def _hub(
         columns=columns,
         rows=rows,
         viewer_queue_bytes=settings.viewer_queue_bytes,
-        screen=screen_backend(settings.screen),
+        screen=functools.partial(screen_backend(settings.screen), scrollback=settings.scrollback),
     )
 
 

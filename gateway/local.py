@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # The pane is the whole terminal (no status line), so a screen of the agent's
 # size equals `tmux capture-pane`; escape-time 0 keeps ESC keys snappy.
+# No smcup/rmcup: tmux draws on the primary screen, so every line it scrolls
+# off the pane reaches the gateway's scrollback; no indn: it scrolls with
+# line feeds, which xterm.js keeps in its scrollback (CSI S it drops).
 # Titles and bells: see TITLES_AND_BELLS.
 TMUX_CONF = """\
 set -g status off
@@ -32,6 +35,7 @@ set -g escape-time 0
 set -g default-terminal tmux-256color
 set -g history-limit 5000
 set -g window-size latest
+set -ga terminal-overrides ',*:smcup@:rmcup@:indn@'
 """
 
 #: What lets a program's window title (OSC 0/2, where agent CLIs show their
