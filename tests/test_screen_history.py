@@ -151,6 +151,25 @@ def test_history_is_bounded_and_erased_by_csi_3j(backend: Any) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("columns", [80, 200])
+def test_the_whole_limit_is_kept_at_any_width(backend: Any, columns: int) -> None:
+    # libghostty-vt's own byte limit once kept a single page (~600 rows at 80 columns).
+    screen = backend(columns, 24, 3000)
+    screen.feed(
+        b"".join(
+            b"\x1b[3%dm%05d\x1b[0m %s\r\n" % (i % 8, i, b"x" * (i % (columns - 6)))
+            for i in range(4000)
+        )
+    )
+    assert screen.scrollback == 3000
+    assert cells_of(history_lines(screen.history())[0])[:5] == cells_of("\x1b[31m00977")
+    screen.resize(columns // 2, 24)  # narrower: the slack and the byte limit follow
+    screen.feed(b"".join(b"%05d\r\n" % i for i in range(4000, 8000)))
+    assert history_lines(screen.history())[-1] == "07976"
+    assert screen.scrollback == 3000
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_hostile_lines_stay_bounded(backend: Any) -> None:
     screen = backend(200, 5, 50)
     # Huge lines (wrapping), wide and combining characters, a flood.

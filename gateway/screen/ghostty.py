@@ -54,6 +54,14 @@ def _data(name: str) -> int:
     return int(getattr(lib, f"GHOSTTY_TERMINAL_DATA_{name}"))
 
 
+# More cells than one libghostty-vt page holds (about 46,000, measured at
+# 20 to 1000 columns): the history's slack, see GhosttyScreen._size_history.
+HISTORY_PAGE_CELLS: Final = 50_000
+# A cell takes 8 bytes in a page, and its row, style and grapheme tables a
+# few more; 32 is room for coloured text and a bound for hostile output.
+HISTORY_CELL_BYTES: Final = 32
+
+
 class GhosttyScreen:
     """One agent's terminal in libghostty-vt: feed it output, read or repaint it."""
 
@@ -69,14 +77,12 @@ class GhosttyScreen:
         _check(lib.ghostty_terminal_new(ffi.NULL, handle, columns, rows), "terminal_new")
         self._terminal = handle[0]
         weakref.finalize(self, lib.ghostty_terminal_free, self._terminal)
-        # libghostty-vt keeps a page or so more than this (whole pages are
-        # its unit); history() cuts to the limit, so viewers get exactly it.
         self._scrollback_limit = scrollback
-        self._set("SCROLLBACK_MAX_LINES", ffi.new("size_t*", scrollback))
         self._set("CONTINUATION_MAX_BYTES", ffi.new("size_t*", MAX_CONTINUATION))
         # No WRITE_PTY callback is ever set: queries the agent sends get no answer.
         self._columns = columns
         self._rows = rows
+        self._size_history()
         #: Bytes fed so far: the stream position :meth:`snapshot` is exact for.
         self.offset = 0
 
@@ -108,6 +114,7 @@ class GhosttyScreen:
         check_size(columns, rows)
         _check(lib.ghostty_terminal_resize(self._terminal, columns, rows, 8, 16), "resize")
         self._columns, self._rows = columns, rows
+        self._size_history()
 
     @property
     def scrollback(self) -> int:
@@ -187,6 +194,24 @@ class GhosttyScreen:
         }
 
     # --- libghostty-vt -------------------------------------------------------
+
+    def _size_history(self) -> None:
+        """Let libghostty-vt keep at least the limit's lines at this width.
+
+        It drops history a whole page at a time (a page holds about 46,000
+        cells: 577 rows at 80 columns), so it may hold a page less than its
+        line limit: asking for a page more keeps at least the limit, and
+        history() cuts to it. Its byte limit (10,000 bytes unless set, under
+        one page) would keep one page whatever the lines; it is set to what
+        those rows take at :data:`HISTORY_CELL_BYTES` a cell, so output
+        heavy with graphemes or styles drops lines rather than growing past it.
+        """
+        lines = self._scrollback_limit
+        if lines:
+            lines += HISTORY_PAGE_CELLS // self._columns + 1
+        self._set("SCROLLBACK_MAX_LINES", ffi.new("size_t*", lines))
+        cap = lines * self._columns * HISTORY_CELL_BYTES
+        self._set("SCROLLBACK_MAX_BYTES", ffi.new("size_t*", cap))
 
     def _set(self, option: str, value: Any) -> None:
         option_id = getattr(lib, f"GHOSTTY_TERMINAL_OPT_{option}")
