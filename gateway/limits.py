@@ -1,4 +1,4 @@
-"""Rate limits, sans I/O: a token bucket per connection; and the sizes of things."""
+"""Rate limits, sans I/O: a token bucket per connection."""
 
 from __future__ import annotations
 
@@ -10,12 +10,6 @@ from dataclasses import dataclass, field
 # A viewer may fall this far behind before it is resynced. 512 KiB is a few
 # seconds of a busy agent and a small fraction of a snapshot's worth of work.
 DEFAULT_VIEWER_QUEUE_BYTES = 512 * 1024
-
-# Lines of history a replica checkpoint carries before its screen. A follower
-# starts from them and keeps what scrolls off after (up to server.scrollback),
-# so its viewers get at least this much; all of it (10,000 lines, about a
-# megabyte) written every 512 KiB or 2 s would cost Redis more than the output.
-CHECKPOINT_HISTORY = 1000
 
 # Inbound WebSocket messages are keystrokes, pastes and tiny JSON.
 MAX_INBOUND_MESSAGE = 64 * 1024
