@@ -17,7 +17,7 @@ from gateway.core.state import AgentState
 from gateway.core.target import Target
 from gateway.local import LocalAgent
 from gateway.screen import ghostty
-from gateway.screen.base import MAX_SCROLLBACK
+from gateway.screen.base import HISTORY_PIECE_ROWS, MAX_SCROLLBACK
 from gateway.screen.cells import Cell
 from gateway.screen.history import CHARS_PER_LINE
 from gateway.screen.reference import PyteScreen
@@ -179,7 +179,7 @@ def test_hostile_lines_stay_bounded(backend: Any) -> None:
     assert screen.scrollback <= 50
     assert len(screen.history()) < 50 * CHARS_PER_LINE * 4
     repainted = backend(200, 5, 50)
-    repainted.feed(screen.snapshot())
+    repainted.feed(screen.snapshot(screen.history()))
     assert repainted.history() == screen.history()
 
 
@@ -188,10 +188,25 @@ def test_a_repaint_carries_the_history_and_then_the_screen(backend: Any) -> None
     screen = backend(20, 4, 1000)
     screen.feed(b"".join(b"\x1b[3%dmline %d\x1b[0m\r\n" % (i % 8, i) for i in range(30)))
     viewer = backend(20, 4, 1000)
-    viewer.feed(screen.snapshot())
+    viewer.feed(screen.snapshot(screen.history()))
     assert viewer.history() == screen.history()
-    assert viewer.snapshot(0) == screen.snapshot(0)
+    assert viewer.snapshot() == screen.snapshot()
     assert history_lines(viewer.history(3)) == history_lines(screen.history())[-3:]
+    # In pieces, as a joining viewer gets it, it is the same history.
+    assert b"".join(screen.history_pieces()) == screen.history()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_history_in_pieces_is_the_history(backend: Any) -> None:
+    screen = backend(30, 5, 5000)
+    lines = b"".join(b"\x1b[1;3%dm%05d\x1b[0m tail\r\n" % (i % 8, i) for i in range(4321))
+    screen.feed(lines + b"\r\n\r\n\r\n\r\n\r\n\r\nlast")  # blank lines end the history
+    pieces = list(screen.history_pieces())
+    assert len(pieces) == -(-screen.scrollback // HISTORY_PIECE_ROWS) > 4
+    assert all(piece.count(b"\r\n") == HISTORY_PIECE_ROWS for piece in pieces[:-1])
+    assert b"".join(pieces) == screen.history()
+    assert history_lines(screen.history())[-1] == ""
+    assert "m02823\x1b[0m tail" in history_lines(b"".join(screen.history_pieces(1500)))[0]
 
 
 def test_the_limit_is_checked() -> None:

@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
 
+# history_frames gives up after this many resizes in its way, and writes
+# this many lines of history at once instead (a few milliseconds of work).
+HISTORY_ATTEMPTS = 3
+FALLBACK_HISTORY = 1000
+
 # Who resized the agent is told to its other viewers once a resize has
 # settled: a dragged window or a pinch sends one per step, and the others
 # want one notice, not a flood. At most one per RESIZE_NOTICE_MAX_WAIT even
@@ -146,6 +151,13 @@ class Hub:
         self._closed: int | None = None
         self._resize_burst: _ResizeBurst | None = None
         self._resize_timer: asyncio.TimerHandle | None = None
+        # Pieces of output (and resizes) fed to the screen: a history written
+        # at one count is the screen's while the count stays.
+        self._fed = 0
+        # Tasks that need the screen to stand still (history_frames): no
+        # emulation while there is one.
+        self._held = 0
+        self._history_job: tuple[int, asyncio.Task[bytes | None]] | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -167,6 +179,9 @@ class Hub:
         for viewer in list(self._relay):
             viewer.close(code)
         await self._disconnect()
+        if self._history_job is not None:
+            await cancel(self._history_job[1])
+            self._history_job = None
         if self._emulator is not None:
             await cancel(self._emulator)
             self._emulator = None
@@ -238,16 +253,72 @@ class Hub:
     def viewers(self) -> frozenset[Viewer]:
         return frozenset(self._relay)
 
-    def join_frames(self, history: int | None = None) -> list[bytes]:
+    def join_frames(self, history: int = 0) -> list[bytes]:
         """Status plus one output frame repainting the screen at the current offset.
 
         The frame starts with the newest ``history`` lines of the screen's
-        history (None: all it keeps), so they fill the viewer's scrollback.
+        history, so that they fill the viewer's scrollback; they are written
+        here and now, so keep them few (:meth:`history_frames` writes them all).
         """
-        # The snapshot must be taken at the size the tail bytes were written
+        self._settle_resizes()
+        return self._frames(self.screen.history(history) if history else b"")
+
+    async def history_frames(self) -> list[bytes]:
+        """:meth:`join_frames` with all the history the screen keeps, for a joining viewer.
+
+        libghostty-vt takes tens of milliseconds to write 10,000 lines: they
+        are written a piece at a time, other tasks running in between, while
+        the screen is not fed (output waits in the backlog, which the frame
+        then carries). Viewers joining while the screen stands still share
+        one writing. A resize meanwhile (a viewer's, or ttyd's) starts over;
+        a screen resized every time gets :data:`FALLBACK_HISTORY` lines.
+        """
+        for _ in range(HISTORY_ATTEMPTS):
+            self._settle_resizes()
+            fed = self._fed
+            self._held += 1
+            try:
+                history = await asyncio.shield(self._history_job_for(fed))
+                if history is not None and self._fed == fed and not self._backlog.resize_pending:
+                    return self._frames(history)
+            finally:
+                self._release()
+        return self.join_frames(FALLBACK_HISTORY)
+
+    def _history_job_for(self, fed: int) -> asyncio.Future[bytes | None]:
+        job = self._history_job
+        if job is None or job[0] != fed:
+            task = asyncio.create_task(self._write_history(fed), name=f"history:{self.agent_id}")
+            self._history_job = job = (fed, task)
+        return job[1]
+
+    async def _write_history(self, fed: int) -> bytes | None:
+        """All the history, or None if the screen changed before it was written."""
+        self._held += 1
+        try:
+            pieces: list[bytes] = []
+            for piece in self.screen.history_pieces():
+                if self._fed != fed:
+                    return None
+                pieces.append(piece)
+                await asyncio.sleep(0)
+            return b"".join(pieces) if self._fed == fed else None
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """One holder of the screen is done; the emulator goes on when the last one is."""
+        self._held -= 1
+        if not self._held and self._backlog:
+            self._backlog_ready.set()
+
+    def _settle_resizes(self) -> None:
+        # A snapshot must be taken at the size the tail bytes were written
         # for; resizes are rare, so emulate up to the last pending one now.
         while self._backlog.resize_pending:
             self._feed_one()
+
+    def _frames(self, history: bytes) -> list[bytes]:
         # Output held for coalescing goes to the others first: the snapshot
         # below covers it, and this viewer takes frames from here on.
         self._flush()
@@ -480,6 +551,8 @@ class Hub:
     # --- emulation -----------------------------------------------------------
 
     def _feed_one(self) -> None:
+        self._fed += 1
+        self._history_job = None  # written for a screen that is no more
         piece = self._backlog.take(self.screen.FEED_PIECE)
         if isinstance(piece, ResizeMark):
             self.screen.resize(piece.columns, piece.rows)
@@ -490,6 +563,10 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await self._backlog_ready.wait()
+            if self._held:
+                # A viewer's history is being written; _release wakes us.
+                self._backlog_ready.clear()
+                continue
             deadline = self.emulation_budget.deadline()
             if deadline is not None:
                 started = loop.time()

@@ -48,7 +48,7 @@ class SourceSink(UpstreamSink, Protocol):
     @property
     def status(self) -> ttyd.Status: ...
 
-    def join_frames(self, history: int | None = None) -> list[bytes]:
+    def join_frames(self, history: int = 0) -> list[bytes]:
         """Status and one output frame: ``history`` lines of history, then the screen."""
 
     async def resize(

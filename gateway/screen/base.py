@@ -7,11 +7,13 @@ so :mod:`gateway.config` can check ``server.screen`` against
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar, Final, Protocol
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_SCROLLBACK",
+    "HISTORY_PIECE_ROWS",
     "JSON_MODES",
     "MAX_OSC",
     "MAX_SCROLLBACK",
@@ -28,6 +30,9 @@ BACKENDS: Final = ("auto", "ghostty", "pyte")
 
 #: Lines of history a screen keeps unless ``server.scrollback`` says otherwise.
 DEFAULT_SCROLLBACK: Final = 10_000
+#: Lines of history written at once for a joining viewer: a few milliseconds.
+HISTORY_PIECE_ROWS: Final = 1000
+
 #: The most ``server.scrollback`` accepts: a line costs a screen its columns'
 #: cells (libghostty-vt keeps whole rows), and every viewer's xterm.js as much.
 MAX_SCROLLBACK: Final = 100_000
@@ -82,12 +87,24 @@ class TerminalScreen(Protocol):
         """Lines of history kept now (at most the limit the screen was made with)."""
         ...
 
-    def snapshot(self, history: int | None = None) -> bytes:
-        """The repaint, after the newest ``history`` lines of history (None: all kept)."""
+    def snapshot(self, history: bytes = b"") -> bytes:
+        """The repaint (it starts with RIS), ``history`` put in the terminal's scrollback first.
+
+        ``history`` is what :meth:`history` returned while the screen stood still.
+        """
         ...
 
     def history(self, limit: int | None = None) -> bytes:
         """The newest ``limit`` lines of history, oldest first, each reset and ending in CRLF."""
+        ...
+
+    def history_pieces(self, limit: int | None = None) -> Iterator[bytes]:
+        """:meth:`history` in pieces of about :data:`HISTORY_PIECE_ROWS` lines.
+
+        Only while the screen is neither fed nor resized between pieces: the
+        hub writes a joining viewer's history a piece at a time, so that 10,000
+        lines do not hold the event loop for tens of milliseconds.
+        """
         ...
 
     def text(self) -> str: ...

@@ -23,10 +23,19 @@ to the generated C declarations, so its version is pinned below 0.2.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
 from typing import Any, ClassVar, Final
 
 from ..errors import EmulatorError
-from .base import JSON_MODES, MAX_OSC, MAX_TITLE, check_scrollback, check_size, scrollback_prelude
+from .base import (
+    HISTORY_PIECE_ROWS,
+    JSON_MODES,
+    MAX_OSC,
+    MAX_TITLE,
+    check_scrollback,
+    check_size,
+    scrollback_prelude,
+)
 
 try:
     from pyghostty._ffi import ffi, lib, union_fn
@@ -123,15 +132,15 @@ class GhosttyScreen:
             return 0
         return min(self._get("SCROLLBACK_ROWS", "size_t"), self._scrollback_limit)
 
-    def snapshot(self, history: int | None = None) -> bytes:
+    def snapshot(self, history: bytes = b"") -> bytes:
         """Bytes that repaint any terminal to this state (they start with RIS).
 
-        The newest ``history`` lines of history (None: all kept) come first,
-        so they land in the terminal's own scrollback.
+        ``history`` (from :meth:`history`) comes first, so that it lands in
+        the terminal's own scrollback.
         """
         parts = [
             b"\x1bc",
-            scrollback_prelude(self.history(history), self._rows),
+            scrollback_prelude(history, self._rows),
             self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=True),
         ]
         title = self.title
@@ -147,21 +156,25 @@ class GhosttyScreen:
         ``capture-pane -p -e -S -`` without the screen, as libghostty-vt
         writes colours.
         """
+        return b"".join(self.history_pieces(limit))
+
+    def history_pieces(self, limit: int | None = None) -> Iterator[bytes]:
+        """:meth:`history`, :data:`HISTORY_PIECE_ROWS` lines at a time (one formatter run each)."""
         kept = self.scrollback
         count = kept if limit is None else min(limit, kept)
-        if count <= 0:
-            return b""
+        # Row numbers count from the oldest line libghostty-vt keeps, which
+        # may be more than the limit (see _size_history).
         first = self._get("SCROLLBACK_ROWS", "size_t") - count
-        selection = _new_sized("GhosttySelection")
-        selection.start = self._cell(0, first, lib.GHOSTTY_POINT_TAG_HISTORY)
-        selection.end = self._cell(
-            self._columns - 1, first + count - 1, lib.GHOSTTY_POINT_TAG_HISTORY
-        )
-        lines = self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=False, selection=selection)
-        # The formatter trims blank lines at the end: they are history too.
-        if not lines:
-            return b"\r\n" * count
-        return lines + b"\r\n" * (count - lines.count(b"\r\n"))
+        for start in range(first, first + count, HISTORY_PIECE_ROWS):
+            rows = min(HISTORY_PIECE_ROWS, first + count - start)
+            selection = _new_sized("GhosttySelection")
+            selection.start = self._cell(0, start, lib.GHOSTTY_POINT_TAG_HISTORY)
+            selection.end = self._cell(
+                self._columns - 1, start + rows - 1, lib.GHOSTTY_POINT_TAG_HISTORY
+            )
+            lines = self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=False, selection=selection)
+            # The formatter trims blank lines at the end: they are history too.
+            yield lines + b"\r\n" * (rows - lines.count(b"\r\n"))
 
     def text(self) -> str:
         """The screen as ``tmux capture-pane -p`` prints it: every row, trailing spaces cut."""

@@ -27,7 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from .base import JSON_MODES, check_scrollback, check_size, scrollback_prelude
+from .base import (
+    HISTORY_PIECE_ROWS,
+    JSON_MODES,
+    check_scrollback,
+    check_size,
+    scrollback_prelude,
+)
 from .cells import BLANK, Cell, tmux_codes
 from .emulator import Buffer, Emulator, SavedCursor, cell_rows, private_mode
 from .painter import Painter
@@ -137,17 +143,17 @@ class PyteScreen:
         """Lines of history kept."""
         return len(self._screen.history)
 
-    def snapshot(self, history: int | None = None) -> bytes:
+    def snapshot(self, history: bytes = b"") -> bytes:
         """Bytes that repaint any terminal to exactly this state (they start with RIS).
 
-        The newest ``history`` lines of history (None: all kept) come right
-        after the RIS, so they land in the terminal's own scrollback.
+        ``history`` (from :meth:`history`) comes right after the RIS, so that
+        it lands in the terminal's own scrollback.
         """
         painter = Painter(self._screen)
         painter.paint_all(self._parser.pending())
         pending_bytes, _ = self._decoder.getstate()
         repaint = painter.text().encode("utf-8", "replace")
-        prelude = scrollback_prelude(self.history(history), self._screen.lines)
+        prelude = scrollback_prelude(history, self._screen.lines)
         return repaint[:2] + prelude + repaint[2:] + pending_bytes
 
     def history(self, limit: int | None = None) -> bytes:
@@ -156,8 +162,14 @@ class PyteScreen:
         Each line is its cells with SGR, the pen reset at its end, and CRLF,
         in the width it had when it scrolled off (no reflow).
         """
+        return b"".join(self.history_pieces(limit))
+
+    def history_pieces(self, limit: int | None = None) -> Iterator[bytes]:
+        """:meth:`history`, :data:`HISTORY_PIECE_ROWS` lines at a time."""
         lines = self._screen.history.lines(limit)
-        return "".join(line + "\r\n" for line in lines).encode("utf-8", "replace")
+        for start in range(0, len(lines), HISTORY_PIECE_ROWS):
+            piece = lines[start : start + HISTORY_PIECE_ROWS]
+            yield "".join(line + "\r\n" for line in piece).encode("utf-8", "replace")
 
     def text(self) -> str:
         """The screen as ``tmux capture-pane -p`` prints it: every row, trailing spaces cut."""
