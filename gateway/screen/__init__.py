@@ -46,6 +46,9 @@ def screen_backend(name: str) -> ScreenClass:
         from . import ghostty
 
         if ghostty.UNAVAILABLE is None:
+            # libghostty-vt's first formatter run in a process takes
+            # 100-150 ms (measured): here, at start, not in a viewer's join.
+            ghostty.GhosttyScreen(2, 1).snapshot()
             return ghostty.GhosttyScreen
         if name == "ghostty":
             raise ConfigError(f"server.screen = 'ghostty', but {ghostty.UNAVAILABLE}")

@@ -165,6 +165,7 @@ class GhosttyScreen:
         # Row numbers count from the oldest line libghostty-vt keeps, which
         # may be more than the limit (see _size_history).
         first = self._get("SCROLLBACK_ROWS", "size_t") - count
+        guess = HISTORY_PIECE_ROWS * self._columns * 2
         for start in range(first, first + count, HISTORY_PIECE_ROWS):
             rows = min(HISTORY_PIECE_ROWS, first + count - start)
             selection = _new_sized("GhosttySelection")
@@ -172,7 +173,11 @@ class GhosttyScreen:
             selection.end = self._cell(
                 self._columns - 1, start + rows - 1, lib.GHOSTTY_POINT_TAG_HISTORY
             )
-            lines = self._format(lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=False, selection=selection)
+            lines = self._format(
+                lib.GHOSTTY_FORMATTER_FORMAT_VT, extras=False, selection=selection, guess=guess
+            )
+            # The next piece is likely as long; a longer one costs a second run.
+            guess = max(guess, len(lines) + len(lines) // 4)
             # The formatter trims blank lines at the end: they are history too.
             yield lines + b"\r\n" * (rows - lines.count(b"\r\n"))
 
@@ -241,7 +246,7 @@ class GhosttyScreen:
         _check(lib.ghostty_terminal_get(self._terminal, _data("MODE"), config), "mode")
         return bool(config.value)
 
-    def _format(self, emit: int, *, extras: bool, selection: Any = None) -> bytes:
+    def _format(self, emit: int, *, extras: bool, selection: Any = None, guess: int = 0) -> bytes:
         options = _new_sized("GhosttyFormatterTerminalOptions")
         options.emit = emit
         options.unwrap = False
@@ -269,7 +274,8 @@ class GhosttyScreen:
         )
         try:
             return _read(
-                lambda buf, size, n: lib.ghostty_formatter_format_buf(formatter[0], buf, size, n)
+                lambda buf, size, n: lib.ghostty_formatter_format_buf(formatter[0], buf, size, n),
+                guess,
             )
         finally:
             lib.ghostty_formatter_free(formatter[0])
@@ -298,6 +304,10 @@ class GhosttyScreen:
             return b"\x1b]"
 
 
+# Buffers that are written before they are read need no zeroing (megabytes for a history).
+_uncleared = ffi.new_allocator(should_clear_after_alloc=False) if lib is not None else None
+
+
 def _check(result: int, what: str) -> None:
     if result:
         raise EmulatorError(f"libghostty-vt: {what} failed ({result})")
@@ -319,11 +329,23 @@ def _set_sizes(pointer: Any) -> None:
             _set_sizes(ffi.addressof(pointer[0], name))
 
 
-def _read(call: Any) -> bytes:
-    """The size-query-then-fill dance of libghostty-vt's ``*_buf`` functions."""
+def _read(call: Any, guess: int = 0) -> bytes:
+    """What one of libghostty-vt's ``*_buf`` functions writes.
+
+    With a ``guess`` of the size, one call usually does: asking the size
+    first formats everything twice, which is half the cost of a history.
+    """
     needed = ffi.new("size_t*")
-    call(ffi.NULL, 0, needed)
-    buffer = ffi.new("uint8_t[]", max(needed[0], 1))
+    if guess:
+        buffer = _uncleared("uint8_t[]", guess)
+        result = call(buffer, guess, needed)
+        if result == 0:
+            return bytes(ffi.buffer(buffer, needed[0]))
+        if result != lib.GHOSTTY_OUT_OF_SPACE:
+            _check(result, "format")
+    else:
+        call(ffi.NULL, 0, needed)
+    buffer = _uncleared("uint8_t[]", max(needed[0], 1))
     _check(call(buffer, len(buffer), needed), "format")
     return bytes(ffi.buffer(buffer, needed[0]))
 
