@@ -304,8 +304,13 @@ class GhosttyScreen:
             return b"\x1b]"
 
 
-# Buffers that are written before they are read need no zeroing (megabytes for a history).
-_uncleared = ffi.new_allocator(should_clear_after_alloc=False) if lib is not None else None
+def _uncleared(ctype: str, size: int) -> Any:
+    """``ffi.new`` without zeroing: the buffer is written before it is read
+    (megabytes for a history)."""
+    return _ALLOCATE(ctype, size)
+
+
+_ALLOCATE: Any = ffi.new_allocator(should_clear_after_alloc=False) if lib is not None else None
 
 
 def _check(result: int, what: str) -> None:
