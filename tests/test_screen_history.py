@@ -7,12 +7,14 @@ for the retained range.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from gateway.core.backoff import Backoff
-from gateway.core.hub import Hub
+from gateway.core.hub import REPAIR_QUIET, Hub
+from gateway.core.seams import PaneHistory
 from gateway.core.state import AgentState
 from gateway.core.target import Target
 from gateway.local import LocalAgent
@@ -83,7 +85,9 @@ def subsequence(ours: list[str], theirs: list[str]) -> bool:
     )
 
 
-async def hub_for(agent: LocalAgent, backend: Any, scrollback: int = 5000) -> Hub:
+async def hub_for(
+    agent: LocalAgent, backend: Any, scrollback: int = 5000, pane: PaneHistory | None = None
+) -> Hub:
     hub = Hub(
         agent.name,
         Target(agent.url),
@@ -91,6 +95,7 @@ async def hub_for(agent: LocalAgent, backend: Any, scrollback: int = 5000) -> Hu
         rows=24,
         backoff=Backoff(0.05, 0.2),
         screen=lambda c, r: backend(c, r, scrollback),
+        pane=pane,
     )
     await hub.start()
     await eventually(lambda: hub.upstream.state is AgentState.CONNECTED, message="connect")
@@ -115,11 +120,58 @@ async def test_an_agents_stream_is_tmuxs_history(make_agent: AgentFactory, backe
         await hub.aclose()
 
 
+class Asked:
+    """The agent's tmux as the hub's pane, counting how often it is asked."""
+
+    def __init__(self, agent: LocalAgent) -> None:
+        self.agent = agent
+        self.asked = 0
+
+    async def history(self, lines: int) -> bytes:
+        self.asked += 1
+        return await self.agent.history(lines)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_flood_is_tmuxs_history_once_taken_from_tmux(
+    make_agent: AgentFactory, backend: Any
+) -> None:
+    """What tmux never drew (it scrolls a screenful at most per read) comes from tmux itself.
+
+    A viewer that watched the flood is repainted with it, whole; a stream
+    that never scrolls a screenful at once never asks tmux.
+    """
+    agent = await make_agent()
+    pane = Asked(agent)
+    hub = await hub_for(agent, backend, pane=pane)
+    try:
+        await run(hub, AGENT_LIKE)
+        await eventually(lambda: same_history(agent, hub), message="history equals tmux")
+        await asyncio.sleep(REPAIR_QUIET * 2)
+        assert pane.asked == 0
+        watching = hub.join()
+        batches = watching.batches()
+        frames = await asyncio.wait_for(anext(batches), timeout(10))
+        await run(hub, "seq 1 3000")
+        await eventually(lambda: same_history(agent, hub), message="history equals tmux")
+        assert hub.screen.scrollback == len(await tmux_history(agent)) > 3000
+        assert pane.asked >= 1
+        while True:  # the viewer's frames until it has the whole history
+            frames += await asyncio.wait_for(anext(batches), timeout(10))
+            viewer = backend(80, 24, 5000)
+            viewer.feed(b"".join(f[1:] for f in frames if f[:1] == b"0"))
+            if viewer.history() == hub.screen.history():
+                break
+        assert viewer.text() == hub.screen.text()
+    finally:
+        await hub.aclose()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_flood_keeps_what_tmux_drew_in_order(
     make_agent: AgentFactory, backend: Any
 ) -> None:
-    """tmux draws a screenful per read of the pane: lines it never drew never reach us.
+    """Without a way to ask tmux (a bare ttyd URL), lines it never drew never reach us.
 
     It scrolls the whole screen away before each redraw, blank rows and a
     line caught half printed too; every other line is tmux's, in its order.

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import UpstreamUnavailable
+from ..errors import PaneUnavailable, UpstreamUnavailable
 from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
 from ..screen.base import TerminalScreen
 from ..screen.reference import PyteScreen
@@ -44,7 +44,8 @@ from .backlog import Backlog, ResizeMark
 from .backoff import Backoff
 from .budget import EmulationBudget
 from .relay import Delivery, Relay
-from .seams import Source, SourceFactory, ttyd_source
+from .repair import ScrollWatch, same_text, split_capture
+from .seams import PaneHistory, Source, SourceFactory, ttyd_source
 from .state import AgentState, allowed
 from .target import Target
 from .upstream import UpstreamStatistics
@@ -55,6 +56,12 @@ log = logging.getLogger(__name__)
 # Emulation may lag this much before the source's read loop waits for it.
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
+
+# After tmux scrolled a screenful at once, its history is compared with the
+# screen's once the output has been quiet this long (REPAIR_ATTEMPTS times
+# at most, if the agent keeps printing).
+REPAIR_QUIET = 0.3
+REPAIR_ATTEMPTS = 5
 
 # history_frames gives up after this many resizes in its way, and writes
 # this many lines of history at once instead (a few milliseconds of work).
@@ -123,13 +130,19 @@ class Hub:
         on_change: Callable[[Hub], None] | None = None,
         source: SourceFactory = ttyd_source,
         clock: Callable[[], float] = time.monotonic,
+        pane: PaneHistory | None = None,
     ) -> None:
         self.agent_id = agent_id
         # The relay's time; timers only wait out the difference, so a test's
         # frozen clock holds output for exactly one window.
         self._clock = clock
         self._size = ttyd.clamp_size(columns, rows)
+        self._new_screen = screen
         self.screen: TerminalScreen = screen(*self._size)
+        # tmux, asked for the history it did not draw (see gateway.core.repair).
+        self._pane = pane
+        self._scroll_watch = ScrollWatch(self._size[1])
+        self._repair_task: asyncio.Task[None] | None = None
         self._backoff = backoff
         self._source_factory = source
         self._on_change = on_change
@@ -182,6 +195,8 @@ class Hub:
         if self._history_job is not None:
             await cancel(self._history_job[1])
             self._history_job = None
+        if self._repair_task is not None:
+            await cancel(self._repair_task)
         if self._emulator is not None:
             await cancel(self._emulator)
             self._emulator = None
@@ -483,6 +498,8 @@ class Hub:
             )
         self._backlog.output(message)
         self._backlog_ready.set()
+        if self._pane is not None and self._scroll_watch.feed(message, 1):
+            self._repair_soon()
         if self._backlog.bytes > BACKLOG_HIGH:
             self._caught_up.clear()
             await self._caught_up.wait()
@@ -502,6 +519,7 @@ class Hub:
         if size == self._size:
             return
         self._size = size
+        self._scroll_watch.resize(size[1])
         self._backlog.resize(*size)
         self._backlog_ready.set()
         self._set_status(self._status.state, self._status.retry_in, self._status.message)
@@ -547,6 +565,71 @@ class Hub:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self)
+
+    # --- history repair (gateway.core.repair) --------------------------------
+
+    def _repair_soon(self) -> None:
+        if self._repair_task is None:
+            self._repair_task = asyncio.create_task(
+                self._repair(), name=f"history-repair:{self.agent_id}"
+            )
+
+    async def _repair(self) -> None:
+        """Once the output settles, take tmux's history if it is not the screen's."""
+        try:
+            for _ in range(REPAIR_ATTEMPTS):
+                offset = -1
+                while offset != self._offset:
+                    offset = self._offset
+                    await asyncio.sleep(REPAIR_QUIET)
+                if await self._take_pane_history():
+                    return
+            log.info("%s: tmux's history kept changing; not taken", self.agent_id)
+        except PaneUnavailable as exc:
+            log.debug("%s: tmux's history could not be read: %s", self.agent_id, exc)
+        finally:
+            self._repair_task = None
+
+    async def _take_pane_history(self) -> bool:
+        """False if the agent moved on meanwhile (try at the next quiet)."""
+        assert self._pane is not None
+        await self.wait_emulated()
+        offset, fed, screen = self._offset, self._fed, self.screen
+        limit = screen.scrollback_limit
+        if not limit:
+            return True
+        captured = await self._pane.history(limit)
+        columns, rows = self._size
+        theirs, their_screen = split_capture(captured, rows, limit, columns)
+        # The capture is of this very moment of the agent only if tmux's
+        # screen is ours (no output in flight either way).
+        if (self._offset, self._fed) != (offset, fed) or their_screen != screen.text():
+            return False
+        self._held += 1
+        try:
+            ours = await asyncio.shield(self._history_job_for(fed))
+            if ours is None or self._fed != fed:
+                return False
+            if same_text(ours, theirs):
+                return True
+            fresh = self._new_screen(columns, rows)
+            repaint = screen.snapshot(theirs)
+            for start in range(0, len(repaint), fresh.FEED_PIECE):
+                fresh.feed(repaint[start : start + fresh.FEED_PIECE])
+                await asyncio.sleep(0)
+                if self._fed != fed:
+                    return False
+            fresh.offset = screen.offset
+            self.screen = fresh
+            self._fed += 1
+            self._history_job = None
+        finally:
+            self._release()
+        log.info("%s: history taken from tmux (%d lines)", self.agent_id, fresh.scrollback)
+        # Every viewer's scrollback is the old one: repaint them, whole.
+        for viewer in self._relay.repaint_all():
+            viewer.owe_full_repaint()
+        return True
 
     # --- emulation -----------------------------------------------------------
 

@@ -56,6 +56,16 @@ class SourceSink(UpstreamSink, Protocol):
     ) -> None: ...
 
 
+class PaneHistory(Protocol):
+    """The agent's tmux pane, asked directly (see :mod:`gateway.core.repair`)."""
+
+    async def history(self, lines: int) -> bytes:
+        """What ``tmux capture-pane -p -e -S -<lines>`` prints: history, then the screen.
+
+        Raises :class:`~gateway.errors.PaneUnavailable` when tmux cannot be asked.
+        """
+
+
 #: The terminal size a source puts in its handshake, asked at every connect.
 Size = Callable[[], tuple[int, int]]
 #: Makes a hub's source: (agent id, target, sink, current size, backoff) -> source.

@@ -107,6 +107,11 @@ class Viewer:
             self._wakeup.set()
             self._host.leave(self)
 
+    def owe_full_repaint(self) -> None:
+        """The next repaint carries the whole history (the hub rebuilt it)."""
+        self._full_repaint_at = None
+        self._wakeup.set()
+
     async def _repaint(self) -> list[bytes]:
         """The frames of a resync: all the history on joining, and at most
         every FULL_REPAINT_INTERVAL after (a viewer too slow to keep up

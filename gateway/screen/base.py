@@ -83,8 +83,13 @@ class TerminalScreen(Protocol):
     def feed(self, data: bytes) -> None: ...
     def resize(self, columns: int, rows: int) -> None: ...
     @property
+    def scrollback_limit(self) -> int:
+        """The most lines of history the screen keeps (``server.scrollback``)."""
+        ...
+
+    @property
     def scrollback(self) -> int:
-        """Lines of history kept now (at most the limit the screen was made with)."""
+        """Lines of history kept now (at most :attr:`scrollback_limit`)."""
         ...
 
     def snapshot(self, history: bytes = b"") -> bytes:

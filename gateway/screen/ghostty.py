@@ -126,6 +126,11 @@ class GhosttyScreen:
         self._size_history()
 
     @property
+    def scrollback_limit(self) -> int:
+        """The most lines of history kept (``server.scrollback``)."""
+        return self._scrollback_limit
+
+    @property
     def scrollback(self) -> int:
         """Lines of history kept, as viewers get them (cut to the limit)."""
         if not self._scrollback_limit:

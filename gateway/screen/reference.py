@@ -139,6 +139,11 @@ class PyteScreen:
         self._screen.resize(lines=rows, columns=columns)
 
     @property
+    def scrollback_limit(self) -> int:
+        """The most lines of history kept (``server.scrollback``)."""
+        return self._screen.history.limit
+
+    @property
     def scrollback(self) -> int:
         """Lines of history kept."""
         return len(self._screen.history)
