@@ -141,6 +141,7 @@ async def test_a_hostile_tmux_history_sets_nothing_but_colours(
     backend: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hub_module, "REPAIR_QUIET", 0.01)
+    monkeypatch.setattr(hub_module, "REPAIR_INTERVAL", 0.0)
     pane = Pane([], HOSTILE)
     hub = pane_hub(backend, pane)
     await hub.start()
@@ -161,6 +162,7 @@ async def test_an_unreadable_or_inconsistent_tmux_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hub_module, "REPAIR_QUIET", 0.01)
+    monkeypatch.setattr(hub_module, "REPAIR_INTERVAL", 0.0)
     pane = Pane([], [b"theirs"])
     pane.fail = True
     hub = pane_hub(screen_backend("ghostty"), pane)
@@ -183,5 +185,23 @@ async def test_an_unreadable_or_inconsistent_tmux_changes_nothing(
         await output(hub, b"\n" * 30)
         await eventually(lambda: pane.asked >= 3, within=timeout(5))
         assert b"theirs" not in hub.screen.history()
+    finally:
+        await hub.aclose()
+
+
+async def test_an_agent_that_floods_and_pauses_on_purpose_is_repaired_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "REPAIR_QUIET", 0.01)
+    monkeypatch.setattr(hub_module, "REPAIR_INTERVAL", 60.0)
+    pane = Pane([], [b"theirs"])
+    hub = pane_hub(screen_backend("ghostty"), pane)
+    await hub.start()
+    try:
+        for n in range(10):
+            await output(hub, b"%d\r\n" % n + b"\n" * 30)
+            await asyncio.sleep(0.05)  # quiet for longer than REPAIR_QUIET
+        await eventually(lambda: b"theirs" in hub.screen.history())
+        assert pane.asked == 1
     finally:
         await hub.aclose()

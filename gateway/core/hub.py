@@ -59,9 +59,10 @@ BACKLOG_LOW = 256 * 1024
 
 # After tmux scrolled a screenful at once, its history is compared with the
 # screen's once the output has been quiet this long (REPAIR_ATTEMPTS times
-# at most, if the agent keeps printing).
+# at most, if the agent keeps printing), and tmux asked once per interval.
 REPAIR_QUIET = 0.3
 REPAIR_ATTEMPTS = 5
+REPAIR_INTERVAL = 5.0
 
 # history_frames gives up after this many resizes in its way, and writes
 # this many lines of history at once instead (a few milliseconds of work).
@@ -143,6 +144,7 @@ class Hub:
         self._pane = pane
         self._scroll_watch = ScrollWatch(self._size[1])
         self._repair_task: asyncio.Task[None] | None = None
+        self._repaired_at = -REPAIR_INTERVAL  # loop time tmux was last asked
         self._backoff = backoff
         self._source_factory = source
         self._on_change = on_change
@@ -575,13 +577,21 @@ class Hub:
             )
 
     async def _repair(self) -> None:
-        """Once the output settles, take tmux's history if it is not the screen's."""
+        """Once the output settles, take tmux's history if it is not the screen's.
+
+        At most once per REPAIR_INTERVAL: an agent that floods and pauses on
+        purpose must not have the gateway rebuild its screen, and send every
+        viewer its whole history, several times a second.
+        """
+        loop = asyncio.get_running_loop()
         try:
+            await asyncio.sleep(self._repaired_at + REPAIR_INTERVAL - loop.time())
             for _ in range(REPAIR_ATTEMPTS):
                 offset = -1
                 while offset != self._offset:
                     offset = self._offset
                     await asyncio.sleep(REPAIR_QUIET)
+                self._repaired_at = loop.time()
                 if await self._take_pane_history():
                     return
             log.info("%s: tmux's history kept changing; not taken", self.agent_id)
