@@ -36,10 +36,11 @@ system:
 
 # What the tests add (Docker discovery, the deploy/ check, the browser tests,
 # replica mode): a Docker Engine, busybox-static for its test image,
-# docker-compose, Chromium and redis-server. Installed as root; otherwise
+# docker-compose, Chromium, redis-server and nginx (a read-only Docker API
+# proxy). Installed as root; otherwise
 # said, and those tests skip.
 TEST_PACKAGES := dockerd:docker.io docker-compose:docker-compose /usr/bin/chromium:chromium \
-  redis-server:redis-server
+  redis-server:redis-server /usr/sbin/nginx:nginx
 test-system:
 	@missing=""; \
 	for pair in $(TEST_PACKAGES); do \

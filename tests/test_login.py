@@ -326,6 +326,7 @@ async def test_me_tells_the_pages_what_to_offer(agent: LocalAgent, gateway: Gate
         "can_share": False,  # nobody to answer for a link without logins
         "spectator_of": None,
         "login": False,
+        "scrollback": 10000,  # server.scrollback: the page's xterm.js keeps as many lines
     }
     hashed = hash_password("pw")
     client = await gateway(

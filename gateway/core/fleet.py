@@ -13,7 +13,7 @@ from ..screen.reference import PyteScreen
 from .backoff import Backoff
 from .budget import EmulationBudget
 from .hub import Hub
-from .seams import SourceFactory, ttyd_source
+from .seams import PaneHistory, SourceFactory, ttyd_source
 from .target import Target
 
 
@@ -52,8 +52,9 @@ class Fleet:
         viewer_queue_bytes: int = DEFAULT_VIEWER_QUEUE_BYTES,
         backoff: Backoff | None = None,
         screen: Callable[[int, int], TerminalScreen] = PyteScreen,
+        pane: PaneHistory | None = None,
     ) -> Hub:
-        """A hub of this fleet (not added yet)."""
+        """A hub of this fleet (not added yet); ``pane``: its tmux, if the gateway can ask it."""
         return Hub(
             agent_id,
             target,
@@ -65,6 +66,7 @@ class Fleet:
             budget=self.emulation_budget,
             on_change=self._changed,
             source=self._source,
+            pane=pane,
         )
 
     async def add(self, hub: Hub) -> None:

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import UpstreamUnavailable
+from ..errors import PaneUnavailable, UpstreamUnavailable
 from ..limits import DEFAULT_VIEWER_QUEUE_BYTES
 from ..screen.base import TerminalScreen
 from ..screen.reference import PyteScreen
@@ -44,7 +44,8 @@ from .backlog import Backlog, ResizeMark
 from .backoff import Backoff
 from .budget import EmulationBudget
 from .relay import Delivery, Relay
-from .seams import Source, SourceFactory, ttyd_source
+from .repair import ScrollWatch, same_text, split_capture
+from .seams import PaneHistory, Source, SourceFactory, ttyd_source
 from .state import AgentState, allowed
 from .target import Target
 from .upstream import UpstreamStatistics
@@ -55,6 +56,18 @@ log = logging.getLogger(__name__)
 # Emulation may lag this much before the source's read loop waits for it.
 BACKLOG_HIGH = 1024 * 1024
 BACKLOG_LOW = 256 * 1024
+
+# After tmux scrolled a screenful at once, its history is compared with the
+# screen's once the output has been quiet this long (REPAIR_ATTEMPTS times
+# at most, if the agent keeps printing), and tmux asked once per interval.
+REPAIR_QUIET = 0.3
+REPAIR_ATTEMPTS = 5
+REPAIR_INTERVAL = 5.0
+
+# history_frames gives up after this many resizes in its way, and writes
+# this many lines of history at once instead (a few milliseconds of work).
+HISTORY_ATTEMPTS = 3
+FALLBACK_HISTORY = 1000
 
 # Who resized the agent is told to its other viewers once a resize has
 # settled: a dragged window or a pinch sends one per step, and the others
@@ -118,13 +131,20 @@ class Hub:
         on_change: Callable[[Hub], None] | None = None,
         source: SourceFactory = ttyd_source,
         clock: Callable[[], float] = time.monotonic,
+        pane: PaneHistory | None = None,
     ) -> None:
         self.agent_id = agent_id
         # The relay's time; timers only wait out the difference, so a test's
         # frozen clock holds output for exactly one window.
         self._clock = clock
         self._size = ttyd.clamp_size(columns, rows)
+        self._new_screen = screen
         self.screen: TerminalScreen = screen(*self._size)
+        # tmux, asked for the history it did not draw (see gateway.core.repair).
+        self._pane = pane
+        self._scroll_watch = ScrollWatch(self._size[1])
+        self._repair_task: asyncio.Task[None] | None = None
+        self._repaired_at = -REPAIR_INTERVAL  # loop time tmux was last asked
         self._backoff = backoff
         self._source_factory = source
         self._on_change = on_change
@@ -146,6 +166,13 @@ class Hub:
         self._closed: int | None = None
         self._resize_burst: _ResizeBurst | None = None
         self._resize_timer: asyncio.TimerHandle | None = None
+        # Pieces of output (and resizes) fed to the screen: a history written
+        # at one count is the screen's while the count stays.
+        self._fed = 0
+        # Tasks that need the screen to stand still (history_frames): no
+        # emulation while there is one.
+        self._held = 0
+        self._history_job: tuple[int, asyncio.Task[bytes | None]] | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -167,6 +194,11 @@ class Hub:
         for viewer in list(self._relay):
             viewer.close(code)
         await self._disconnect()
+        if self._history_job is not None:
+            await cancel(self._history_job[1])
+            self._history_job = None
+        if self._repair_task is not None:
+            await cancel(self._repair_task)
         if self._emulator is not None:
             await cancel(self._emulator)
             self._emulator = None
@@ -238,16 +270,79 @@ class Hub:
     def viewers(self) -> frozenset[Viewer]:
         return frozenset(self._relay)
 
-    def join_frames(self) -> list[bytes]:
-        """Status plus one output frame repainting the screen at the current offset."""
-        # The snapshot must be taken at the size the tail bytes were written
+    def join_frames(self, history: int = 0) -> list[bytes]:
+        """Status plus one output frame repainting the screen at the current offset.
+
+        The frame starts with the newest ``history`` lines of the screen's
+        history, so that they fill the viewer's scrollback; they are written
+        here and now, so keep them few (:meth:`history_frames` writes them all).
+        """
+        self._settle_resizes()
+        return self._frames(self.screen.history(history) if history else b"")
+
+    async def history_frames(self) -> list[bytes]:
+        """:meth:`join_frames` with all the history the screen keeps, for a joining viewer.
+
+        libghostty-vt takes tens of milliseconds to write 10,000 lines: they
+        are written a piece at a time, other tasks running in between, while
+        the screen is not fed (output waits in the backlog, which the frame
+        then carries). Viewers joining while the screen stands still share
+        one writing. A resize meanwhile (a viewer's, or ttyd's) starts over;
+        a screen resized every time gets :data:`FALLBACK_HISTORY` lines.
+        """
+        for _ in range(HISTORY_ATTEMPTS):
+            self._settle_resizes()
+            fed = self._fed
+            self._held += 1
+            try:
+                history = await asyncio.shield(self._history_job_for(fed))
+                if history is not None and self._fed == fed and not self._backlog.resize_pending:
+                    return self._frames(history)
+            finally:
+                self._release()
+        return self.join_frames(FALLBACK_HISTORY)
+
+    def _history_job_for(self, fed: int) -> asyncio.Future[bytes | None]:
+        job = self._history_job
+        if job is None or job[0] != fed:
+            task = asyncio.create_task(self._write_history(fed), name=f"history:{self.agent_id}")
+            self._history_job = job = (fed, task)
+        return job[1]
+
+    async def _write_history(self, fed: int) -> bytes | None:
+        """All the history, or None if the screen changed before it was written."""
+        self._held += 1
+        try:
+            pieces: list[bytes] = []
+            for piece in self.screen.history_pieces():
+                if self._fed != fed:
+                    return None
+                pieces.append(piece)
+                await asyncio.sleep(0)
+            return b"".join(pieces) if self._fed == fed else None
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """One holder of the screen is done; the emulator goes on when the last one is."""
+        self._held -= 1
+        if not self._held and self._backlog:
+            self._backlog_ready.set()
+
+    def _settle_resizes(self) -> None:
+        # A snapshot must be taken at the size the tail bytes were written
         # for; resizes are rare, so emulate up to the last pending one now.
         while self._backlog.resize_pending:
             self._feed_one()
+
+    def _frames(self, history: bytes) -> list[bytes]:
         # Output held for coalescing goes to the others first: the snapshot
         # below covers it, and this viewer takes frames from here on.
         self._flush()
-        return [self._status.serialize(), b"0" + self.screen.snapshot() + self._backlog.tail()]
+        return [
+            self._status.serialize(),
+            b"0" + self.screen.snapshot(history) + self._backlog.tail(),
+        ]
 
     # --- operator actions ------------------------------------------------------
 
@@ -405,6 +500,8 @@ class Hub:
             )
         self._backlog.output(message)
         self._backlog_ready.set()
+        if self._pane is not None and self._scroll_watch.feed(message, 1):
+            self._repair_soon()
         if self._backlog.bytes > BACKLOG_HIGH:
             self._caught_up.clear()
             await self._caught_up.wait()
@@ -424,6 +521,7 @@ class Hub:
         if size == self._size:
             return
         self._size = size
+        self._scroll_watch.resize(size[1])
         self._backlog.resize(*size)
         self._backlog_ready.set()
         self._set_status(self._status.state, self._status.retry_in, self._status.message)
@@ -470,9 +568,84 @@ class Hub:
         if self._on_change is not None:
             self._on_change(self)
 
+    # --- history repair (gateway.core.repair) --------------------------------
+
+    def _repair_soon(self) -> None:
+        if self._repair_task is None:
+            self._repair_task = asyncio.create_task(
+                self._repair(), name=f"history-repair:{self.agent_id}"
+            )
+
+    async def _repair(self) -> None:
+        """Once the output settles, take tmux's history if it is not the screen's.
+
+        At most once per REPAIR_INTERVAL: an agent that floods and pauses on
+        purpose must not have the gateway rebuild its screen, and send every
+        viewer its whole history, several times a second.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.sleep(self._repaired_at + REPAIR_INTERVAL - loop.time())
+            for _ in range(REPAIR_ATTEMPTS):
+                offset = -1
+                while offset != self._offset:
+                    offset = self._offset
+                    await asyncio.sleep(REPAIR_QUIET)
+                self._repaired_at = loop.time()
+                if await self._take_pane_history():
+                    return
+            log.info("%s: tmux's history kept changing; not taken", self.agent_id)
+        except PaneUnavailable as exc:
+            log.debug("%s: tmux's history could not be read: %s", self.agent_id, exc)
+        finally:
+            self._repair_task = None
+
+    async def _take_pane_history(self) -> bool:
+        """False if the agent moved on meanwhile (try at the next quiet)."""
+        assert self._pane is not None
+        await self.wait_emulated()
+        offset, fed, screen = self._offset, self._fed, self.screen
+        limit = screen.scrollback_limit
+        if not limit:
+            return True
+        captured = await self._pane.history(limit)
+        columns, rows = self._size
+        theirs, their_screen = split_capture(captured, rows, limit, columns)
+        # The capture is of this very moment of the agent only if tmux's
+        # screen is ours (no output in flight either way).
+        if (self._offset, self._fed) != (offset, fed) or their_screen != screen.text():
+            return False
+        self._held += 1
+        try:
+            ours = await asyncio.shield(self._history_job_for(fed))
+            if ours is None or self._fed != fed:
+                return False
+            if same_text(ours, theirs):
+                return True
+            fresh = self._new_screen(columns, rows)
+            repaint = screen.snapshot(theirs)
+            for start in range(0, len(repaint), fresh.FEED_PIECE):
+                fresh.feed(repaint[start : start + fresh.FEED_PIECE])
+                await asyncio.sleep(0)
+                if self._fed != fed:
+                    return False
+            fresh.offset = screen.offset
+            self.screen = fresh
+            self._fed += 1
+            self._history_job = None
+        finally:
+            self._release()
+        log.info("%s: history taken from tmux (%d lines)", self.agent_id, fresh.scrollback)
+        # Every viewer's scrollback is the old one: repaint them, whole.
+        for viewer in self._relay.repaint_all():
+            viewer.owe_full_repaint()
+        return True
+
     # --- emulation -----------------------------------------------------------
 
     def _feed_one(self) -> None:
+        self._fed += 1
+        self._history_job = None  # written for a screen that is no more
         piece = self._backlog.take(self.screen.FEED_PIECE)
         if isinstance(piece, ResizeMark):
             self.screen.resize(piece.columns, piece.rows)
@@ -483,6 +656,10 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await self._backlog_ready.wait()
+            if self._held:
+                # A viewer's history is being written; _release wakes us.
+                self._backlog_ready.clear()
+                continue
             deadline = self.emulation_budget.deadline()
             if deadline is not None:
                 started = loop.time()

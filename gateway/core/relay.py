@@ -266,6 +266,19 @@ class Relay(Generic[K]):
                 seat.state = ViewerState.QUEUED
         return seat.state is not ViewerState.PAUSED
 
+    def repaint_all(self) -> list[K]:
+        """Owe every viewer a snapshot (the screen was rebuilt); returns whom to wake."""
+        woken = []
+        for key, seat in self._seats.items():
+            seat.queue.clear()
+            seat.queued_bytes = 0
+            if seat.state is ViewerState.PAUSED:
+                seat.behind = True
+            else:
+                seat.state = ViewerState.RESYNC
+                woken.append(key)
+        return woken
+
     # --- a viewer's sender -------------------------------------------------------
 
     def pause(self, key: K) -> None:

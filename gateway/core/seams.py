@@ -48,12 +48,22 @@ class SourceSink(UpstreamSink, Protocol):
     @property
     def status(self) -> ttyd.Status: ...
 
-    def join_frames(self) -> list[bytes]:
-        """Status and one output frame that repaints the screen at the current offset."""
+    def join_frames(self, history: int = 0) -> list[bytes]:
+        """Status and one output frame: ``history`` lines of history, then the screen."""
 
     async def resize(
         self, columns: int, rows: int, *, who: str = "", viewer_id: str = ""
     ) -> None: ...
+
+
+class PaneHistory(Protocol):
+    """The agent's tmux pane, asked directly (see :mod:`gateway.core.repair`)."""
+
+    async def history(self, lines: int) -> bytes:
+        """What ``tmux capture-pane -p -e -S -<lines>`` prints: history, then the screen.
+
+        Raises :class:`~gateway.errors.PaneUnavailable` when tmux cannot be asked.
+        """
 
 
 #: The terminal size a source puts in its handshake, asked at every connect.

@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from . import ttyd
 from .relay import Relay, ViewerState
 
+#: A resync repaints the viewer's scrollback whole at most this often, and
+#: with the newest RESYNC_HISTORY lines otherwise (xterm.js's RIS wipes it).
+FULL_REPAINT_INTERVAL = 10.0
+RESYNC_HISTORY = 1000
+
 
 class ViewerHost(Protocol):
     """What a viewer asks of the hub it watches."""
 
-    def join_frames(self) -> list[bytes]:
-        """The frames that repaint a viewer now (held output flushed first)."""
+    def join_frames(self, history: int = 0) -> list[bytes]:
+        """The frames that repaint a viewer now, after ``history`` lines of history."""
+
+    async def history_frames(self) -> list[bytes]:
+        """The frames that repaint a viewer, after all the history."""
 
     def leave(self, viewer: Viewer) -> None: ...
 
@@ -47,6 +56,7 @@ class Viewer:
         self.refused = 0
         self.close_code: int | None = None
         self._write: Callable[[bytes], bool] | None = None
+        self._full_repaint_at: float | None = None
 
     @property
     def queued_bytes(self) -> int:
@@ -97,6 +107,22 @@ class Viewer:
             self._wakeup.set()
             self._host.leave(self)
 
+    def owe_full_repaint(self) -> None:
+        """The next repaint carries the whole history (the hub rebuilt it)."""
+        self._full_repaint_at = None
+        self._wakeup.set()
+
+    async def _repaint(self) -> list[bytes]:
+        """The frames of a resync: all the history on joining, and at most
+        every FULL_REPAINT_INTERVAL after (a viewer too slow to keep up
+        must not make the hub write megabytes for it every time it falls
+        behind); a few lines of it in between."""
+        now = time.monotonic()
+        if self._full_repaint_at is None or now - self._full_repaint_at >= FULL_REPAINT_INTERVAL:
+            self._full_repaint_at = now
+            return await self._host.history_frames()
+        return self._host.join_frames(RESYNC_HISTORY)
+
     async def batches(self) -> AsyncIterator[list[bytes]]:
         """Yield lists of encoded frames to send, in order, until closed."""
         relay = self._relay
@@ -107,9 +133,15 @@ class Viewer:
             if state is ViewerState.CLOSED:
                 return
             if state is ViewerState.RESYNC:
-                # Taken while still owing the resync: output the hub flushes
+                frames = await self._repaint()
+                state = relay.state(self)
+                if state is ViewerState.CLOSED:
+                    return
+                if state is not ViewerState.RESYNC:
+                    continue  # paused meanwhile: repainted when it resumes
+                # Taken while still owing the resync: output the hub flushed
                 # for the snapshot is in it, so this viewer must not get it again.
-                batch = relay.take(self, self._host.join_frames())
+                batch = relay.take(self, frames)
             else:
                 batch = relay.take(self)
             if batch:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..core import ttyd
 from ..errors import PeerProtocolError
@@ -136,6 +136,12 @@ class Position:
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """The screen at a stream position: its status (and so its size) and a repaint."""
+
+    #: Lines of history a checkpoint's repaint carries. A follower starts
+    #: from them and keeps what scrolls off after (up to server.scrollback);
+    #: all 10,000 (megabytes of SGR) written every 512 KiB or 2 s would cost
+    #: Redis more than the output itself.
+    HISTORY: ClassVar[int] = 1000
 
     id: StreamId
     status: ttyd.Status

@@ -454,7 +454,7 @@ class ReplicaSource:
         self._node.wake_writer()
 
     def _checkpoint(self) -> None:
-        repaint = self._sink.join_frames()[1][1:]
+        repaint = self._sink.join_frames(Checkpoint.HISTORY)[1][1:]
         checkpoint = Checkpoint(self._position.last, self._sink.status, repaint)
         self._queue(checkpoint.id, Kind.CHECKPOINT, checkpoint.encode())
         self._since_checkpoint = 0

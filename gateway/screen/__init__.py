@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 
 from ..errors import ConfigError
-from .base import TerminalScreen
+from .base import ScreenClass
 
 __all__ = ["screen_backend"]
 
@@ -36,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 @functools.cache
-def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
+def screen_backend(name: str) -> ScreenClass:
     """The screen class ``server.screen`` names: ``auto`` is ghostty where it loads.
 
     Config checks only that the name is one of ``BACKENDS`` (it loads no
@@ -47,6 +46,9 @@ def screen_backend(name: str) -> Callable[[int, int], TerminalScreen]:
         from . import ghostty
 
         if ghostty.UNAVAILABLE is None:
+            # libghostty-vt's first formatter run in a process takes
+            # 100-150 ms (measured): here, at start, not in a viewer's join.
+            ghostty.GhosttyScreen(2, 1).snapshot()
             return ghostty.GhosttyScreen
         if name == "ghostty":
             raise ConfigError(f"server.screen = 'ghostty', but {ghostty.UNAVAILABLE}")

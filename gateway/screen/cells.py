@@ -152,6 +152,24 @@ def sgr(attrs: tuple[Any, ...]) -> str:
     return "\x1b[" + ";".join(codes) + "m"
 
 
+def line_sgr(row: tuple[Cell, ...]) -> str:
+    """A row as text with SGR, trailing blanks cut, ending with the pen reset if it was set."""
+    end = len(row)
+    while end and row[end - 1] == BLANK:
+        end -= 1
+    out: list[str] = []
+    attrs: tuple[Any, ...] = BLANK[1:]
+    for cell in row[:end]:
+        if cell.data:  # a wide character's right half comes with its left
+            if cell[1:] != attrs:
+                attrs = cell[1:]
+                out.append(sgr(attrs))
+            out.append(cell.data)
+    if attrs != BLANK[1:]:
+        out.append("\x1b[0m")
+    return "".join(out)
+
+
 # The attributes `tmux capture-pane -e` writes, in its order.
 _TMUX_FLAGS: Final = (
     ("bold", 1),

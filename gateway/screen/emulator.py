@@ -21,6 +21,7 @@ import pyte
 import pyte.screens
 
 from .cells import BLANK, Cell
+from .history import History
 
 __all__ = [
     "ANSI_MODES",
@@ -154,7 +155,9 @@ class Emulator(pyte.Screen):
     cursor: _Cursor  # type: ignore[assignment]  # its attrs are a Cell
     margins: tuple[int, int] | None  # type: ignore[assignment]  # a plain pair
 
-    def __init__(self, columns: int, rows: int) -> None:
+    def __init__(self, columns: int, rows: int, scrollback: int = 0) -> None:
+        #: Rows scrolled off the top of the main screen (the alternate one has none).
+        self.history = History(scrollback)
         super().__init__(columns, rows)  # calls reset()
 
     @property
@@ -163,7 +166,8 @@ class Emulator(pyte.Screen):
         return BLANK
 
     def reset(self) -> None:
-        """RIS: power-on state, title and both screens included."""
+        """RIS: power-on state, title, both screens and the history included."""
+        self.history.clear()
         self.buffer = _new_buffer()
         self.margins = None
         self.mode = set(DEFAULT_MODES)
@@ -210,6 +214,7 @@ class Emulator(pyte.Screen):
         cursor = self.cursor
         excess = old_rows - rows
         drop_top = max(0, excess - max(0, old_rows - 1 - cursor.y))
+        self._keep_history(drop_top)  # as xterm.js and libghostty-vt do
         self.buffer = self._resized(self.buffer, drop_top, columns, rows)
         if self.main is not None:
             self.main = _MainScreen(
@@ -423,7 +428,7 @@ class Emulator(pyte.Screen):
             self._blank_lines(y, y + 1)
 
     def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
-        """ED: erase below (0), above (1) or all (2); 3 (scrollback) has nothing to erase."""
+        """ED: erase below (0), above (1), all (2), or the history (3)."""
         self._settle()
         y = self.cursor.y
         if how == 0:
@@ -434,6 +439,8 @@ class Emulator(pyte.Screen):
             self.erase_in_line(1)
         elif how == 2:
             self._blank_lines(0, self.lines)
+        elif how == 3:
+            self.history.clear()
 
     def _scroll(self, top: int, bottom: int, count: int) -> None:
         """Move rows top..bottom up by ``count`` (down if negative); new rows are blank."""
@@ -453,9 +460,24 @@ class Emulator(pyte.Screen):
     def _region(self) -> tuple[int, int]:
         return self.margins or (0, self.lines - 1)
 
+    def _keep_history(self, count: int) -> None:
+        """Keep the top ``count`` rows, about to scroll off, if they are the main screen's."""
+        if self.main is not None or not self.history.limit:
+            return
+        columns = range(self.columns)
+        for y in range(count):
+            line = self.buffer.get(y)
+            self.history.push(
+                (BLANK,) * self.columns if line is None else tuple(map(line.__getitem__, columns))
+            )
+
     def scroll_up(self, count: int) -> None:
         """SU: scroll the region up; the cursor stays."""
-        self._scroll(*self._region(), count or 1)
+        top, bottom = self._region()
+        count = count or 1
+        if top == 0:  # into the history, as libghostty-vt does (xterm.js drops them)
+            self._keep_history(min(count, bottom + 1))
+        self._scroll(top, bottom, count)
 
     def scroll_down(self, count: int) -> None:
         """SD: scroll the region down; the cursor stays."""
@@ -480,6 +502,8 @@ class Emulator(pyte.Screen):
         self._settle()
         top, bottom = self._region()
         if self.cursor.y == bottom:
+            if top == 0:  # a region from the top feeds the history, as in xterm
+                self._keep_history(1)
             self._scroll(top, bottom, 1)
         elif self.cursor.y < self.lines - 1:
             self.cursor.y += 1

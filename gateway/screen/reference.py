@@ -27,7 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from .base import JSON_MODES, check_size
+from .base import (
+    HISTORY_PIECE_ROWS,
+    JSON_MODES,
+    check_scrollback,
+    check_size,
+    scrollback_prelude,
+)
 from .cells import BLANK, Cell, tmux_codes
 from .emulator import Buffer, Emulator, SavedCursor, cell_rows, private_mode
 from .painter import Painter
@@ -84,9 +90,10 @@ class PyteScreen:
 
     FEED_PIECE: ClassVar[int] = 4096
 
-    def __init__(self, columns: int = 80, rows: int = 24) -> None:
+    def __init__(self, columns: int = 80, rows: int = 24, scrollback: int = 0) -> None:
         check_size(columns, rows)
-        self._screen = Emulator(columns, rows)
+        check_scrollback(scrollback)
+        self._screen = Emulator(columns, rows, scrollback)
         self._parser = Parser(self._screen)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._failed = False
@@ -131,12 +138,43 @@ class PyteScreen:
         check_size(columns, rows)
         self._screen.resize(lines=rows, columns=columns)
 
-    def snapshot(self) -> bytes:
-        """Bytes that repaint any terminal to exactly this state (they start with RIS)."""
+    @property
+    def scrollback_limit(self) -> int:
+        """The most lines of history kept (``server.scrollback``)."""
+        return self._screen.history.limit
+
+    @property
+    def scrollback(self) -> int:
+        """Lines of history kept."""
+        return len(self._screen.history)
+
+    def snapshot(self, history: bytes = b"") -> bytes:
+        """Bytes that repaint any terminal to exactly this state (they start with RIS).
+
+        ``history`` (from :meth:`history`) comes right after the RIS, so that
+        it lands in the terminal's own scrollback.
+        """
         painter = Painter(self._screen)
         painter.paint_all(self._parser.pending())
         pending_bytes, _ = self._decoder.getstate()
-        return painter.text().encode("utf-8", "replace") + pending_bytes
+        repaint = painter.text().encode("utf-8", "replace")
+        prelude = scrollback_prelude(history, self._screen.lines)
+        return repaint[:2] + prelude + repaint[2:] + pending_bytes
+
+    def history(self, limit: int | None = None) -> bytes:
+        """The newest ``limit`` lines of history (None: all kept), oldest first.
+
+        Each line is its cells with SGR, the pen reset at its end, and CRLF,
+        in the width it had when it scrolled off (no reflow).
+        """
+        return b"".join(self.history_pieces(limit))
+
+    def history_pieces(self, limit: int | None = None) -> Iterator[bytes]:
+        """:meth:`history`, :data:`HISTORY_PIECE_ROWS` lines at a time."""
+        lines = self._screen.history.lines(limit)
+        for start in range(0, len(lines), HISTORY_PIECE_ROWS):
+            piece = lines[start : start + HISTORY_PIECE_ROWS]
+            yield "".join(line + "\r\n" for line in piece).encode("utf-8", "replace")
 
     def text(self) -> str:
         """The screen as ``tmux capture-pane -p`` prints it: every row, trailing spaces cut."""

@@ -105,6 +105,8 @@ async def me(request: web.Request) -> web.Response:
             "can_share": auth.enabled and user.role in (Role.ADMIN, Role.OPERATOR),
             "spectator_of": spectator,
             "login": auth.enabled,
+            # Lines of history a join brings: the page's xterm.js keeps as many.
+            "scrollback": request.app[SETTINGS].scrollback,
         }
     )
 

@@ -63,7 +63,9 @@ const term = new Terminal({
   fontFamily:
     'ui-monospace, "SFMono-Regular", "Cascadia Mono", "DejaVu Sans Mono", Menlo, Consolas, "Liberation Mono", monospace',
   fontSize: storedFont >= FONT_SIZES.min && storedFont <= FONT_SIZES.max ? storedFont : FONT_SIZES.default,
-  scrollback: 5000,
+  // The gateway's default (server.scrollback); /api/me says the real one
+  // before the join brings that much history.
+  scrollback: 10000,
   cursorBlink: true,
   // The unicode11 addon's width tables are a "proposed" API.
   allowProposedApi: true,
@@ -101,6 +103,7 @@ async function loadMe() {
   // No answer: the page keeps its HTML defaults, which offer nothing.
   if (!data) return;
   spectator = Boolean(data.spectator_of);
+  if (Number.isInteger(data.scrollback) && data.scrollback > 0) term.options.scrollback = data.scrollback;
   offer(access(data));
 }
 
@@ -421,15 +424,29 @@ document.getElementById("fit").addEventListener("click", fitAgentToWindow);
 document.getElementById("font-smaller").addEventListener("click", () => setFontSize(term.options.fontSize - 1));
 document.getElementById("font-larger").addEventListener("click", () => setFontSize(term.options.fontSize + 1));
 document.getElementById("search-toggle").addEventListener("click", () => toggleSearch());
+const searchResult = document.getElementById("search-result");
+
+/** Find the next (or previous) match in the scrollback and the screen; say when there is none. */
+function find(previous = false) {
+  const query = searchInput.value;
+  const found = query ? (previous ? search.findPrevious : search.findNext).call(search, query) : true;
+  searchResult.textContent = found ? "" : "no match";
+  searchbar.dataset.result = found ? "found" : "none";
+}
+
 searchInput.addEventListener("keydown", (event) => {
   if (event.key === "Enter") {
-    (event.shiftKey ? search.findPrevious : search.findNext).call(search, searchInput.value);
+    find(event.shiftKey);
   } else if (event.key === "Escape") {
     toggleSearch(false);
   }
 });
-document.getElementById("search-next").addEventListener("click", () => search.findNext(searchInput.value));
-document.getElementById("search-prev").addEventListener("click", () => search.findPrevious(searchInput.value));
+searchInput.addEventListener("input", () => {
+  searchResult.textContent = "";
+  delete searchbar.dataset.result;
+});
+document.getElementById("search-next").addEventListener("click", () => find());
+document.getElementById("search-prev").addEventListener("click", () => find(true));
 
 const commandLine = document.getElementById("command-line");
 const commandHistory = new CommandHistory();
@@ -462,8 +479,8 @@ if (agentId) {
   window.gateway.logs = logs;
   document.getElementById("logs-toggle").addEventListener("click", () => logs.toggle());
   document.getElementById("share-toggle").addEventListener("click", () => sharing.toggle());
-  loadMe();
-  connect();
+  // The join brings the agent's history: xterm.js must keep as much first.
+  loadMe().finally(connect);
   watchPresence();
 } else {
   connection.invalid();
