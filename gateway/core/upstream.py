@@ -16,6 +16,15 @@ ttyd has been silent for :data:`QUIET_LIMIT`; after :data:`LIVENESS_DEADLINE`
 the connection is dropped and redialled with the usual backoff. Every send
 has a deadline too (:data:`SEND_TIMEOUT`).
 
+ttyd accepts a handshake whether or not its command can run: with the
+agent's tmux gone, every retry's ``tmux attach`` prints "no server running"
+and exits at once. So a new connection is on probation
+(:meth:`Upstream._probation`) until it has shown it is a session: output
+that the connection outlives by :data:`SETTLE`, or :data:`ESTABLISH_MAX` of
+life. Only then is it announced ``connected`` and its output handed on; one
+that ends before is a failed attempt, and what it printed never reaches the
+screen the viewers keep.
+
 What arrives is handed to an :class:`UpstreamSink` (the hub); the sink may
 make the read loop wait (emulator backpressure), never a viewer.
 """
@@ -23,6 +32,7 @@ make the read loop wait (emulator backpressure), never a viewer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -62,6 +72,14 @@ LIVENESS_DEADLINE = 5.0
 # A send that ttyd's socket has not taken in this long fails the connection:
 # a 64 KiB message drains in milliseconds unless the peer stopped reading.
 SEND_TIMEOUT = 5.0
+# A new connection becomes a session once ttyd's command has printed and the
+# connection lived this long after: a command that cannot run (`tmux attach`
+# with its server gone) prints its complaint and exits within milliseconds.
+SETTLE = 0.25
+# ... or once it lived this long, printing or not (a program that starts silent).
+ESTABLISH_MAX = 2.0
+# ... or once this much output waits: a screenful, never a one-line complaint.
+ESTABLISH_BYTES = 64 * 1024
 # Our socket's kernel send buffer (Linux doubles it). Left to autotuning,
 # megabytes of input could wait there for a frozen ttyd, out of our sight.
 UPSTREAM_SEND_BUFFER = 64 * 1024
@@ -194,8 +212,8 @@ class Upstream:
             while True:
                 started = loop.time()
                 try:
-                    await self._session()
-                    message = self._fault or "ttyd closed the connection"
+                    ended = await self._session()
+                    message = self._fault or ended
                 except (OSError, TimeoutError, websockets.WebSocketException) as exc:
                     message = self._fault or _describe(exc)
                 except UpstreamRejected as exc:
@@ -247,29 +265,61 @@ class Upstream:
             return unix_connect(path, uri="ws://localhost/ws", **common)
         return connect(self.target.url, **common)
 
-    async def _session(self) -> None:
+    async def _session(self) -> str:
+        """One connection, from dialling to its end; returns why it ended."""
         self._fault = None
         async with self._open() as ws:
             _bound_send_buffer(ws)
-            columns, rows = self._size()
+            size = self._size()
             async with asyncio.timeout(SEND_TIMEOUT):
-                await ws.send(ttyd.Handshake(self.target.auth_token, columns, rows).serialize())
+                await ws.send(ttyd.Handshake(self.target.auth_token, *size).serialize())
             self._heard_at = asyncio.get_running_loop().time()
-            self._ws = ws
-            self._connects += 1
-            self._set_state(AgentState.CONNECTED, None, "")
+            self._ws = ws  # for the liveness check and statistics; send() waits for CONNECTED
             watch = asyncio.create_task(self._watch(ws), name=f"liveness:{self._where}")
             try:
-                received = False
+                held = await self._probation(ws)
+                self._connects += 1
+                self._set_state(AgentState.CONNECTED, None, "")
+                for message in held:
+                    await self._dispatch(message)
+                if self._size() != size:
+                    # A resize asked for while on probation was not sent: send it now.
+                    with contextlib.suppress(UpstreamUnavailable):
+                        await self.send(ttyd.Resize(*self._size()))
                 async for message in ws:
-                    received = True
                     self._heard_at = asyncio.get_running_loop().time()
                     await self._dispatch(message)
             finally:
                 await cancel(watch)
-            if not received and ws.close_code == 1008:
-                # ttyd answers a wrong AuthToken with a policy-violation close.
-                raise UpstreamRejected("ttyd refused the credential")
+        return _closed(ws.close_code)
+
+    async def _probation(self, ws: ClientConnection) -> list[bytes | str]:
+        """What ttyd sent until the connection proved to be a session (see SETTLE).
+
+        A connection that ends first raises, as a lost one does, and what it
+        sent is dropped: the screen keeps what the last real session drew.
+        """
+        loop = asyncio.get_running_loop()
+        held: list[bytes | str] = []
+        size = 0
+        deadline = loop.time() + ESTABLISH_MAX
+        while size < ESTABLISH_BYTES:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await ws.recv()
+            except TimeoutError:
+                return held
+            except websockets.ConnectionClosed:
+                if not held and ws.close_code == 1008:
+                    # ttyd answers a wrong AuthToken with a policy-violation close.
+                    raise UpstreamRejected("ttyd refused the credential") from None
+                raise
+            self._heard_at = loop.time()
+            if not size and _is_output(message):
+                deadline = min(deadline, loop.time() + SETTLE)
+            held.append(message)
+            size += len(message)
+        return held
 
     async def _watch(self, ws: ClientConnection) -> None:
         """Ping ttyd every second; fail the connection when it stays silent."""
@@ -334,10 +384,32 @@ def _bound_send_buffer(ws: ClientConnection) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPSTREAM_SEND_BUFFER)
 
 
+# What the status says when ttyd's command (tmux attach, the agent) ended.
+TERMINAL_EXITED = "the agent's terminal exited"
+
+
+def _is_output(message: bytes | str) -> bool:
+    return message[:1] in (b"0", "0")
+
+
+def _closed(code: int | None) -> str:
+    """Why a connection ttyd closed cleanly ended."""
+    # ttyd closes with 1000 when its command exits with status 0 (src/protocol.c).
+    return TERMINAL_EXITED if code == 1000 else "ttyd closed the connection"
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out connecting to ttyd"
     if isinstance(exc, websockets.ConnectionClosed):
+        if exc.rcvd is not None and exc.rcvd.code == 1000:
+            return TERMINAL_EXITED
+        sent = exc.sent
+        if exc.rcvd is None and sent is not None and sent.reason == "invalid status code":
+            # ttyd closes with 1006 when its command exits with an error
+            # (src/protocol.c). 1006 must never be sent (RFC 6455), so websockets
+            # fails the connection with 1002 instead: this is how that shows.
+            return f"{TERMINAL_EXITED} with an error"
         return f"connection lost ({exc})"
     if isinstance(exc, websockets.InvalidStatus):
         return f"ttyd answered HTTP {exc.response.status_code}"
