@@ -279,6 +279,7 @@ class Upstream:
             try:
                 held = await self._probation(ws)
                 self._connects += 1
+                self._last_error = ""  # /api/agents shows the error of now, not of before
                 self._set_state(AgentState.CONNECTED, None, "")
                 for message in held:
                     await self._dispatch(message)
