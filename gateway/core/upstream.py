@@ -44,6 +44,7 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.typing import Subprotocol
 
 from ..errors import (
+    InputUnconfirmed,
     PeerProtocolError,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -185,18 +186,27 @@ class Upstream:
         if isinstance(message, ttyd.Resize):
             message = message.for_ttyd()
         frame = message.serialize()
+        # websockets writes the frame to the transport before its first wait
+        # (for the socket to drain) when the connection is open: from there on
+        # a failure cannot say "not sent", only "unconfirmed".
+        handed = ws.state is websockets.State.OPEN
         try:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await ws.send(frame)
         except TimeoutError:
-            # Part of it may be in the kernel's buffers already: say so, never "not sent".
             self._fail(ws, f"ttyd took no input for {SEND_TIMEOUT:.0f} s")
-            raise UpstreamUnavailable(
-                f"ttyd took no input for {SEND_TIMEOUT:.0f} s; the connection was reset"
-                " (what was already handed over may be typed if ttyd resumes)"
+            raise InputUnconfirmed(
+                f"ttyd took no input for {SEND_TIMEOUT:.0f} s; {_RESET_WHILE_SENDING}"
             ) from None
         except websockets.ConnectionClosed as exc:
+            if handed:
+                raise InputUnconfirmed(f"ttyd stopped answering; {_RESET_WHILE_SENDING}") from exc
             raise UpstreamUnavailable("agent terminal connection closed") from exc
+        if ws.state is not websockets.State.OPEN:
+            # A wait for the socket to drain that our reset cut short (the
+            # liveness check found ttyd frozen) ends without an error: the
+            # frame may have been in our buffer still, or in ttyd's.
+            raise InputUnconfirmed(f"ttyd stopped answering; {_RESET_WHILE_SENDING}")
         self._bytes_out += len(frame)
 
     def silent_for(self) -> float:
@@ -384,6 +394,12 @@ def _bound_send_buffer(ws: ClientConnection) -> None:
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPSTREAM_SEND_BUFFER)
 
+
+# Why input handed to ttyd is unconfirmed, when its connection was reset under it.
+_RESET_WHILE_SENDING = (
+    "the connection was reset while this was being sent"
+    " (what ttyd had already received may be typed if it resumes)"
+)
 
 # What the status says when ttyd's command (tmux attach, the agent) ended.
 TERMINAL_EXITED = "the agent's terminal exited"
