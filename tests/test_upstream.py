@@ -310,7 +310,7 @@ async def test_a_terminal_that_exits_is_said_so_and_its_retries_neither_connect_
         )
         died = len(sink.states)
         output_at_death = len(sink.output)
-        # Every retry finds ttyd up and `tmux attach` failing ("no server running").
+        # Every retry finds ttyd up and `tmux attach` failing ("no sessions").
         await eventually(
             lambda: sum(s is AgentState.CONNECTING for s, _, _ in sink.states[died:]) >= 3,
             message="three retries",
@@ -322,6 +322,9 @@ async def test_a_terminal_that_exits_is_said_so_and_its_retries_neither_connect_
     assert reasons
     assert all("terminal exited" in reason for reason in reasons), reasons
     assert all("1002" not in reason for reason in reasons), reasons
+    # A retry's reason is what the command said on its way out (plain text).
+    said = ("no sessions", "no server running")
+    assert any(words in reason for reason in reasons[1:] for words in said), reasons
     # A retry that ends before it becomes a session never flashes "connected"...
     assert AgentState.CONNECTED not in [state for state, _, _ in sink.states[died:]]
     # ... nor writes tmux's complaint over the screen kept from before.

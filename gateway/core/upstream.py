@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -320,10 +321,14 @@ class Upstream:
                     message = await ws.recv()
             except TimeoutError:
                 return held
-            except websockets.ConnectionClosed:
+            except websockets.ConnectionClosed as exc:
                 if not held and ws.close_code == 1008:
                     # ttyd answers a wrong AuthToken with a policy-violation close.
                     raise UpstreamRejected("ttyd refused the credential") from None
+                why, words = _describe(exc), _last_words(held)
+                if why.startswith(TERMINAL_EXITED) and words:
+                    # What the command said on its way out is the reason worth showing.
+                    raise UpstreamRejected(f"{why}: {words}") from exc
                 raise
             self._heard_at = loop.time()
             if not size and _is_output(message):
@@ -407,6 +412,21 @@ TERMINAL_EXITED = "the agent's terminal exited"
 
 def _is_output(message: bytes | str) -> bool:
     return message[:1] in (b"0", "0")
+
+
+# Escape sequences (CSI, OSC, two-byte ESC) and the control characters left.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
+_CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# A status message is one line in a tile or a bar.
+MAX_LAST_WORDS = 120
+
+
+def _last_words(messages: list[bytes | str]) -> str:
+    """The last line a failed command printed, as plain text (e.g. "no server running")."""
+    raw = b"".join((m.encode() if isinstance(m, str) else m)[1:] for m in messages if _is_output(m))
+    text = _CONTROLS.sub("", _ESCAPES.sub("", raw.decode(errors="replace")))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:MAX_LAST_WORDS] if lines else ""
 
 
 def _closed(code: int | None) -> str:
