@@ -294,6 +294,21 @@ async def _kill_tmux_server(agent: LocalAgent) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+async def test_a_connection_is_a_session_once_its_command_has_printed(
+    agent: LocalAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not by the time limit: only tmux's first screen can make it a session here.
+    monkeypatch.setattr("gateway.core.upstream.ESTABLISH_MAX", 3600.0)
+    sink = RecordingSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        # Before, ttyd's title and preferences, which come first, hid the output
+        # from the check: every connection waited out the whole time limit.
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="a session")
+        assert [state for state, _, _ in sink.states] == [AgentState.CONNECTED]
+        assert b"$" in sink.output
+
+
 async def test_a_terminal_that_exits_is_said_so_and_its_retries_neither_connect_nor_paint(
     agent: LocalAgent,
 ) -> None:

@@ -315,6 +315,7 @@ class Upstream:
         loop = asyncio.get_running_loop()
         held: list[bytes | str] = []
         size = 0
+        printed = False  # ttyd's title and preferences come first: they do not count
         deadline = loop.time() + ESTABLISH_MAX
         while size < ESTABLISH_BYTES:
             try:
@@ -332,7 +333,8 @@ class Upstream:
                     raise UpstreamRejected(f"{why}: {words}") from exc
                 raise
             self._heard_at = loop.time()
-            if not size and _is_output(message):
+            if not printed and _is_output(message):
+                printed = True
                 deadline = min(deadline, loop.time() + SETTLE)
             held.append(message)
             size += len(message)
