@@ -11,7 +11,7 @@ boundary with ``raise ... from exc`` so callers catch ours only::
     │   └── LocalProtocolError ... because we were asked to send something invalid
     ├── UpstreamError          the connection to an agent's ttyd
     │   ├── UpstreamUnavailable  not connected right now (input is refused, never queued)
-    │   │   └── InputUnconfirmed   forwarded, not confirmed by its holder: typed or not, never later
+    │   │   └── InputUnconfirmed   handed on, not confirmed: it may have been typed
     │   └── UpstreamRejected     ttyd refused us (bad credential, wrong path)
     ├── AgentNotFound          no such agent (or not visible to the caller)
     ├── BadRequest             a request body the API cannot use (the message is for the client)
@@ -62,11 +62,15 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class InputUnconfirmed(UpstreamUnavailable):
-    """Input forwarded to the replica holding the agent, whose answer did not come in time.
+    """Input handed on whose arrival nobody confirmed: it may have been typed.
 
-    The holder types forwarded input only while it is fresh, and the sender
-    waits longer than that: it may have been typed (and the answer lost),
-    but it will not be typed later. Audited as unconfirmed, never as refused.
+    Two ways: forwarded to the replica holding the agent, whose answer did
+    not come in time (the holder types forwarded input only while it is
+    fresh, and the sender waits longer than that, so it is never typed
+    later); or written to a ttyd that stopped taking it, whose connection
+    was then reset (what its socket had already accepted may be typed if
+    it resumes). Either way a retry could type it twice: audited as
+    unconfirmed, never as refused.
     """
 
 

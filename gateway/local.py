@@ -4,6 +4,9 @@ Used by ``gateway serve --demo`` and by the tests, which need the same real
 parts an agent container runs (tmux 3.x inside ttyd 1.7.x). Everything lives
 in a private folder (mode 0700): the tmux server's socket, ttyd's unix
 socket, and ttyd's log. Nothing listens on a TCP port.
+
+They live no longer than the process that spawned them, however it ends
+(SIGKILL included): see :data:`WATCHDOG`.
 """
 
 from __future__ import annotations
@@ -51,6 +54,26 @@ set -g set-titles on
 set -g set-titles-string '#{?#{==:#{pane_title},#{host}},,#{pane_title}}'
 set -g bell-action any
 set -g visual-bell off
+"""
+
+
+#: Ends an agent's tmux server and ttyd once the process that spawned them is
+#: gone. tmux daemonises (no parent-death signal reaches it) and ttyd outlives
+#: its parent, so a gateway killed with SIGKILL used to leave both behind.
+#: The watchdog reads a pipe whose other end only the spawner holds (children
+#: are spawned with close_fds): end of file means the spawner exited, by any
+#: means. It is told ttyd's pid as ``ttyd PID`` lines (0: none running). A
+#: shell, not Python: one per agent, and the tests start many agents. Ctrl-C
+#: and a closed terminal reach the whole process group; the watchdog ignores
+#: them and waits for its spawner, which may still be shutting down cleanly.
+WATCHDOG = """\
+trap '' INT HUP
+ttyd=0
+while read -r what pid; do
+    if [ "$what" = ttyd ]; then ttyd=$pid; fi
+done
+if [ "$ttyd" != 0 ]; then kill "$ttyd" 2>/dev/null; fi
+exec "$@" kill-server
 """
 
 
@@ -114,6 +137,7 @@ class LocalAgent:
         self.ttyd_socket = workdir / f"{name}.sock"
         self._conf = workdir / "tmux.conf"
         self._ttyd: asyncio.subprocess.Process | None = None
+        self._watchdog: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
@@ -184,6 +208,14 @@ class LocalAgent:
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not self._conf.exists():
             self._conf.write_text(TMUX_CONF + TITLES_AND_BELLS)
+        # First: from here on, nothing this agent starts outlives this process.
+        self._watchdog = await asyncio.create_subprocess_exec(
+            "sh", "-c", WATCHDOG, "watchdog", *self.tmux_args(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=_environment(),
+        )  # fmt: skip
         await self.tmux(
             "new-session", "-d", "-s", self.name,
             "-x", str(self.columns), "-y", str(self.rows),
@@ -207,6 +239,7 @@ class LocalAgent:
                 stderr=logfile,
                 env=_environment(),
             )
+        self._tell_watchdog(self._ttyd.pid)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while not await self._accepts():
@@ -236,12 +269,18 @@ class LocalAgent:
         proc, self._ttyd = self._ttyd, None
         if proc is None or proc.returncode is not None:
             return
+        self._tell_watchdog(0)  # before it is reaped: its pid may be reused after
         proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 5)
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+    def _tell_watchdog(self, ttyd_pid: int) -> None:
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog.stdin is not None:
+            watchdog.stdin.write(f"ttyd {ttyd_pid}\n".encode())
 
     async def aclose(self) -> None:
         """Stop ttyd and the tmux server."""
@@ -250,3 +289,7 @@ class LocalAgent:
             await self.tmux("kill-server")
         with contextlib.suppress(FileNotFoundError):
             self.ttyd_socket.unlink()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog.stdin is not None:
+            watchdog.stdin.close()  # it finds nothing left to end, and exits
+            await watchdog.wait()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -189,3 +191,34 @@ async def test_a_broadcast_answers_for_the_healthy_agent_while_another_is_frozen
             with contextlib.suppress(asyncio.CancelledError):
                 await pushing
     await eventually(lambda: pane_has(healthy, "both-42"), message="typed into the healthy one")
+
+
+async def test_input_a_frozen_ttyd_stopped_taking_is_unconfirmed_not_unavailable(
+    make_agent: AgentFactory, gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    # Input nobody echoes, so the frozen agent's socket buffers can be filled.
+    stuck = await make_agent(command=("sh", "-c", "stty raw -echo; exec cat >/dev/null"))
+    client = await gateway(stuck)
+    origin = {"Origin": origin_of(client)}
+    url = f"/api/agents/{stuck.name}/input"
+    await eventually(lambda: _connected(client), message="upstream")
+    with frozen(stuck):
+        async with asyncio.timeout(timeout(30)):
+            while (
+                response := await client.post(url, json={"data": "x" * 60_000}, headers=origin)
+            ).status == 200:
+                pass
+        body = await response.json()
+    # The first input not answered "ok" was written to the socket, then waited for a
+    # ttyd that took none of it until the connection was reset: it may be in
+    # ttyd's buffers, to be typed if ttyd resumes. Before, a 503 said "not sent".
+    assert (response.status, body["error"]) == (504, "unconfirmed"), body
+    assert "may be typed if it resumes" in body["message"]
+
+    def unconfirmed() -> list[dict[str, Any]]:
+        path = tmp_path / "state" / "audit.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return [r for r in rows if r["event"] == "input" and r.get("confirmed") is False]
+
+    await eventually(lambda: len(unconfirmed()) == 1, message="audited as unconfirmed")
+    await eventually(lambda: _connected(client), message="reconnected")

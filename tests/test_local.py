@@ -1,10 +1,16 @@
-"""gateway/local.py's tmux: a program's title and bell reach the gateway, as in the deploy image."""
+"""gateway/local.py's agents: a program's title and bell reach the gateway, as in the deploy
+image, and nothing an agent runs outlives the process that spawned it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +18,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.local import TITLES_AND_BELLS, LocalAgent
 
-from .conftest import AgentFactory, GatewayFactory, eventually, open_terminal
+from .conftest import AgentFactory, GatewayFactory, eventually, open_terminal, timeout
+from .test_cli import free_port, read_until, run_cli
 from .test_events import open_events
 
 OSC = re.compile(rb"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -92,3 +99,78 @@ def test_the_deploy_image_sets_the_same_titles_and_bells() -> None:
     deploy = [line for line in DEPLOY_TMUX_CONF.read_text().splitlines() if line.startswith("set")]
     for line in TITLES_AND_BELLS.splitlines():
         assert line in deploy, f"deploy/agent-tmux.conf lacks {line!r}"
+
+
+# --- the demo killed with SIGKILL ----------------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def mentioning(text: str) -> set[int]:
+    """Processes whose command line holds ``text`` (ttyd, tmux, the watchdogs)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes() and alive(int(entry.name)):
+                    found.add(int(entry.name))
+    return found
+
+
+def tmux_pids(socket_path: Path) -> set[int]:
+    """The tmux server behind ``socket_path`` and the programs in its panes."""
+    answer = subprocess.run(
+        ["tmux", "-S", str(socket_path), "list-panes", "-a", "-F", "#{pid} #{pane_pid}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {int(pid) for pid in answer.stdout.split()}
+
+
+async def test_the_demo_killed_with_sigkill_leaves_no_tmux_or_ttyd_behind(tmp_path: Path) -> None:
+    private = tmp_path / "tmp"
+    private.mkdir()
+    port = free_port()
+    proc = await run_cli(
+        "serve", "--demo", "--listen", f"127.0.0.1:{port}", env={"TMPDIR": str(private)},
+        cwd=tmp_path,
+    )  # fmt: skip
+    left: set[int] = set()
+    sockets: list[Path] = []
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(read_until(proc.stdout, "log in (works once): ", []), timeout(60))
+        (workdir,) = private.iterdir()
+        sockets = sorted(workdir.glob("*.tmux"))
+        assert [s.name for s in sockets] == ["busy-agent.tmux", "shell.tmux"]
+        spawned = mentioning(str(workdir))  # both ttyds, tmux servers and clients
+        for socket_path in sockets:
+            spawned |= tmux_pids(socket_path)  # the shell and the busy agent, too
+        assert len(spawned) >= 6, spawned
+        proc.kill()
+        await proc.wait()
+
+        def ended() -> bool:
+            left.clear()
+            left.update(pid for pid in spawned if alive(pid))
+            return not left
+
+        # Before, both tmux servers, their programs and both ttyds lived on.
+        await eventually(ended, within=10, message="the demo's processes ended")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for pid in left:  # a failed run must not leave the machine busy
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for socket_path in sockets:
+            subprocess.run(["tmux", "-S", str(socket_path), "kill-server"], capture_output=True)

@@ -272,6 +272,30 @@ async def test_ttyd_restart_is_survived_and_viewers_told(
     await viewer.close()
 
 
+async def test_the_last_error_goes_once_the_agent_is_connected_again(
+    agent: LocalAgent, gateway: GatewayFactory
+) -> None:
+    client = await gateway(agent)
+
+    async def shown() -> dict[str, Any]:
+        response = await client.get("/api/agents")
+        agents: list[dict[str, Any]] = (await response.json())["agents"]
+        return agents[0]
+
+    async def status_is(state: str) -> bool:
+        return bool((await shown())["status"] == state)
+
+    await eventually(lambda: status_is("connected"), message="connected")
+    await agent.stop_ttyd()
+    await eventually(lambda: status_is("reconnecting"), message="reconnecting")
+    assert (await shown())["upstream"]["last_error"]
+    await agent.start_ttyd()
+    await eventually(lambda: status_is("connected"), within=20, message="connected again")
+    # Before, the error of the drop stayed beside "connected" for good.
+    upstream = (await shown())["upstream"]
+    assert (upstream["connects"], upstream["last_error"]) == (2, "")
+
+
 async def test_operator_resize_reaches_tmux(agent: LocalAgent, gateway: GatewayFactory) -> None:
     client = await gateway(agent)
     viewer = await open_terminal(client, agent.name, 100, 30)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import random
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -215,7 +217,9 @@ async def test_unexpected_error_is_logged_and_the_upstream_reconnects(
         await eventually(lambda: upstream.statistics().connects == 2, message="second connect")
         await upstream.send(ttyd.Input(b"echo still-$((2*2))-here\r"))
         await eventually(lambda: b"still-4-here" in sink.output, message="output after the bug")
-    assert "internal error" in upstream.statistics().last_error
+    # Said while it lasted; the reconnected session has no error to show.
+    assert any("internal error" in message for _, _, message in sink.states)
+    assert upstream.statistics().last_error == ""
     assert "bug in the sink" in caplog.text
 
 
@@ -279,3 +283,66 @@ async def test_a_frozen_ttyd_with_input_pending_is_reported(make_agent: AgentFac
                 with contextlib.suppress(asyncio.CancelledError, UpstreamUnavailable):
                     await pushing
         await eventually(lambda: upstream.state is AgentState.CONNECTED, message="reconnect")
+
+
+# --- tmux dies under ttyd: ttyd serves, its command exits at once ------------------------
+
+
+async def _kill_tmux_server(agent: LocalAgent) -> None:
+    """SIGKILL the agent's tmux server, as a crash would: its clients exit with an error."""
+    pid = int((await agent.tmux("display-message", "-p", "#{pid}")).strip())
+    os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_connection_is_a_session_once_its_command_has_printed(
+    agent: LocalAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not by the time limit: only tmux's first screen can make it a session here.
+    monkeypatch.setattr("gateway.core.upstream.ESTABLISH_MAX", 3600.0)
+    sink = RecordingSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        # Before, ttyd's title and preferences, which come first, hid the output
+        # from the check: every connection waited out the whole time limit.
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="a session")
+        assert [state for state, _, _ in sink.states] == [AgentState.CONNECTED]
+        assert b"$" in sink.output
+
+
+async def test_a_terminal_that_exits_is_said_so_and_its_retries_neither_connect_nor_paint(
+    agent: LocalAgent,
+) -> None:
+    sink = RecordingSink()
+    upstream = Upstream(Target(agent.url), sink, lambda: (80, 24), backoff=fast_backoff())
+    async with running(upstream):
+        await eventually(lambda: upstream.state is AgentState.CONNECTED, message="connect")
+        await upstream.send(ttyd.Input(b"echo kept-$((6*7))\r"))
+        await eventually(lambda: b"kept-42" in sink.output, message="the screen before")
+        await _kill_tmux_server(agent)
+        await eventually(
+            lambda: any(s is AgentState.RECONNECTING for s, _, _ in sink.states),
+            message="the loss reported",
+        )
+        died = len(sink.states)
+        output_at_death = len(sink.output)
+        # Every retry finds ttyd up and `tmux attach` failing ("no sessions").
+        await eventually(
+            lambda: sum(s is AgentState.CONNECTING for s, _, _ in sink.states[died:]) >= 3,
+            message="three retries",
+        )
+    after = sink.states[died - 1 :]
+    # Not "connection lost (sent 1002 (protocol error) ...)": ttyd's close code 1006
+    # is how it says its command exited with an error.
+    reasons = [message for state, _, message in after if state is AgentState.RECONNECTING]
+    assert reasons
+    assert all("terminal exited" in reason for reason in reasons), reasons
+    assert all("1002" not in reason for reason in reasons), reasons
+    # A retry's reason is what the command said on its way out (plain text).
+    said = ("no sessions", "no server running")
+    assert any(words in reason for reason in reasons[1:] for words in said), reasons
+    # A retry that ends before it becomes a session never flashes "connected"...
+    assert AgentState.CONNECTED not in [state for state, _, _ in sink.states[died:]]
+    # ... nor writes tmux's complaint over the screen kept from before.
+    assert b"no server" not in sink.output[output_at_death:]
+    assert b"no sessions" not in sink.output[output_at_death:]
+    assert upstream.statistics().connects == 1

@@ -7,15 +7,19 @@ while aiohttp (1) writes each frame without yielding in the middle of it and
 upgrade that changes either fails these tests.
 
 The terminal socket in front of a frozen ttyd (SIGSTOP) is tested here too:
-a join still gets its screen, and typing gets a refusal, never a replay.
+a join still gets its screen, and typing gets a refusal, never a replay. So
+is a viewer that stopped reading: dropped by the heartbeat, it must not keep
+its socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -33,7 +37,9 @@ from .conftest import (
     eventually,
     frozen,
     open_terminal,
+    origin_of,
 )
+from .test_shutdown import stalled_viewer
 
 ROUNDS = 60
 BIG = 200 * 1024  # far past the writer's limit and the socket's buffer
@@ -183,3 +189,53 @@ async def test_typing_into_a_frozen_agent_gets_a_notice_and_is_never_typed(
         assert "never-42" not in await agent.capture()
     finally:
         await terminal.close()
+
+
+# --- a viewer that stopped reading -------------------------------------------------------
+
+
+def tcp_connection(port: int, peer_port: int) -> tuple[int, int] | None:
+    """The server side of a loopback connection: (bytes unsent, inode; 0 when no fd holds it)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == peer_port:
+            return int(fields[4].split(":")[0], 16), int(fields[9])
+    return None
+
+
+async def test_a_viewer_the_heartbeat_drops_loses_its_socket_though_its_window_is_shut(
+    agent: LocalAgent, gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ping 2 s after the last frame heard, dropped 1 s later without a pong.
+    monkeypatch.setattr("gateway.web.terminal.HEARTBEAT", 2.0)
+    client = await gateway(agent)
+    hub = client.app[FLEET].get(agent.name)
+    await eventually(lambda: hub.status.state is AgentState.CONNECTED, message="upstream")
+    path = f"/agents/{agent.name}/ws"
+    # Never reads again and never answers a ping: a frozen tab, a dead path.
+    stalled = await asyncio.to_thread(stalled_viewer, client.port, path, origin_of(client))
+    try:
+        peer_port = stalled.getsockname()[1]
+        await eventually(lambda: hub.statistics().viewers == 1, message="the viewer joined")
+        # A flood that lasts past the heartbeat's drop: output keeps coming for it.
+        flood = "for i in $(seq 1 200000); do echo line-$i; done"
+        await agent.tmux("send-keys", "-t", agent.name, flood, "Enter")
+
+        def shut() -> bool:
+            # Output waits unsent in the gateway's kernel buffer: the peer's window is zero.
+            connection = tcp_connection(client.port, peer_port)
+            return connection is not None and connection[0] > 0
+
+        await eventually(shut, within=2, interval=0.01, message="the peer's window shut")
+        await eventually(lambda: hub.statistics().viewers == 0, message="the heartbeat's drop")
+
+        def released() -> bool:
+            connection = tcp_connection(client.port, peer_port)
+            return connection is None or connection[1] == 0
+
+        # Before, aiohttp's transport.close() waited for the buffer to drain, which a
+        # peer holding a zero window never lets happen: the fd stayed open for good.
+        await eventually(released, within=5, message="the gateway's socket closed")
+    finally:
+        stalled.close()

@@ -16,6 +16,15 @@ ttyd has been silent for :data:`QUIET_LIMIT`; after :data:`LIVENESS_DEADLINE`
 the connection is dropped and redialled with the usual backoff. Every send
 has a deadline too (:data:`SEND_TIMEOUT`).
 
+ttyd accepts a handshake whether or not its command can run: with the
+agent's tmux gone, every retry's ``tmux attach`` prints "no server running"
+and exits at once. So a new connection is on probation
+(:meth:`Upstream._probation`) until it has shown it is a session: output
+that the connection outlives by :data:`SETTLE`, or :data:`ESTABLISH_MAX` of
+life. Only then is it announced ``connected`` and its output handed on; one
+that ends before is a failed attempt, and what it printed never reaches the
+screen the viewers keep.
+
 What arrives is handed to an :class:`UpstreamSink` (the hub); the sink may
 make the read loop wait (emulator backpressure), never a viewer.
 """
@@ -23,7 +32,9 @@ make the read loop wait (emulator backpressure), never a viewer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +45,7 @@ from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.typing import Subprotocol
 
 from ..errors import (
+    InputUnconfirmed,
     PeerProtocolError,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -62,6 +74,15 @@ LIVENESS_DEADLINE = 5.0
 # A send that ttyd's socket has not taken in this long fails the connection:
 # a 64 KiB message drains in milliseconds unless the peer stopped reading.
 SEND_TIMEOUT = 5.0
+# A new connection becomes a session once ttyd's command has printed and the
+# connection lived this long after: a command that cannot run (`tmux attach`
+# with its server gone) prints its complaint and ttyd closes within 20 ms, even
+# on two busy cores. Every reconnect (a replica's hand-over too) pays it once.
+SETTLE = 0.1
+# ... or once it lived this long, printing or not (a program that starts silent).
+ESTABLISH_MAX = 2.0
+# ... or once this much output waits: a screenful, never a one-line complaint.
+ESTABLISH_BYTES = 64 * 1024
 # Our socket's kernel send buffer (Linux doubles it). Left to autotuning,
 # megabytes of input could wait there for a frozen ttyd, out of our sight.
 UPSTREAM_SEND_BUFFER = 64 * 1024
@@ -167,18 +188,27 @@ class Upstream:
         if isinstance(message, ttyd.Resize):
             message = message.for_ttyd()
         frame = message.serialize()
+        # websockets writes the frame to the transport before its first wait
+        # (for the socket to drain) when the connection is open: from there on
+        # a failure cannot say "not sent", only "unconfirmed".
+        handed = ws.state is websockets.State.OPEN
         try:
             async with asyncio.timeout(SEND_TIMEOUT):
                 await ws.send(frame)
         except TimeoutError:
-            # Part of it may be in the kernel's buffers already: say so, never "not sent".
             self._fail(ws, f"ttyd took no input for {SEND_TIMEOUT:.0f} s")
-            raise UpstreamUnavailable(
-                f"ttyd took no input for {SEND_TIMEOUT:.0f} s; the connection was reset"
-                " (what was already handed over may be typed if ttyd resumes)"
+            raise InputUnconfirmed(
+                f"ttyd took no input for {SEND_TIMEOUT:.0f} s; {_RESET_WHILE_SENDING}"
             ) from None
         except websockets.ConnectionClosed as exc:
+            if handed:
+                raise InputUnconfirmed(f"ttyd stopped answering; {_RESET_WHILE_SENDING}") from exc
             raise UpstreamUnavailable("agent terminal connection closed") from exc
+        if ws.state is not websockets.State.OPEN:
+            # A wait for the socket to drain that our reset cut short (the
+            # liveness check found ttyd frozen) ends without an error: the
+            # frame may have been in our buffer still, or in ttyd's.
+            raise InputUnconfirmed(f"ttyd stopped answering; {_RESET_WHILE_SENDING}")
         self._bytes_out += len(frame)
 
     def silent_for(self) -> float:
@@ -194,8 +224,8 @@ class Upstream:
             while True:
                 started = loop.time()
                 try:
-                    await self._session()
-                    message = self._fault or "ttyd closed the connection"
+                    ended = await self._session()
+                    message = self._fault or ended
                 except (OSError, TimeoutError, websockets.WebSocketException) as exc:
                     message = self._fault or _describe(exc)
                 except UpstreamRejected as exc:
@@ -247,29 +277,68 @@ class Upstream:
             return unix_connect(path, uri="ws://localhost/ws", **common)
         return connect(self.target.url, **common)
 
-    async def _session(self) -> None:
+    async def _session(self) -> str:
+        """One connection, from dialling to its end; returns why it ended."""
         self._fault = None
         async with self._open() as ws:
             _bound_send_buffer(ws)
-            columns, rows = self._size()
+            size = self._size()
             async with asyncio.timeout(SEND_TIMEOUT):
-                await ws.send(ttyd.Handshake(self.target.auth_token, columns, rows).serialize())
+                await ws.send(ttyd.Handshake(self.target.auth_token, *size).serialize())
             self._heard_at = asyncio.get_running_loop().time()
-            self._ws = ws
-            self._connects += 1
-            self._set_state(AgentState.CONNECTED, None, "")
+            self._ws = ws  # for the liveness check and statistics; send() waits for CONNECTED
             watch = asyncio.create_task(self._watch(ws), name=f"liveness:{self._where}")
             try:
-                received = False
+                held = await self._probation(ws)
+                self._connects += 1
+                self._last_error = ""  # /api/agents shows the error of now, not of before
+                self._set_state(AgentState.CONNECTED, None, "")
+                for message in held:
+                    await self._dispatch(message)
+                if self._size() != size:
+                    # A resize asked for while on probation was not sent: send it now.
+                    with contextlib.suppress(UpstreamUnavailable):
+                        await self.send(ttyd.Resize(*self._size()))
                 async for message in ws:
-                    received = True
                     self._heard_at = asyncio.get_running_loop().time()
                     await self._dispatch(message)
             finally:
                 await cancel(watch)
-            if not received and ws.close_code == 1008:
-                # ttyd answers a wrong AuthToken with a policy-violation close.
-                raise UpstreamRejected("ttyd refused the credential")
+        return _closed(ws.close_code)
+
+    async def _probation(self, ws: ClientConnection) -> list[bytes | str]:
+        """What ttyd sent until the connection proved to be a session (see SETTLE).
+
+        A connection that ends first raises, as a lost one does, and what it
+        sent is dropped: the screen keeps what the last real session drew.
+        """
+        loop = asyncio.get_running_loop()
+        held: list[bytes | str] = []
+        size = 0
+        printed = False  # ttyd's title and preferences come first: they do not count
+        deadline = loop.time() + ESTABLISH_MAX
+        while size < ESTABLISH_BYTES:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await ws.recv()
+            except TimeoutError:
+                return held
+            except websockets.ConnectionClosed as exc:
+                if not held and ws.close_code == 1008:
+                    # ttyd answers a wrong AuthToken with a policy-violation close.
+                    raise UpstreamRejected("ttyd refused the credential") from None
+                why, words = _describe(exc), _last_words(held)
+                if why.startswith(TERMINAL_EXITED) and words:
+                    # What the command said on its way out is the reason worth showing.
+                    raise UpstreamRejected(f"{why}: {words}") from exc
+                raise
+            self._heard_at = loop.time()
+            if not printed and _is_output(message):
+                printed = True
+                deadline = min(deadline, loop.time() + SETTLE)
+            held.append(message)
+            size += len(message)
+        return held
 
     async def _watch(self, ws: ClientConnection) -> None:
         """Ping ttyd every second; fail the connection when it stays silent."""
@@ -334,10 +403,53 @@ def _bound_send_buffer(ws: ClientConnection) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPSTREAM_SEND_BUFFER)
 
 
+# Why input handed to ttyd is unconfirmed, when its connection was reset under it.
+_RESET_WHILE_SENDING = (
+    "the connection was reset while this was being sent"
+    " (what ttyd had already received may be typed if it resumes)"
+)
+
+# What the status says when ttyd's command (tmux attach, the agent) ended.
+TERMINAL_EXITED = "the agent's terminal exited"
+
+
+def _is_output(message: bytes | str) -> bool:
+    return message[:1] in (b"0", "0")
+
+
+# Escape sequences (CSI, OSC, two-byte ESC) and the control characters left.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
+_CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# A status message is one line in a tile or a bar.
+MAX_LAST_WORDS = 120
+
+
+def _last_words(messages: list[bytes | str]) -> str:
+    """The last line a failed command printed, as plain text (e.g. "no server running")."""
+    raw = b"".join((m.encode() if isinstance(m, str) else m)[1:] for m in messages if _is_output(m))
+    text = _CONTROLS.sub("", _ESCAPES.sub("", raw.decode(errors="replace")))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:MAX_LAST_WORDS] if lines else ""
+
+
+def _closed(code: int | None) -> str:
+    """Why a connection ttyd closed cleanly ended."""
+    # ttyd closes with 1000 when its command exits with status 0 (src/protocol.c).
+    return TERMINAL_EXITED if code == 1000 else "ttyd closed the connection"
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out connecting to ttyd"
     if isinstance(exc, websockets.ConnectionClosed):
+        if exc.rcvd is not None and exc.rcvd.code == 1000:
+            return TERMINAL_EXITED
+        sent = exc.sent
+        if exc.rcvd is None and sent is not None and sent.reason == "invalid status code":
+            # ttyd closes with 1006 when its command exits with an error
+            # (src/protocol.c). 1006 must never be sent (RFC 6455), so websockets
+            # fails the connection with 1002 instead: this is how that shows.
+            return f"{TERMINAL_EXITED} with an error"
         return f"connection lost ({exc})"
     if isinstance(exc, websockets.InvalidStatus):
         return f"ttyd answered HTTP {exc.response.status_code}"

@@ -92,6 +92,12 @@ class HandlerClose:
                 self._asked.result() if self._asked.done() else wanted or (WSCloseCode.OK, b"")
             )
             await self.ws.close(code=code, message=message)
+            if self.ws.close_code == WSCloseCode.ABNORMAL_CLOSURE and self._transport is not None:
+                # Dropped without a handshake (the heartbeat got no pong, the
+                # read failed): aiohttp then closes the transport, which waits
+                # for its buffer to drain, for ever if the peer holds a zero
+                # window. Nobody will read what is left: let the socket go now.
+                self._transport.abort()
         finally:
             if not reader.done():  # the handler itself was cancelled
                 reader.cancel()
