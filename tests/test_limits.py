@@ -58,10 +58,24 @@ async def test_a_flood_is_closed_with_1008(agent: LocalAgent, gateway: GatewayFa
             break
         await flooder.ws.send_bytes(b"0:")
     assert await flooder.wait_closed() == 1008
-    # Others are unaffected.
+    # Others are unaffected. The flood's first messages were typed: once
+    # the pane has settled, Ctrl-C clears them from the prompt (or they
+    # prefix the command), and bash has shown its new prompt before the rest.
     calm = await open_terminal(client, agent.name)
-    await calm.send_input(b"echo calm\r")
-    await calm.wait_text("calm\n")
+
+    async def settled() -> bool:
+        before = await agent.capture()
+        await asyncio.sleep(0.5)
+        return before == await agent.capture()
+
+    async def interrupted() -> bool:
+        return (await agent.capture()).rstrip().endswith("^C\n$")
+
+    await eventually(settled, message="the flood's input typed")
+    await calm.send_input(b"\x03")
+    await eventually(interrupted, message="a fresh prompt")
+    await calm.send_input(b"echo calm-$((6*7))\r")
+    await calm.wait_text("\ncalm-42\n")
     await calm.close()
 
 

@@ -228,7 +228,7 @@ class Upstream:
                     message = self._fault or ended
                 except (OSError, TimeoutError, websockets.WebSocketException) as exc:
                     message = self._fault or _describe(exc)
-                except UpstreamRejected as exc:
+                except (UpstreamRejected, _AttemptFailed) as exc:
                     message = str(exc)
                 except Exception:
                     # A bug must not silence this agent for good: log it, back off, retry.
@@ -330,7 +330,7 @@ class Upstream:
                 why, words = _describe(exc), _last_words(held)
                 if why.startswith(TERMINAL_EXITED) and words:
                     # What the command said on its way out is the reason worth showing.
-                    raise UpstreamRejected(f"{why}: {words}") from exc
+                    raise _AttemptFailed(f"{why}: {words}") from exc
                 raise
             self._heard_at = loop.time()
             if not printed and _is_output(message):
@@ -401,6 +401,10 @@ def _bound_send_buffer(ws: ClientConnection) -> None:
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UPSTREAM_SEND_BUFFER)
+
+
+class _AttemptFailed(Exception):
+    """A connection that ended on probation, and why (never leaves this module)."""
 
 
 # Why input handed to ttyd is unconfirmed, when its connection was reset under it.
