@@ -24,6 +24,7 @@ import getpass
 import logging
 import os
 import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ from .auth import hash_password, new_api_token
 from .errors import ConfigError, GatewayError
 from .origins import normalize_origin
 from .web.accesslog import AccessLogger
+
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -222,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # whoever started the gateway only.
         print(LINK_LINE + console.link(), flush=True)
 
+    app.cleanup_ctx.insert(0, _stop_once)  # first up, last down
     try:
         web.run_app(
             app,
@@ -230,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print=announce,
             access_log_class=AccessLogger,
             access_log=access_log,
+            handle_signals=False,
         )
     except GatewayError as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
@@ -239,4 +244,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"gateway: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr
         )
         return 1
+    finally:
+        # Closing the loop put the default actions back: a signal now would
+        # kill a gateway that has stopped cleanly and is only exiting.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
     return 0
+
+
+async def _stop_once(app: web.Application) -> AsyncIterator[None]:
+    """SIGTERM or SIGINT stops the gateway; another one while it stops is only logged.
+
+    In place of aiohttp's handlers, which raise its exit again from inside
+    the shutdown, cutting it short halfway ("generator didn't stop after
+    athrow()" tracebacks, agents left running). The shutdown is bounded (a
+    few seconds: see the README's deadlines), so waiting costs little. The
+    first signal raises the exit from a loop callback, as aiohttp does.
+    """
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def stop(name: str) -> None:
+        nonlocal stopping
+        if stopping:
+            log.warning("%s again: already stopping", name)
+            return
+        stopping = True
+        raise web.GracefulExit
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop, number.name)
+    yield  # closing the loop removes them, after the whole cleanup

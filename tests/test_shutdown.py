@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from gateway.core import ttyd
 from gateway.local import LocalAgent
@@ -153,3 +154,46 @@ async def test_sigterm_ends_promptly_with_a_frozen_ttyd(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+async def test_a_second_signal_during_shutdown_leaves_no_traceback(
+    make_agent: AgentFactory, tmp_path: Path, second: signal.Signals
+) -> None:
+    """An impatient operator (or Docker, then an orchestrator) signals again mid-shutdown.
+
+    The shutdown is made to last (ttyd frozen: its close waits its deadline),
+    so the second signal lands while the app's cleanup is running.
+    """
+    agent = await make_agent()
+    proc, _, origin = await serve(agent, tmp_path)
+    pid = agent.ttyd_pid
+    assert pid is not None
+    try:
+        async with aiohttp.ClientSession(headers={"Origin": origin}) as http:
+
+            async def connected() -> bool:
+                try:
+                    async with http.get(f"{origin}/api/agents") as response:
+                        agents = (await response.json())["agents"]
+                except aiohttp.ClientConnectionError:
+                    return False
+                return bool(agents[0]["status"] == "connected")
+
+            await eventually(connected, within=timeout(30), message="the agent is connected")
+            os.kill(pid, signal.SIGSTOP)
+            proc.send_signal(signal.SIGTERM)
+            for _ in range(5):  # while it shuts down
+                await asyncio.sleep(0.2)
+                if proc.returncode is None:
+                    proc.send_signal(second)
+            await asyncio.wait_for(proc.wait(), timeout(8))
+            assert proc.returncode == 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    stderr = (await proc.stderr.read()).decode() if proc.stderr else ""
+    assert "Traceback" not in stderr, stderr
+    assert "athrow" not in stderr, stderr
