@@ -243,11 +243,24 @@ def _stamper(folder: Path, rate: int, seconds: float) -> str:
     return f"{sys.executable} {script} {rate} {seconds}"
 
 
-def _delay_recorder(delays: list[float]) -> Callable[[bytes, float], None]:
+class StampWindow:
+    """From when on stamps count: lines stamped before (a join's screen and
+    history carry those of earlier runs, seconds old) are not delays."""
+
+    def __init__(self) -> None:
+        self.since = 2**63
+
+    def open(self) -> None:
+        self.since = time.time_ns()
+
+
+def _delay_recorder(delays: list[float], window: StampWindow) -> Callable[[bytes, float], None]:
     def record(chunk: bytes, now: float) -> None:
         wall = time.time_ns()
         for match in _STAMP.finditer(chunk):
-            delays.append((wall - int(match[1])) / 1e9)
+            stamp = int(match[1])
+            if stamp >= window.since:
+                delays.append((wall - stamp) / 1e9)
 
     return record
 
@@ -270,9 +283,10 @@ async def b3_fanout(
             # process parsing 500 streams would measure itself.
             measured = count if count <= 100 else MEASURED_VIEWERS
             delays: list[list[float]] = [[] for _ in range(measured)]
+            window = StampWindow()
             clients = [opener(agent.name) for _ in range(measured)]
             for client, mine in zip(clients, delays, strict=True):
-                client.on_output = _delay_recorder(mine)
+                client.on_output = _delay_recorder(mine, window)
             drainers = [stack.drainer(agent.name) for _ in range(count - measured)]
             server = await agent.tmux_server_pid()
             clock = (
@@ -285,6 +299,7 @@ async def b3_fanout(
                 rss_before = rss_bytes(stack.gateway.pid) if stack.gateway else 0
                 clock.start()
                 clients_cpu = time.process_time()
+                window.open()
                 await agent.run(_stamper(stack.folder, rate, seconds))
                 await asyncio.sleep(seconds + 1.0)
                 used = clock.read()
@@ -386,18 +401,25 @@ async def b4_slow_viewer(stack: Stack, count: int, rate: int, seconds: float) ->
         opener = stack.viewer if side == "gateway" else stack.direct
         for with_slow in (False, True):
             delays: list[list[float]] = [[] for _ in range(count - 1)]
+            window = StampWindow()
             clients = [opener(agent.name) for _ in range(count - 1)]
             for client, mine in zip(clients, delays, strict=True):
-                client.on_output = _delay_recorder(mine)
+                client.on_output = _delay_recorder(mine, window)
             if with_slow:
                 slow = opener(agent.name)
                 slow.read_rate = 50_000
                 slow.receive_buffer = 16_384
                 clients.append(slow)
             async with many(clients):
+                # Every normal viewer has its first screen (with the gateway,
+                # its history too) before the clock starts: B4 is about delivery
+                # beside a slow viewer, not about joining.
+                for client in clients[: count - 1]:
+                    await client.wait_for(lambda c: c.received > 0, 30)
                 await asyncio.sleep(0.5)
                 if side == "gateway" and with_slow:
                     resyncs = -await _metric(stack, "gateway_agent_resyncs_total", agent.name)
+                window.open()
                 await agent.run(_stamper(stack.folder, rate, seconds))
                 deadline = time.monotonic() + seconds + 1.0
                 while time.monotonic() < deadline:
