@@ -244,11 +244,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"gateway: error: cannot listen on {settings.listen}: {exc.strerror}", file=sys.stderr
         )
         return 1
-    finally:
-        # Closing the loop put the default actions back: a signal now would
-        # kill a gateway that has stopped cleanly and is only exiting.
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, signal.SIG_IGN)
     return 0
 
 
@@ -272,6 +267,13 @@ async def _stop_once(app: web.Application) -> AsyncIterator[None]:
         stopping = True
         raise web.GracefulExit
 
-    for number in (signal.SIGINT, signal.SIGTERM):
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    for number in numbers:
         loop.add_signal_handler(number, stop, number.name)
-    yield  # closing the loop removes them, after the whole cleanup
+    yield
+    # Last of the cleanup. Closing the loop closes its wakeup pipe before it
+    # removes its handlers, and a signal in between prints a traceback
+    # ("Bad file descriptor"): ours go now, and signals are ignored until exit.
+    for number in numbers:
+        loop.remove_signal_handler(number)
+        signal.signal(number, signal.SIG_IGN)
