@@ -10,9 +10,10 @@ meanwhile reaches the viewer after it, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -77,6 +78,19 @@ def watched_hub(backend: Any, scrollback: int = 10_000) -> tuple[Hub, Watched]:
     return hub, screens[0]
 
 
+@contextlib.asynccontextmanager
+async def filled(backend: Any) -> AsyncIterator[tuple[Hub, Watched]]:
+    """A started hub whose screen has LINES lines, most of them history."""
+    hub, screen = watched_hub(backend)
+    await hub.start()
+    try:
+        await output(hub, numbered(0, LINES))
+        await hub.wait_emulated()
+        yield hub, screen
+    finally:
+        await hub.aclose()
+
+
 async def first_batches(viewer: Viewer, count: int = 1) -> list[bytes]:
     frames: list[bytes] = []
     batches = viewer.batches()
@@ -104,11 +118,7 @@ def numbered(start: int, stop: int) -> bytes:
 async def test_a_joining_viewer_gets_all_the_history_with_the_loop_free_between_pieces(
     backend: Any,
 ) -> None:
-    hub, screen = watched_hub(backend)
-    await hub.start()
-    try:
-        await output(hub, numbered(0, LINES))
-        await hub.wait_emulated()
+    async with filled(backend) as (hub, screen):
         ticks = 0
 
         async def ticker() -> None:
@@ -130,19 +140,13 @@ async def test_a_joining_viewer_gets_all_the_history_with_the_loop_free_between_
         # Another task ran between every two pieces.
         assert screen.pieces == len(marks) == 5
         assert all(later > earlier for earlier, later in itertools.pairwise(marks))
-    finally:
-        await hub.aclose()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_output_while_the_history_is_written_waits_and_follows_it_once(
     backend: Any,
 ) -> None:
-    hub, screen = watched_hub(backend)
-    await hub.start()
-    try:
-        await output(hub, numbered(0, LINES))
-        await hub.wait_emulated()
+    async with filled(backend) as (hub, screen):
         pending: list[asyncio.Task[None]] = []
 
         def publish(chunk: bytes) -> None:
@@ -162,16 +166,10 @@ async def test_output_while_the_history_is_written_waits_and_follows_it_once(
         assert viewer.history() == hub.screen.history()
         assert viewer.snapshot() == hub.screen.snapshot()
         assert b"%06d" % (LINES + 399) in hub.screen.snapshot()
-    finally:
-        await hub.aclose()
 
 
 async def test_viewers_joining_a_still_screen_share_one_writing() -> None:
-    hub, screen = watched_hub(screen_backend("ghostty"))
-    await hub.start()
-    try:
-        await output(hub, numbered(0, LINES))
-        await hub.wait_emulated()
+    async with filled(screen_backend("ghostty")) as (hub, screen):
         first = await asyncio.gather(*(first_batches(hub.join()) for _ in range(5)))
         assert screen.writings == 1
         assert len({output_of(frames) for frames in first}) == 1
@@ -182,17 +180,11 @@ async def test_viewers_joining_a_still_screen_share_one_writing() -> None:
         await hub.wait_emulated()
         await first_batches(hub.join())
         assert screen.writings == 2
-    finally:
-        await hub.aclose()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_resize_while_the_history_is_written_starts_it_over(backend: Any) -> None:
-    hub, screen = watched_hub(backend)
-    await hub.start()
-    try:
-        await output(hub, numbered(0, LINES))
-        await hub.wait_emulated()
+    async with filled(backend) as (hub, screen):
         screen.after_piece.append(lambda: hub.upstream_resized(100, 30))
         frames = await first_batches(hub.join())
         assert screen.writings == 2
@@ -201,16 +193,10 @@ async def test_a_resize_while_the_history_is_written_starts_it_over(backend: Any
         viewer.feed(output_of(frames))
         assert viewer.history() == hub.screen.history()
         assert viewer.snapshot() == hub.screen.snapshot()
-    finally:
-        await hub.aclose()
 
 
 async def test_a_viewer_that_leaves_while_waiting_does_not_stop_the_others() -> None:
-    hub, screen = watched_hub(screen_backend("ghostty"))
-    await hub.start()
-    try:
-        await output(hub, numbered(0, LINES))
-        await hub.wait_emulated()
+    async with filled(screen_backend("ghostty")) as (hub, screen):
         leaving, staying = hub.join(), hub.join()
         early = asyncio.create_task(first_batches(leaving))
         screen.after_piece.append(early.cancel)
@@ -224,8 +210,6 @@ async def test_a_viewer_that_leaves_while_waiting_does_not_stop_the_others() -> 
         await output(hub, b"after\r\n")
         await asyncio.wait_for(hub.wait_emulated(), timeout(5))
         assert "after" in hub.screen.text()
-    finally:
-        await hub.aclose()
 
 
 async def test_a_slow_viewer_gets_the_whole_history_again_only_now_and_then(

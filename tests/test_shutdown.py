@@ -67,6 +67,20 @@ async def serve(agent: LocalAgent, folder: Path) -> tuple[asyncio.subprocess.Pro
     return proc, port, origin
 
 
+async def until_connected(http: aiohttp.ClientSession, origin: str) -> None:
+    """Wait until the gateway answers and says its one agent is connected."""
+
+    async def connected() -> bool:
+        try:
+            async with http.get(f"{origin}/api/agents") as response:
+                agents = (await response.json())["agents"]
+        except aiohttp.ClientConnectionError:
+            return False
+        return bool(agents[0]["status"] == "connected")
+
+    await eventually(connected, within=timeout(30), message="the agent is connected")
+
+
 async def test_sigterm_ends_promptly_with_a_viewer_that_stopped_reading(
     make_agent: AgentFactory, tmp_path: Path
 ) -> None:
@@ -134,16 +148,7 @@ async def test_sigterm_ends_promptly_with_a_frozen_ttyd(
     assert pid is not None
     try:
         async with aiohttp.ClientSession(headers={"Origin": origin}) as http:
-
-            async def connected() -> bool:
-                try:
-                    async with http.get(f"{origin}/api/agents") as response:
-                        agents = (await response.json())["agents"]
-                except aiohttp.ClientConnectionError:
-                    return False
-                return bool(agents[0]["status"] == "connected")
-
-            await eventually(connected, within=timeout(30), message="the agent is connected")
+            await until_connected(http, origin)
             os.kill(pid, signal.SIGSTOP)
             proc.send_signal(signal.SIGTERM)
             # Before: websockets waited its 10 s for a close answer that never came.
@@ -171,16 +176,7 @@ async def test_a_second_signal_during_shutdown_leaves_no_traceback(
     assert pid is not None
     try:
         async with aiohttp.ClientSession(headers={"Origin": origin}) as http:
-
-            async def connected() -> bool:
-                try:
-                    async with http.get(f"{origin}/api/agents") as response:
-                        agents = (await response.json())["agents"]
-                except aiohttp.ClientConnectionError:
-                    return False
-                return bool(agents[0]["status"] == "connected")
-
-            await eventually(connected, within=timeout(30), message="the agent is connected")
+            await until_connected(http, origin)
             os.kill(pid, signal.SIGSTOP)
             proc.send_signal(signal.SIGTERM)
             for _ in range(5):  # while it shuts down
