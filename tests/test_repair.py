@@ -15,10 +15,11 @@ import pytest
 
 from gateway.core import hub as hub_module
 from gateway.core.hub import Hub
-from gateway.core.repair import ScrollWatch, plain, same_text, split_capture
+from gateway.core.repair import ScrollWatch, same_text, split_capture
 from gateway.core.target import Target
 from gateway.errors import PaneUnavailable
 from gateway.screen import screen_backend
+from gateway.screen.cells import plain
 
 from .conftest import eventually, timeout
 from .test_hub import output

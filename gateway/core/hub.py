@@ -49,7 +49,7 @@ from .seams import PaneHistory, Source, SourceFactory, ttyd_source
 from .state import AgentState, allowed
 from .target import Target
 from .upstream import UpstreamStatistics
-from .viewer import Viewer
+from .viewer import RESYNC_HISTORY, Viewer
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,8 @@ REPAIR_ATTEMPTS = 5
 REPAIR_INTERVAL = 5.0
 
 # history_frames gives up after this many resizes in its way, and writes
-# this many lines of history at once instead (a few milliseconds of work).
+# RESYNC_HISTORY lines at once instead (a few milliseconds of work).
 HISTORY_ATTEMPTS = 3
-FALLBACK_HISTORY = 1000
 
 # Who resized the agent is told to its other viewers once a resize has
 # settled: a dragged window or a pinch sends one per step, and the others
@@ -288,7 +287,7 @@ class Hub:
         the screen is not fed (output waits in the backlog, which the frame
         then carries). Viewers joining while the screen stands still share
         one writing. A resize meanwhile (a viewer's, or ttyd's) starts over;
-        a screen resized every time gets :data:`FALLBACK_HISTORY` lines.
+        a screen resized every time gets :data:`~gateway.core.viewer.RESYNC_HISTORY` lines.
         """
         for _ in range(HISTORY_ATTEMPTS):
             self._settle_resizes()
@@ -300,7 +299,7 @@ class Hub:
                     return self._frames(history)
             finally:
                 self._release()
-        return self.join_frames(FALLBACK_HISTORY)
+        return self.join_frames(RESYNC_HISTORY)
 
     def _history_job_for(self, fed: int) -> asyncio.Future[bytes | None]:
         job = self._history_job

@@ -25,7 +25,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["ScrollWatch", "plain", "same_text", "split_capture"]
+from ..screen.cells import plain
+
+__all__ = ["ScrollWatch", "same_text", "split_capture"]
 
 #: A history line may take this many bytes per column (coloured cells, wide
 #: and combining characters); the rest of a longer one is cut.
@@ -35,8 +37,6 @@ LINE_BYTES_PER_COLUMN: Final = 32
 # a dropped escape sequence are left as the text they are).
 _KEEP_SGR: Final = re.compile(rb"(\x1b\[[0-9;:]{0,64}m)|[\x00-\x1f\x7f]")
 _C1: Final = re.compile("[\x80-\x9f]")
-# What makes a line look the way it does, for comparing text alone.
-_ESCAPE: Final = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
 
 
 class ScrollWatch:
@@ -92,11 +92,6 @@ def split_capture(captured: bytes, rows: int, limit: int, columns: int) -> tuple
     screen_text = "".join(plain(line).rstrip(" ") + "\n" for line in screen)
     screen_text += "\n" * (rows - len(screen))
     return b"".join(out), screen_text
-
-
-def plain(line: bytes) -> str:
-    """A line's text without its escapes."""
-    return _ESCAPE.sub(b"", line).decode("utf-8", "replace")
 
 
 def same_text(ours: bytes, theirs: bytes) -> bool:

@@ -50,6 +50,7 @@ from ..errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from ..screen.cells import plain
 from ..tasks import cancel
 from . import ttyd
 from .backoff import Backoff
@@ -421,8 +422,7 @@ def _is_output(message: bytes | str) -> bool:
     return message[:1] in (b"0", "0")
 
 
-# Escape sequences (CSI, OSC, two-byte ESC) and the control characters left.
-_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
+# The control characters left once the escape sequences are gone (not LF).
 _CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 # A status message is one line in a tile or a bar.
 MAX_LAST_WORDS = 120
@@ -431,7 +431,7 @@ MAX_LAST_WORDS = 120
 def _last_words(messages: list[bytes | str]) -> str:
     """The last line a failed command printed, as plain text (e.g. "no server running")."""
     raw = b"".join((m.encode() if isinstance(m, str) else m)[1:] for m in messages if _is_output(m))
-    text = _CONTROLS.sub("", _ESCAPES.sub("", raw.decode(errors="replace")))
+    text = _CONTROLS.sub("", plain(raw))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:MAX_LAST_WORDS] if lines else ""
 

@@ -10,6 +10,7 @@ writes them the way ``tmux capture-pane -e`` does.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
@@ -168,6 +169,15 @@ def line_sgr(row: tuple[Cell, ...]) -> str:
     if attrs != BLANK[1:]:
         out.append("\x1b[0m")
     return "".join(out)
+
+
+# Escape sequences: CSI, OSC (ended or not), and any other ESC with the byte after it.
+_ESCAPE: Final = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
+
+
+def plain(data: bytes) -> str:
+    """Terminal output as text, its escape sequences removed (other controls stay)."""
+    return _ESCAPE.sub(b"", data).decode("utf-8", "replace")
 
 
 # The attributes `tmux capture-pane -e` writes, in its order.
