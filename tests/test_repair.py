@@ -65,6 +65,8 @@ HOSTILE = [
     b"\x1bPq#0;2;0;0;0~-\x1b\\sixel",
     b"\x1b[31mred\x1b[0m \x1b[38;2;1;2;3mtrue colour\x1b[m",
     b"\x07\x08\x0d\x7ftext",
+    b"\xff\xfe\xc3 broken UTF-8 \xe2\x80",
+    "\u202eright-to-left\u200b\ufeff zero widths".encode(),
     b"x" * 100_000,
 ]
 
@@ -82,6 +84,7 @@ def test_only_text_and_sgr_are_kept_of_the_history() -> None:
         assert not any((c < 0x20 and c != 0x1B) or c == 0x7F for c in body)
         assert not any(0x80 <= ord(c) <= 0x9F for c in body.decode())
     assert b"\x1b[31mred\x1b[0m \x1b[38;2;1;2;3mtrue colour" in lines[5]
+    assert "\ufffd broken UTF-8 \ufffd" in lines[7].decode()  # bad UTF-8 is replaced
     assert len(lines[-1]) <= 80 * 32 + 10
     assert text == "$ prompt\n\n"
 
