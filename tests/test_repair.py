@@ -55,6 +55,15 @@ def test_the_type_byte_is_not_a_line_feed_and_a_resize_resets() -> None:
     assert watch.feed(b"0\n", 1)
 
 
+def test_a_whole_screen_clear_is_seen() -> None:
+    """tmux's answer to a program's CSI 2 J, which often came with a CSI 3 J it kept."""
+    watch = ScrollWatch(24)
+    assert watch.feed(b"0text\x1b[H\x1b[J redrawn", 1)
+    assert watch.feed(b"0\x1b[2J", 1)
+    assert not watch.feed(b"0\x1b[J\x1b[K\x1b[1;1H", 1)  # clearing below, a line: no
+    assert not watch.feed(b"\x1b[2J", 1)  # the type byte is not part of it
+
+
 # --- what tmux returns -----------------------------------------------------------
 
 HOSTILE = [
@@ -99,6 +108,20 @@ def test_the_capture_splits_into_the_newest_history_and_the_screen() -> None:
     # A shorter capture than the screen: blank rows; no history.
     assert split_capture(b"only\n", 3, 4, 80) == (b"", "only\n\n\n")
     assert split_capture(captured, 2, 0, 80)[0] == b""
+
+
+def test_a_line_keeps_the_colours_the_line_before_left_it_in() -> None:
+    """capture-pane -e writes changes only: two green lines are one SGR."""
+    captured = b"\x1b[32mgreen\nstill green\x1b[1m bold\n\x1b[0mplain\nx\n"
+    history, _ = split_capture(captured, 1, 10, 80)
+    lines = history.split(b"\r\n")[:-1]
+    assert lines[1] == b"\x1b[32mstill green\x1b[1m bold\x1b[0m"
+    assert lines[2] == b"\x1b[32m\x1b[1m\x1b[0mplain\x1b[0m"
+    # Only the history's newest lines are kept, with the state they start in.
+    assert split_capture(captured, 1, 1, 80)[0] == b"\x1b[32m\x1b[1m\x1b[0mplain\x1b[0m\r\n"
+    # A hostile history piling up attributes carries a bounded few.
+    piled = b"\x1b[1m" * 10_000 + b"\nnext\nx\n"
+    assert len(split_capture(piled, 1, 10, 80)[0].split(b"\r\n")[1]) < 16 * 8
 
 
 def test_same_text_ignores_colours_and_trailing_blanks_only() -> None:

@@ -37,10 +37,25 @@ LINE_BYTES_PER_COLUMN: Final = 32
 # a dropped escape sequence are left as the text they are).
 _KEEP_SGR: Final = re.compile(rb"(\x1b\[[0-9;:]{0,64}m)|[\x00-\x1f\x7f]")
 _C1: Final = re.compile("[\x80-\x9f]")
+_SGR: Final = re.compile(rb"\x1b\[[0-9;:]{0,64}m")
+#: The SGR sequences a line may carry over (a hostile history could pile them up).
+_MAX_CARRIED: Final = 16
+
+
+#: What tmux sends its client when the program cleared the whole screen. A
+#: program that does (``clear``, Gemini CLI's redraws) often erases the
+#: terminal's scrollback too (CSI 3 J): tmux erases its history, and passes
+#: nothing of that on, so ours keeps what tmux no longer has.
+CLEARS: Final = (b"\x1b[H\x1b[J", b"\x1b[2J")
 
 
 class ScrollWatch:
-    """Spots tmux scrolling its client by a whole screen at once, across messages."""
+    """Spots tmux scrolling its client by a whole screen at once, or clearing it.
+
+    Either is when the gateway's history may no longer be tmux's: the hub
+    then asks tmux (a clear split across two messages is missed; the next
+    one is not).
+    """
 
     def __init__(self, rows: int) -> None:
         self.resize(rows)
@@ -51,11 +66,15 @@ class ScrollWatch:
         self._run = 0  # line feeds that ended the output so far
 
     def feed(self, data: bytes, start: int = 0) -> bool:
-        """True if ``data[start:]`` holds (or ends) a run of ``rows`` line feeds.
+        """True if ``data[start:]`` holds (or ends) a run of ``rows`` line feeds, or a clear.
 
-        On the hot path: no copy of ``data``, one ``find``, and byte loops
-        over the line feeds at its two ends only.
+        On the hot path: no copy of ``data``, three ``find`` calls, and byte
+        loops over the line feeds at its two ends only.
         """
+        cleared = any(data.find(clear, start) >= 0 for clear in CLEARS)
+        return self._scrolled(data, start) or cleared
+
+    def _scrolled(self, data: bytes, start: int) -> bool:
         end, first = len(data), start
         while first < end and data[first] == 0x0A:
             first += 1
@@ -85,10 +104,17 @@ def split_capture(captured: bytes, rows: int, limit: int, columns: int) -> tuple
     screen, history = lines[len(lines) - rows :], lines[: max(0, len(lines) - rows)]
     cap = columns * LINE_BYTES_PER_COLUMN
     out = []
-    for line in history[max(0, len(history) - limit) :] if limit else []:
+    # tmux writes changes of attributes only: a line starts in the state the
+    # one before it ended in, and each of ours starts from a reset.
+    carried: list[bytes] = []
+    for i, line in enumerate(history):
         clean = _KEEP_SGR.sub(lambda m: m.group(1) or b"", line[:cap])
-        text = _C1.sub("", clean.decode("utf-8", "replace"))
-        out.append(text.encode() + b"\x1b[0m\r\n")
+        if limit and i >= len(history) - limit:
+            text = _C1.sub("", (b"".join(carried) + clean).decode("utf-8", "replace"))
+            out.append(text.encode() + b"\x1b[0m\r\n")
+        for sgr in _SGR.findall(clean):
+            reset = sgr in (b"\x1b[m", b"\x1b[0m") or sgr.startswith(b"\x1b[0;")
+            carried = [sgr] if reset else [*carried[-_MAX_CARRIED + 1 :], sgr]
     screen_text = "".join(plain(line).rstrip(" ") + "\n" for line in screen)
     screen_text += "\n" * (rows - len(screen))
     return b"".join(out), screen_text
