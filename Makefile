@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 NPM_STAMP := static/node_modules/.installed-stamp
 BUNDLE := static/dist/terminal.js
 
-.PHONY: run test test-py test-js lint types bench setup system test-system clean
+.PHONY: run test test-py test-js lint types bench setup system test-system clean clis capture
 
 run: setup
 	$(BIN)/gateway serve --demo
@@ -19,8 +19,8 @@ test: setup test-system
 	cd static && npm test
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway tests bench capture
+	$(BIN)/ruff format --check gateway tests bench capture
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -64,6 +64,18 @@ $(NPM_STAMP): static/package.json static/package-lock.json
 $(BUNDLE): $(NPM_STAMP) $(wildcard static/src/*)
 	cd static && npm run --silent build
 
+# The agent CLIs (Claude Code, Gemini CLI, Codex CLI), pinned, for the capture
+# tool and the tests that run them; ~760 MB. Codex's sandbox wants bubblewrap.
+CLIS_STAMP := capture/node_modules/.installed-stamp
+clis: $(CLIS_STAMP)
+$(CLIS_STAMP): capture/package.json capture/package-lock.json
+	cd capture && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Record the corpus in tests/fixtures/agents/ again (CAPTURE_ARGS: scenario names).
+capture: setup clis
+	$(BIN)/python -m capture $(CAPTURE_ARGS)
+
 # The gateway against direct ttyd, same run: prints a table, writes bench/results/latest.json.
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -73,4 +85,4 @@ bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) static/node_modules static/dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) static/node_modules static/dist capture/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -8,6 +8,8 @@ for the retained range.
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +27,9 @@ from gateway.screen.history import CHARS_PER_LINE
 from gateway.screen.reference import PyteScreen
 
 from .conftest import AgentFactory, eventually, timeout
-from .test_screen import palette
+from .test_screen import SGR, palette
+from .test_screen_backends import seen_as_tmux
+from .test_screen_backends import assert_same_cells_seen
 
 BACKENDS: list[Any] = [PyteScreen]
 if ghostty.UNAVAILABLE is None:
@@ -40,14 +44,23 @@ AGENT_LIKE = (
 )
 
 
-def cells_of(line: str, columns: int = 512) -> tuple[Cell, ...]:
-    """One line of SGR text as cells, blanks cut at the end, colours in one form."""
+def cells_of(line: str, columns: int = 512, *, seen: bool = False) -> tuple[Cell, ...]:
+    """One line of SGR text as cells, blanks cut at the end, colours in one form.
+
+    ``seen``: only what a viewer sees, for real programs' output. Nothing is
+    drawn in a blank cell's foreground (libghostty-vt's formatter keeps a
+    word's style over the space after it), and tmux's capture leaves out the
+    cells a program erased in a colour (CSI K with a background, as Claude
+    Code's prompt rows), so trailing blanks are cut whatever their background.
+    """
     screen = PyteScreen(columns, 1)
     screen.feed(line.encode())
     row = screen.state().lines[0]
     end = len(row)
-    while end and row[end - 1].data == " " and row[end - 1].bg == "default":
+    while end and row[end - 1].data == " " and (seen or row[end - 1].bg == "default"):
         end -= 1
+    if seen:
+        return tuple(map(seen_as_tmux, row[:end]))
     return tuple(c._replace(fg=palette(c.fg), bg=palette(c.bg)) for c in row[:end])
 
 
@@ -57,20 +70,35 @@ def history_lines(history: bytes) -> list[str]:
     return text.split("\r\n")[:-1]
 
 
+def standalone(lines: list[str]) -> list[str]:
+    """tmux's capture lines, each with the SGR state it starts in.
+
+    ``capture-pane -e`` writes a change of attributes only: a line starts in
+    the state the line before ended in (it says nothing when both are green).
+    """
+    out, carried = [], ""
+    for line in lines:
+        out.append(carried + line)
+        for sgr in SGR.findall(line):
+            reset = sgr in ("\x1b[m", "\x1b[0m") or sgr.startswith("\x1b[0;")
+            carried = sgr if reset else carried + sgr
+    return out
+
+
 async def tmux_history(agent: LocalAgent) -> list[str]:
     """The pane's history as tmux keeps it: capture-pane -e -S - without the screen."""
     rows = (await agent.pane_size())[1]
     captured = await agent.tmux("capture-pane", "-p", "-e", "-S", "-", "-t", agent.name)
-    lines = captured.split("\n")[:-1]
+    lines = standalone(captured.split("\n")[:-1])
     return lines[: len(lines) - rows]
 
 
-async def same_history(agent: LocalAgent, hub: Hub) -> bool:
+async def same_history(agent: LocalAgent, hub: Hub, *, seen: bool = False) -> bool:
     await hub.wait_emulated()
     ours = history_lines(hub.screen.history())
     theirs = (await tmux_history(agent))[-len(ours) :] if ours else []
-    return len(ours) > 0 and [cells_of(line) for line in ours] == [
-        cells_of(line) for line in theirs
+    return len(ours) > 0 and [cells_of(line, seen=seen) for line in ours] == [
+        cells_of(line, seen=seen) for line in theirs
     ]
 
 
@@ -86,13 +114,17 @@ def subsequence(ours: list[str], theirs: list[str]) -> bool:
 
 
 async def hub_for(
-    agent: LocalAgent, backend: Any, scrollback: int = 5000, pane: PaneHistory | None = None
+    agent: LocalAgent,
+    backend: Any,
+    scrollback: int = 5000,
+    pane: PaneHistory | None = None,
+    size: tuple[int, int] = (80, 24),
 ) -> Hub:
     hub = Hub(
         agent.name,
         Target(agent.url),
-        columns=80,
-        rows=24,
+        columns=size[0],
+        rows=size[1],
         backoff=Backoff(0.05, 0.2),
         screen=lambda c, r: backend(c, r, scrollback),
         pane=pane,
@@ -139,7 +171,8 @@ async def test_a_flood_is_tmuxs_history_once_taken_from_tmux(
     """What tmux never drew (it scrolls a screenful at most per read) comes from tmux itself.
 
     A viewer that watched the flood is repainted with it, whole; a stream
-    that never scrolls a screenful at once never asks tmux.
+    that never scrolls a screenful at once (nor clears it) asks tmux only
+    once, when it connects.
     """
     agent = await make_agent()
     pane = Asked(agent)
@@ -148,7 +181,9 @@ async def test_a_flood_is_tmuxs_history_once_taken_from_tmux(
         await run(hub, AGENT_LIKE)
         await eventually(lambda: same_history(agent, hub), message="history equals tmux")
         await asyncio.sleep(REPAIR_QUIET * 2)
-        assert pane.asked == 0
+        # Once: tmux's first redraw for a new client is a clear (output the
+        # gateway missed while it was away is in tmux's history); never again.
+        assert pane.asked == 1
         watching = hub.join()
         batches = watching.batches()
         frames = await asyncio.wait_for(anext(batches), timeout(10))
@@ -185,6 +220,69 @@ async def test_a_flood_keeps_what_tmux_drew_in_order(
         theirs = await tmux_history(agent)
         assert len(ours) >= 2 * 24  # at least the screens tmux drew
         assert subsequence([line for line in ours if line], theirs)
+    finally:
+        await hub.aclose()
+
+
+# --- the real agent CLIs --------------------------------------------------------
+
+# What Claude Code, Gemini CLI and Codex CLI wrote to their terminal, recorded
+# by `python -m capture` (capture/, tests/fixtures/agents/README.md); the
+# scenarios whose history is longer than a screen.
+AGENT_STREAMS = Path(__file__).resolve().parent / "fixtures" / "agents"
+WITH_HISTORY = sorted(
+    p.name.removesuffix(".pane.bin")
+    for p in AGENT_STREAMS.glob("*.pane.bin")
+    if len(p.with_name(p.name.replace(".pane.bin", ".history.ansi")).read_text().splitlines())
+    > 2 * 40
+)
+
+
+async def same_screen(agent: LocalAgent, hub: Hub) -> bool:
+    """A viewer painted with our screen sees every cell tmux's screen has."""
+    await hub.wait_emulated()
+    captured = await agent.tmux("capture-pane", "-p", "-e", "-t", agent.name)
+    viewer = PyteScreen(hub.screen.columns, hub.screen.rows)
+    viewer.feed(hub.screen.snapshot())
+    try:
+        assert_same_cells_seen(viewer, captured)
+    except AssertionError:
+        return False
+    return hub.screen.text() == SGR.sub("", captured)
+
+
+@pytest.mark.parametrize("name", WITH_HISTORY)
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_real_agents_stream_is_tmuxs_history(
+    make_agent: AgentFactory, workdir: Path, backend: Any, name: str
+) -> None:
+    """A real CLI's own output, played into a pane: our history and screen are tmux's.
+
+    Claude Code and Gemini CLI draw inline and scroll a long answer off the
+    top; Codex CLI inserts its history above its live area with scroll
+    regions. Whatever each does, the gateway's scrollback must be what tmux
+    keeps, line for line and colour for colour, and the screen below it too.
+    """
+    go, done = workdir / f"{name}.go", workdir / f"{name}.done"
+    command = [
+        sys.executable, "-m", "tests.replay",
+        str(AGENT_STREAMS / f"{name}.pane.bin"), str(AGENT_STREAMS / f"{name}.pane.times.json"),
+        str(go), str(done),
+    ]  # fmt: skip
+    agent = await make_agent(name="replay", command=command, columns=120, rows=40)
+    hub = await hub_for(agent, backend, pane=Asked(agent), size=(120, 40))
+    try:
+        go.touch()
+        await eventually(done.exists, within=timeout(60), message="replayed")
+        # A clear (Gemini CLI's redraws) erased tmux's history: ours follows
+        # at the next repair, at most REPAIR_INTERVAL after the one before.
+        await eventually(
+            lambda: same_history(agent, hub, seen=True),
+            within=timeout(30),
+            message="history equals tmux",
+        )
+        assert hub.screen.scrollback == len(await tmux_history(agent)) > 40
+        await eventually(lambda: same_screen(agent, hub), message="screen equals tmux")
     finally:
         await hub.aclose()
 
