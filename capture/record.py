@@ -340,6 +340,8 @@ def label_json(scenario: Scenario) -> dict[str, Any]:
     out: dict[str, Any] = {"state": label.state}
     if label.notes:
         out["notes"] = label.notes
+    if label.timeline:
+        out["timeline"] = list(label.timeline)
     if label.prompt is not None:
         p = label.prompt
         out["prompt"] = {

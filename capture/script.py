@@ -117,6 +117,8 @@ class Label:
     state: str
     prompt: Prompt | None = None
     notes: str = ""
+    #: The states the agent goes through, in order (others may come between).
+    timeline: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,11 @@ def _step(table: dict[str, Any], where: str) -> Step:
 
 
 def _label(table: dict[str, Any], where: str) -> Label:
-    _take(table, {"state": str, "prompt": dict, "notes": str}, where)
+    _take(table, {"state": str, "prompt": dict, "notes": str, "timeline": list}, where)
+    timeline = table.get("timeline", [])
+    bad = [s for s in timeline if s not in STATES]
+    if bad:
+        raise ScriptError(f"{where}: timeline has {bad[0]!r}, not a state")
     state = table.get("state", "")
     if state not in STATES:
         raise ScriptError(f"{where}: state must be one of {', '.join(STATES)}, not {state!r}")
@@ -220,7 +226,7 @@ def _label(table: dict[str, Any], where: str) -> Label:
             p["kind"], p.get("question", ""), p.get("subject", ""),
             p.get("selected", 1), tuple(options),
         )  # fmt: skip
-    return Label(state, prompt, table.get("notes", ""))
+    return Label(state, prompt, table.get("notes", ""), tuple(timeline))
 
 
 def load(path: Path) -> Scenario:

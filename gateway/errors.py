@@ -6,6 +6,7 @@ boundary with ``raise ... from exc`` so callers catch ours only::
 
     GatewayError
     ├── ConfigError            the config file or a command-line value is invalid
+    │   └── ProfileError         an agent profile (gateway/awareness/profiles) is invalid
     ├── ProtocolError          a ttyd frame could not be parsed
     │   ├── PeerProtocolError  ... because the peer sent something malformed
     │   └── LocalProtocolError ... because we were asked to send something invalid
@@ -39,6 +40,10 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     """The configuration is invalid; the message is one line meant for a human."""
+
+
+class ProfileError(ConfigError):
+    """An agent profile cannot be used; the message names the file and the key."""
 
 
 class ProtocolError(GatewayError):

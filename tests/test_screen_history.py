@@ -28,8 +28,7 @@ from gateway.screen.reference import PyteScreen
 
 from .conftest import AgentFactory, eventually, timeout
 from .test_screen import SGR, palette
-from .test_screen_backends import seen_as_tmux
-from .test_screen_backends import assert_same_cells_seen
+from .test_screen_backends import assert_same_cells_seen, seen_as_tmux
 
 BACKENDS: list[Any] = [PyteScreen]
 if ghostty.UNAVAILABLE is None:

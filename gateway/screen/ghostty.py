@@ -114,6 +114,12 @@ class GhosttyScreen:
         text = bytes(ffi.buffer(value.ptr, value.len)).decode("utf-8", "replace")
         return text[:MAX_TITLE]
 
+    @property
+    def cursor(self) -> tuple[int, int, bool]:
+        """``(x, y, visible)``; a cursor waiting to wrap is in the last column."""
+        x = min(self._get("CURSOR_X", "uint16_t"), self._columns - 1)
+        return x, self._get("CURSOR_Y", "uint16_t"), bool(self._get("CURSOR_VISIBLE", "bool"))
+
     def feed(self, data: bytes) -> None:
         """Emulate ``data``; split anywhere, never raises, never answers."""
         self.offset += len(data)
@@ -200,16 +206,12 @@ class GhosttyScreen:
         """The screen for the HTTP API: size, title, cursor, modes and text rows."""
         modes = {name: self._mode(*mode) for name, mode in JSON_MODES.items()}
         modes["application_keypad"] = self._mode(_DECNKM)
-        visible = self._get("CURSOR_VISIBLE", "bool")
+        x, y, visible = self.cursor
         return {
             "columns": self._columns,
             "rows": self._rows,
             "title": self.title,
-            "cursor": {
-                "x": min(self._get("CURSOR_X", "uint16_t"), self._columns - 1),
-                "y": self._get("CURSOR_Y", "uint16_t"),
-                "visible": bool(visible),
-            },
+            "cursor": {"x": x, "y": y, "visible": visible},
             "modes": modes,
             "alternate_screen": self._get("ACTIVE_SCREEN", "int")
             == lib.GHOSTTY_TERMINAL_SCREEN_ALTERNATE,

@@ -176,6 +176,12 @@ class PyteScreen:
             piece = lines[start : start + HISTORY_PIECE_ROWS]
             yield "".join(line + "\r\n" for line in piece).encode("utf-8", "replace")
 
+    @property
+    def cursor(self) -> tuple[int, int, bool]:
+        """``(x, y, visible)``; a cursor waiting to wrap is drawn in the last column."""
+        cursor = self._screen.cursor
+        return min(cursor.x, self._screen.columns - 1), cursor.y, not cursor.hidden
+
     def text(self) -> str:
         """The screen as ``tmux capture-pane -p`` prints it: every row, trailing spaces cut."""
         return "".join(_row_text(row).rstrip(" ") + "\n" for row in self._rows())
@@ -200,19 +206,14 @@ class PyteScreen:
     def to_json(self) -> dict[str, Any]:
         """The screen for the HTTP API: size, title, cursor, modes and text rows."""
         screen = self._screen
-        cursor = screen.cursor
+        x, y, visible = self.cursor
         modes = {name: bit in screen.mode for name, bit in _JSON_MODES.items()}
         modes["application_keypad"] = screen.keypad_application
         return {
             "columns": screen.columns,
             "rows": screen.lines,
             "title": screen.title,
-            "cursor": {
-                # A cursor waiting to wrap is drawn in the last column.
-                "x": min(cursor.x, screen.columns - 1),
-                "y": cursor.y,
-                "visible": not cursor.hidden,
-            },
+            "cursor": {"x": x, "y": y, "visible": visible},
             "modes": modes,
             "alternate_screen": screen.main is not None,
             "lines": [_row_text(row).rstrip(" ") for row in self._rows()],

@@ -1,0 +1,1 @@
+"""Agent awareness: what each agent is doing, from its screen (see classify)."""
