@@ -14,7 +14,7 @@ BUNDLE := static/dist/terminal.js
 run: setup
 	$(BIN)/gateway serve --demo
 
-test: setup test-system
+test: setup test-system clis
 	$(BIN)/pytest $(PYTEST_ARGS)
 	cd static && npm test
 

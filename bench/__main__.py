@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.screen.base import BACKENDS
 
+from .awareness import b11_awareness
 from .harness import Stack
 from .replicas import run_replicas
 from .workloads import (
@@ -96,6 +97,8 @@ async def run(quick: bool, only: set[str], screen: str) -> list[Row]:
                 step.close()  # those not run: closed, not left to warn
         if not only or "B7" in only:
             rows += b7_emulator(300_000 if quick else 2_000_000)
+        if not only or "B11" in only:
+            rows += b11_awareness()
         if not only or only & {"B8", "B9", "B10"}:
             started = time.monotonic()
             rows += await run_replicas(stack, quick)

@@ -136,6 +136,41 @@ def frozen(pids: Iterable[int], name: str) -> Any:
             group.rmdir()
 
 
+def pane_command(scenario: Scenario, path: Path, work: Path, *, dump: bool = False) -> list[str]:
+    """The command of a pane that runs ``scenario``'s CLI offline, set up in ``work``.
+
+    The pane waits for a line before it starts (send it once the pane is
+    watched); the CLI is then typed at its shell, ``agent@demo:demo-project$``.
+    Also how the tests run a real CLI in a gateway's agent.
+    """
+    home, project = work / "home", work / "demo-project"
+    extra = clis.prepare(scenario, home, project)
+    cli = clis.CLIS.get(scenario.cli)
+    spec = {
+        "scenario": str(path),
+        "dialect": cli.dialect if cli else "",
+        "port": clis.PORT,
+        "log": str(work / "mock.jsonl"),
+        "dump": str(work / "dump") if dump else "",
+        "ready": str(work / "mock.ready"),
+        "pythonpath": str(REPO),
+        "project": str(project),
+        "env": {**clis.base_env(home, f"{NODE_BIN}:/usr/local/bin:/usr/bin:/bin"), **extra},
+    }
+    (work / "spec.json").write_text(json.dumps(spec))
+    return [
+        "unshare", "-n", "--", "env", f"PYTHONPATH={REPO}",
+        sys.executable, "-m", "capture.sandbox", str(work / "spec.json"),
+    ]  # fmt: skip
+
+
+async def end_pane(agent: LocalAgent) -> None:
+    """Kill everything the pane's sandbox started, daemons that left the pane included."""
+    with contextlib.suppress(Exception):
+        pane_pid = int(await agent.tmux("display-message", "-p", "-t", agent.name, "#{pane_pid}"))
+        _kill_all(_in_namespace(pane_pid))
+
+
 class Recorder:
     def __init__(self, scenario: Scenario, path: Path, work: Path, *, dump: bool = False):
         self.scenario = scenario
@@ -149,38 +184,17 @@ class Recorder:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LocalAgent]:
         s = self.scenario
-        home, project = self.work / "home", self.work / "demo-project"
-        extra = clis.prepare(s, home, project)
-        cli = clis.CLIS.get(s.cli)
-        path = f"{NODE_BIN}:/usr/local/bin:/usr/bin:/bin"
-        spec = {
-            "scenario": str(self.path),
-            "dialect": cli.dialect if cli else "",
-            "port": clis.PORT,
-            "log": str(self.work / "mock.jsonl"),
-            "dump": str(self.work / "dump") if self.dump else "",
-            "ready": str(self.work / "mock.ready"),
-            "pythonpath": str(REPO),
-            "project": str(project),
-            "env": {**clis.base_env(home, path), **extra},
-        }
-        (self.work / "spec.json").write_text(json.dumps(spec))
-        command = [
-            "unshare", "-n", "--", sys.executable, "-m", "capture.sandbox",
-            str(self.work / "spec.json"),
-        ]  # fmt: skip
-        os.environ["PYTHONPATH"] = str(REPO)
+        command = pane_command(s, self.path, self.work, dump=self.dump)
         agent = LocalAgent(
             "cap", command, self.work / "agent", find_ttyd(self.work),
             columns=s.columns, rows=s.rows,
         )  # fmt: skip
         await agent.start()
         self.agent = agent
-        pane_pid = int(await agent.tmux("display-message", "-p", "-t", agent.name, "#{pane_pid}"))
         try:
             yield agent
         finally:
-            _kill_all(_in_namespace(pane_pid))
+            await end_pane(agent)
             await agent.aclose()
 
     async def send(self, data: str) -> None:

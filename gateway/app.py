@@ -39,6 +39,7 @@ from . import config, metrics
 from .appkeys import (
     AUDIT,
     AUTH,
+    AWARENESS,
     BUNDLE,
     CONNECTIONS,
     CONTROL,
@@ -61,6 +62,7 @@ from .appkeys import (
 )
 from .audit import AuditLog
 from .auth import Authenticator, SessionStore, hash_password
+from .awareness.watch import Awareness
 from .bundle import Bundle
 from .config import Settings
 from .core.fleet import Fleet
@@ -164,8 +166,21 @@ def create_app(settings: Settings) -> web.Application:
             )
         )
         discovery.container_listeners.append(lambda agent_id, _: _container_changed(app, agent_id))
+    app[AWARENESS] = Awareness(
+        fleet,
+        profile_of=lambda agent_id: _profile_of(app, agent_id),
+        viewers_of=lambda hub: app[PRESENCE].fleet_wide(hub.agent_id, hub.statistics().viewers,
+                                                         {})[0],
+        on_change=lambda hub, _: app[EVENTS].publish(
+            "agent_state",
+            {"id": hub.agent_id, **app[AWARENESS].state_json(hub.agent_id)},
+            agent=hub.agent_id,
+        ),
+    )  # fmt: skip
+    app[METRICS].watch_awareness(app[AWARENESS])
     app.cleanup_ctx.append(_local_agents)
     app.cleanup_ctx.append(_fleet)
+    app.cleanup_ctx.append(_awareness)
     app.cleanup_ctx.append(_docker)
     app.cleanup_ctx.append(_activity)
     app.cleanup_ctx.append(lambda app: metrics.watch_loop_lag(app[METRICS]))
@@ -328,6 +343,22 @@ async def _fleet(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await fleet.aclose(WSCloseCode.GOING_AWAY)
+
+
+def _profile_of(app: web.Application, agent_id: str) -> str:
+    """The agent's ``profile``: its config's, its container's label, else detected."""
+    for agent in app[SETTINGS].agents:
+        if agent.id == agent_id:
+            return agent.profile
+    discovery = app.get(DISCOVERY)
+    container = None if discovery is None else discovery.container_of(agent_id)
+    return "auto" if container is None else container.profile
+
+
+async def _awareness(app: web.Application) -> AsyncIterator[None]:
+    """What each agent is doing: after the fleet, so it stops before the hubs do."""
+    async with running(app[AWARENESS].run(), "awareness"):
+        yield
 
 
 def _hub(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import web
 
 from .auth import Authenticator
+from .awareness.watch import Awareness
 from .bundle import Bundle
 from .config import Settings
 from .core.fleet import Fleet
@@ -78,5 +79,7 @@ LOGS = web.AppKey("logs", LogHub)
 METRICS = web.AppKey("metrics", Metrics)
 # Starting, ready or draining (GET /readyz).
 READINESS = web.AppKey("readiness", Readiness)
+# What each agent is doing, from its screen (gateway.awareness).
+AWARENESS = web.AppKey("awareness", Awareness)
 # This replica, with [redis] only: ownership of agents, their streams, Redis's health.
 REPLICA: web.AppKey[Node] = web.AppKey("replica")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .awareness.profile import PROFILES
 from .core import ttyd
 from .core.target import Target
 from .errors import ConfigError
@@ -65,6 +66,8 @@ class AgentSettings:
     credential: Secret | None = None
     columns: int = 120
     rows: int = 40
+    # Which CLI runs there (gateway/awareness/profiles), or "auto": detected.
+    profile: str = "auto"
 
     def target(self) -> Target:
         return Target(self.url, self.credential.reveal() if self.credential else None)
@@ -222,7 +225,9 @@ def _agent(raw: Any, index: int) -> AgentSettings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table")
     values = _take(
-        raw, where, {"id": str, "url": str, "credential": str, "columns": int, "rows": int}
+        raw,
+        where,
+        {"id": str, "url": str, "credential": str, "columns": int, "rows": int, "profile": str},
     )
     _require(values, where, "id", "url")
     agent_id = values["id"]
@@ -233,7 +238,10 @@ def _agent(raw: Any, index: int) -> AgentSettings:
         )
     columns, rows = ttyd.clamp_size(values.get("columns", 120), values.get("rows", 40))
     credential = Secret(values["credential"]) if "credential" in values else None
-    agent = AgentSettings(agent_id, values["url"], credential, columns, rows)
+    profile = values.get("profile", "auto")
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}.profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+    agent = AgentSettings(agent_id, values["url"], credential, columns, rows, profile)
     try:
         agent.target()
     except ConfigError as exc:

@@ -25,6 +25,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .audit import AuditLog
+from .awareness.profile import STATES
+from .awareness.watch import Awareness
 from .core.fleet import Fleet
 from .core.state import AgentState
 from .tasks import running
@@ -74,6 +76,32 @@ class FleetCollector(Collector):
         yield from (bytes_in, published, to_viewers, connects, resyncs, viewers, lag, queued, up)
 
 
+class AwarenessCollector(Collector):
+    """What the agents are doing: how many in each state, how long each has waited."""
+
+    def __init__(self, awareness: Awareness) -> None:
+        self._awareness = awareness
+
+    def collect(self) -> Iterator[Metric]:
+        by_state = GaugeMetricFamily(
+            "gateway_agents_by_state", "Agents in each state (gateway.awareness)", labels=["state"]
+        )
+        counts = dict.fromkeys(STATES, 0)
+        for agent_id in self._awareness.agent_ids():
+            verdict = self._awareness.verdict(agent_id)
+            counts[verdict.state if verdict else "unknown"] += 1
+        for state, count in counts.items():
+            by_state.add_metric([state], count)
+        waited = CounterMetricFamily(
+            "gateway_agent_waiting_seconds",
+            "Time spent waiting for an approval, an answer or a setup step",
+            labels=["agent"],
+        )
+        for agent_id, seconds in self._awareness.waited().items():
+            waited.add_metric([agent_id], seconds)
+        yield from (by_state, waited)
+
+
 class AuditCollector(Collector):
     """The audit trail's health: entries it could not write, and whether it writes."""
 
@@ -97,6 +125,12 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(FleetCollector(fleet))
         self.registry.register(AuditCollector(audit))
+        self.prompt_answers = Counter(
+            "gateway_prompt_answers",
+            "Answers to agents' prompts, by result (verified, unverified, or why refused)",
+            ["result"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "gateway_http_requests",
             "HTTP requests answered",
@@ -126,6 +160,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def watch_awareness(self, awareness: Awareness) -> None:
+        """Agents by state and their waiting time, read from ``awareness`` at scrape time."""
+        self.registry.register(AwarenessCollector(awareness))
 
 
 def route_of(request: web.Request) -> str:

@@ -95,3 +95,13 @@ async def test_the_metrics_scrape_is_read_and_a_refusal_is_an_error(
     refused = await gateway(agent, users=(User("admin", hash_password("pw"), Role.ADMIN),))
     with pytest.raises(RuntimeError, match="401"):
         await _scrape(SimpleNamespace(port=refused.port))  # type: ignore[arg-type]
+
+
+def test_b11_measures_a_look_on_every_recorded_screen() -> None:
+    from bench.awareness import b11_awareness
+
+    rows = b11_awareness(rounds=1)
+    metrics = {r["metric"]: r for r in rows}
+    assert "pyte: a look (text + classify), p50" in metrics
+    assert all(r["gateway"] > 0 for r in rows)
+    assert metrics["pyte: a look (text + classify), p50"]["note"].startswith("39 real screens")

@@ -101,6 +101,10 @@ def test_defaults(tmp_path: Path) -> None:
         ("[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\ncredential = 'x'\n", "user:password"),
         ("[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\nrows = true\n", "agents[0].rows must be int"),
         (
+            "[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\nprofile = 'vim'\n",
+            "agents[0].profile must be one of claude, gemini, codex, shell, auto, not 'vim'",
+        ),
+        (
             "[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\n[[agents]]\nid = 'a'\nurl = 'ws://h/ws'\n",
             "configured twice",
         ),

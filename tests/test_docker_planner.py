@@ -62,6 +62,21 @@ def test_the_url_label_wins() -> None:
     assert (container.agent_id, container.name, container.running) == ("a", "agent-1", True)
 
 
+def test_the_profile_label_is_taken_as_it_is_and_auto_without_it() -> None:
+    labels = {"gateway.agent": "a", "gateway.ttyd.url": "unix:/x.sock"}
+    plain = describe(inspect_document(labels), SETTINGS)
+    assert plain is not None
+    assert plain.profile == "auto"
+    # Checked where it is used (the awareness service logs an unknown one and
+    # detects the CLI): a label must not make the container unusable.
+    odd = describe(inspect_document({**labels, "gateway.profile": "x" * 100}), SETTINGS)
+    assert odd is not None
+    assert odd.profile == "x" * 32
+    named = describe(inspect_document({**labels, "gateway.profile": "codex"}), SETTINGS)
+    assert named is not None
+    assert named.profile == "codex"
+
+
 def test_the_configured_network_gives_the_address() -> None:
     doc = inspect_document(
         {"gateway.agent": "a", "gateway.ttyd.port": "7000"},

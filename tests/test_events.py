@@ -137,10 +137,11 @@ async def test_idle_streams_get_keepalive_comments(
 
     async def connected() -> bool:
         agents = (await (await client.get("/api/agents")).json())["agents"]
-        return bool(agents[0]["status"] == "connected")
+        return bool(agents[0]["status"] == "connected" and agents[0]["state"] == "idle")
 
-    # Else its connecting -> connected change may come after the snapshot.
-    await eventually(connected, message="the agent connected")
+    # Else its connecting -> connected change (or its shell's state, idle at
+    # its prompt) may come after the snapshot.
+    await eventually(connected, message="the agent connected, idle at its prompt")
     reader = await open_events(client)
     assert reader.response.headers["X-Accel-Buffering"] == "no"
     assert reader.response.headers["Cache-Control"] == "no-store"

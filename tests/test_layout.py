@@ -31,16 +31,27 @@ LAYERS: list[set[str]] = [
         "core.backoff",
         "core.ttyd",
         "screen.base",
+        "awareness",
+        "awareness.profile",
+        "awareness.classify",
         "config",
     },
     {"tasks", "logsafe", "seams", "auth", "shares", "audit", "events"},
     {"screen", "core"},
-    {"docker", "replica", "metrics", "local", "demo_agent", "bundle"},
+    {"docker", "replica", "metrics", "local", "demo_agent", "bundle", "awareness.watch"},
     {"appkeys"},
     {"web"},
     {"app", "cli", "__main__"},
 ]
-HANDLERS = {"web.api", "web.favicon", "web.login", "web.pages", "web.streams", "web.terminal"}
+HANDLERS = {
+    "web.api",
+    "web.favicon",
+    "web.login",
+    "web.pages",
+    "web.prompts",
+    "web.streams",
+    "web.terminal",
+}
 # web's own layers, lowest first (see gateway/web/__init__.py).
 WEB_LAYERS: list[set[str]] = [
     {"web.common", "web.closing", "web.sse", "web.wsmask"},

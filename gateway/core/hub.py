@@ -147,6 +147,8 @@ class Hub:
         self._backoff = backoff
         self._source_factory = source
         self._on_change = on_change
+        #: Inputs sent so far, by anyone (see gateway.awareness).
+        self.inputs = 0
         self.emulation_budget = budget or EmulationBudget()
         self.upstream = self._new_source(target)
         self._relay: Relay[Viewer] = Relay(viewer_queue_bytes)
@@ -349,6 +351,7 @@ class Hub:
         """Type into the agent's terminal; raises UpstreamUnavailable when down."""
         if self.upstream is None:
             raise UpstreamUnavailable(f"agent terminal is {self._status.state}")
+        self.inputs += 1  # a prompt's answer is refused after input it did not see
         await self.upstream.send(ttyd.Input(data))
 
     async def resize(

@@ -51,6 +51,9 @@ class Container:
     problem: str = ""
     # When it last started or stopped (RFC 3339), to pick among stopped ones.
     changed_at: str = ""
+    # The label <prefix>.profile: which CLI runs there ("auto": detected). As
+    # labelled: the awareness service warns of one it does not know.
+    profile: str = "auto"
 
     @property
     def running(self) -> bool:
@@ -110,6 +113,7 @@ def describe(
             state.get("StartedAt" if status == "running" else "FinishedAt", "")
             or attrs.get("Created", "")
         ),
+        profile=str(labels.get(f"{prefix}.profile", "auto"))[:32],
     )
 
 

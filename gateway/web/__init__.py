@@ -9,7 +9,7 @@ Layers, lowest first; a module imports only from those above it in this list
 * ``identity``: who is calling (cookies, bearer tokens, sessions), the auth
   middleware, and the registry of open connections with their access checks.
 * ``middleware`` (Host, Origin, errors, security headers) and ``accesslog``.
-* the handler modules: ``api``, ``favicon``, ``login``, ``pages``,
+* the handler modules: ``api``, ``favicon``, ``login``, ``pages``, ``prompts``,
   ``streams``, ``terminal``. They never import each other; what two of them need moves
   down into ``common`` or ``identity``.
 

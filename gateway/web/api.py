@@ -28,6 +28,7 @@ from .. import metrics
 from ..appkeys import (
     AUDIT,
     AUTH,
+    AWARENESS,
     DISCOVERY,
     METRICS,
     READINESS,
@@ -43,6 +44,8 @@ from ..users import Role
 from .common import agent_json, audit_input, fleet_of, json_error, read_object, text
 from .identity import ANONYMOUS, end_share, hub_of, session_of, user_of
 
+# Broadcast input is refused to agents in these states unless overridden.
+AWAITING = ("waiting_approval", "setup_required")
 SCREEN_WAIT = 2.0
 
 
@@ -191,8 +194,12 @@ async def broadcast_input(request: web.Request) -> web.Response:
         or not all(isinstance(a, str) for a in agents)
     ):
         raise BadRequest(f"'agents' must be a list of 1 to {MAX_BROADCAST} agent ids")
+    override = body.get("override", False)
+    if not isinstance(override, bool):
+        raise BadRequest("'override' must be true or false")
     user, fleet = user_of(request), fleet_of(request)
     ids = list(dict.fromkeys(agents))
+    awareness = request.app[AWARENESS]
 
     async def one(agent_id: str) -> dict[str, Any]:
         try:
@@ -201,6 +208,16 @@ async def broadcast_input(request: web.Request) -> web.Response:
             hub = fleet.get(agent_id)
         except AgentNotFound as exc:
             return {"ok": False, "error": "not_found", "message": str(exc)}
+        verdict = awareness.verdict(agent_id)
+        if not override and verdict is not None and verdict.state in AWAITING:
+            # A command line ends in Enter, which would take whatever option
+            # the agent's dialog has highlighted.
+            return {
+                "ok": False,
+                "error": "awaiting_approval",
+                "message": f"the agent is {verdict.state.replace('_', ' ')}: answer its prompt,"
+                ' or send with "override": true',
+            }
         try:
             async with asyncio.timeout(BROADCAST_TIMEOUT):
                 return await _send(request, hub, data, user.can_write)

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from ..appkeys import (
     AUDIT,
+    AWARENESS,
     DISCOVERY,
     FLEET,
     PRESENCE,
@@ -214,6 +215,8 @@ def agent_json(app: web.Application, hub: Hub) -> dict[str, Any]:
         "cols": stats.columns,
         "rows": stats.rows,
         "title": stats.title,
+        # What the agent is doing (gateway.awareness): state, since, reason, prompt.
+        **app[AWARENESS].state_json(hub.agent_id),
         "bytes_out": stats.offset,
         "upstream": None
         if stats.upstream is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, favicon, identity, login, middleware, pages, streams, terminal
+from . import api, favicon, identity, login, middleware, pages, prompts, streams, terminal
 
 
 def setup(app: web.Application) -> None:
@@ -25,6 +25,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/agents/{agent_id}/screen", api.screen)
     app.router.add_post("/api/agents/{agent_id}/input", api.agent_input)
     app.router.add_post("/api/input", api.broadcast_input)
+    app.router.add_get("/api/attention", prompts.attention)
+    app.router.add_post("/api/agents/{agent_id}/prompt/{fingerprint}/answer", prompts.answer)
     app.router.add_get("/api/audit", api.audit_entries)
     app.router.add_post("/api/agents/{agent_id}/shares", api.create_share)
     app.router.add_get("/api/shares", api.list_shares)

@@ -4,6 +4,7 @@
  * An agent's `status` is one of STATES (generated from gateway/core/state.py).
  */
 import { ATTENTION, NO_TERMINAL } from "./agent-state.js";
+import { needsAttention } from "./inbox-model.js";
 import { stateWord } from "./vocabulary.js";
 
 export class Wall {
@@ -49,6 +50,13 @@ export class Wall {
       Object.assign(agent, { bytes_out: data.bytes_out, title: data.title });
       return [data.id];
     }
+    if (kind === "agent_state") {
+      // What the agent is doing (gateway/awareness): its state, its prompt.
+      const agent = this.agents.get(data.id);
+      if (!agent) return [];
+      Object.assign(agent, data);
+      return [data.id];
+    }
     if (kind === "screen") {
       const agent = this.agents.get(data.id);
       if (!agent) return [];
@@ -74,9 +82,12 @@ export class Wall {
   }
 }
 
-/** Tiles that want a human go first, agents with no terminal (and nothing wrong) last. */
+/**
+ * Tiles that want a human go first (a terminal in trouble, or an agent
+ * waiting for someone), agents with no terminal (and nothing wrong) last.
+ */
 export function rank(agent) {
-  if (ATTENTION.has(agent.status)) return 0;
+  if (ATTENTION.has(agent.status) || needsAttention(agent)) return 0;
   if (NO_TERMINAL.has(agent.status)) return 2;
   return 1;
 }

@@ -15,6 +15,16 @@ import { presenceText } from "./presence.js";
 import { fitTile } from "./tile-fit.js";
 import { ENDED, LINK_WORDS, loginHref } from "./vocabulary.js";
 import { Wall, arrange, statusLabel } from "./wall-model.js";
+import {
+  Notifier,
+  activityWord,
+  age,
+  answerPath,
+  describeAnswer,
+  inboxItems,
+  needsAttention,
+  promptButtons,
+} from "./inbox-model.js";
 
 // A tile's screen is refetched at most this often.
 const SCREEN_REFRESH_MS = 1000;
@@ -53,7 +63,8 @@ function tile(id) {
   element.className = "tile";
   element.dataset.agent = id;
   element.innerHTML =
-    '<a class="open"><header><span class="name"></span><span class="state"></span></header>' +
+    '<a class="open"><header><span class="name"></span><span class="activity"></span>' +
+    '<span class="state"></span></header>' +
     '<div class="screen" aria-label="screen"><div class="grid"></div></div></a>' +
     '<footer><label class="pick" hidden><input type="checkbox"> select</label>' +
     '<span class="title"></span><span class="viewers"></span></footer>' +
@@ -82,6 +93,10 @@ function paint(agent) {
   state.textContent = statusLabel(agent);
   state.title = wall.stale ? "as last heard: the event feed is down" : agent.message || "";
   element.querySelector(".title").textContent = agent.title === agent.id ? "" : agent.title;
+  const activity = element.querySelector(".activity");
+  activity.textContent = activityWord(agent);
+  activity.dataset.state = agent.state || "unknown";
+  activity.dataset.attention = String(needsAttention(agent));
   element.querySelector(".viewers").textContent = presenceText(agent);
 }
 
@@ -162,6 +177,112 @@ function render(byUser = false) {
   }
   empty.hidden = shown.length > 0;
   updateCommand();
+  renderInbox();
+}
+
+// --- the attention inbox ------------------------------------------------------
+
+const inbox = document.getElementById("inbox");
+const inboxList = document.getElementById("inbox-list");
+const notifier = new Notifier();
+// One notification for whatever arrived in this long, fleet-wide.
+const NOTIFY_EVERY_MS = 2000;
+// A card's answer result, kept across redraws: id -> text.
+const answered = new Map();
+
+/** One card per agent waiting for someone: what it asks, and the buttons to answer. */
+function renderInbox() {
+  const items = inboxItems(wall.agents.values());
+  inbox.hidden = items.length === 0;
+  document.getElementById("inbox-count").textContent = items.length ? `(${items.length})` : "";
+  const now = Date.now() / 1000;
+  inboxList.replaceChildren(...items.map((agent) => card(agent, now)));
+}
+
+function card(agent, now) {
+  const item = document.createElement("li");
+  item.className = "card";
+  item.dataset.agent = agent.id;
+  item.dataset.state = agent.state;
+  const head = document.createElement("p");
+  const link = document.createElement("a");
+  link.href = `/agents/${encodeURIComponent(agent.id)}/`;
+  link.textContent = agent.id;
+  const what = document.createElement("span");
+  what.className = "what";
+  what.textContent = ` ${activityWord(agent)} · ${age(agent.state_since, now)}`;
+  head.append(link, what);
+  item.append(head);
+  const prompt = agent.prompt;
+  if (prompt) {
+    const question = document.createElement("p");
+    question.className = "question";
+    question.textContent = prompt.question;
+    item.append(question);
+    if (prompt.subject) {
+      const subject = document.createElement("pre");
+      subject.className = "subject";
+      subject.textContent = prompt.subject;
+      item.append(subject);
+    }
+    if (canWrite) {
+      const buttons = document.createElement("div");
+      buttons.className = "options";
+      for (const button of promptButtons(prompt)) {
+        const element = document.createElement("button");
+        element.type = "button";
+        element.dataset.role = button.role;
+        element.textContent = `${button.n}. ${button.label}`;
+        element.addEventListener("click", () => answer(agent.id, prompt.fingerprint, button.body));
+        buttons.append(element);
+      }
+      item.append(buttons);
+    }
+  }
+  const result = document.createElement("p");
+  result.className = "answer";
+  result.setAttribute("role", "status");
+  result.textContent = answered.get(agent.id) || "";
+  item.append(result);
+  return item;
+}
+
+async function answer(agentId, fingerprint, body) {
+  answered.set(agentId, "sending…");
+  renderInbox();
+  let status = 0;
+  let reply = null;
+  try {
+    ({ status, body: reply } = await api.postJson(answerPath(agentId, fingerprint), body));
+  } catch {
+    reply = { message: "no answer from the gateway" };
+  }
+  answered.set(agentId, `${timeStamp(new Date())} ${describeAnswer(status, reply)}`);
+  renderInbox();
+}
+
+function noteStates(ids) {
+  for (const id of ids) {
+    const agent = wall.agents.get(id);
+    if (agent) notifier.note(agent);
+    if (agent && !needsAttention(agent)) answered.delete(id);
+  }
+}
+
+function setUpNotifications() {
+  if (typeof Notification === "undefined") return;
+  const button = document.getElementById("notify");
+  button.hidden = Notification.permission !== "default";
+  button.addEventListener("click", async () => {
+    await Notification.requestPermission();
+    button.hidden = Notification.permission !== "default";
+  });
+  setInterval(() => {
+    const message = notifier.take();
+    if (message && Notification.permission === "granted") {
+      new Notification(message.title, { body: message.body, tag: message.tag });
+    }
+  }, NOTIFY_EVERY_MS);
 }
 
 function updateCommand() {
@@ -219,12 +340,17 @@ function listen() {
     if (kind === "snapshot") {
       wall.snapshot(data);
       for (const id of wall.agents.keys()) refreshScreen(id);
+      noteStates(wall.agents.keys());
     } else {
-      for (const id of wall.apply(kind, data)) if (kind === "activity") refreshScreen(id);
+      const ids = wall.apply(kind, data);
+      for (const id of ids) if (kind === "activity") refreshScreen(id);
+      if (kind !== "activity") noteStates(ids);
     }
     render();
   };
-  for (const kind of ["snapshot", "agent", "activity"]) source.addEventListener(kind, handle(kind));
+  for (const kind of ["snapshot", "agent", "activity", "agent_state"]) {
+    source.addEventListener(kind, handle(kind));
+  }
   source.addEventListener("open", () => showFeed("live", LINK_WORDS.live));
   source.addEventListener("error", async () => {
     // Down: every tile is only what was last heard. EventSource reconnects
@@ -273,5 +399,8 @@ grid.addEventListener("pointerleave", () => {
   pointerOnWall = false;
   render();
 });
+// Ages in the inbox move on by themselves.
+setInterval(renderInbox, 5000);
+setUpNotifications();
 whoAmI();
 listen();
