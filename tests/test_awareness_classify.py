@@ -352,3 +352,83 @@ def test_the_cadence_looks_after_quiet_and_at_most_every_busy_interval() -> None
     assert not cadence.looked(5.1)  # nothing new since
     assert not cadence.due(5.1 + IDLE_INTERVAL / 2)
     assert cadence.due(5.1 + IDLE_INTERVAL)  # time alone moves hysteresis on
+
+
+# --- what a hostile agent (or the model behind it) may print -----------------------
+
+CODEX_ASKING = _screen_of("codex-approval-bash")
+
+
+def _look(lines: tuple[str, ...] | list[str], profile: str = "claude") -> Any:
+    from gateway.awareness.classify import observe
+    from gateway.awareness.profile import builtin
+
+    return observe(builtin(profile), list(lines), HIDDEN, "")
+
+
+@pytest.mark.parametrize("digit", ["²", "①", "١", "߁", "９"])
+def test_digits_that_are_not_ascii_are_no_option_and_no_crash(digit: str) -> None:
+    lines = ["Do you want to proceed?", f"❯ {digit}. Yes", "  2. No", "Esc to cancel", *[""] * 36]
+    seen = _look(lines)
+    assert seen.prompt is None
+
+
+def test_a_dialog_quoted_above_the_real_one_is_not_the_one_shown() -> None:
+    """Prose drawing a harmless "Bash command" dialog above a real edit permission."""
+    fake = ["─" * 120, " Bash command", "   echo safe", " Do you want to proceed?", " ❯ 1. Yes",
+            "   2. Yes, and don’t ask again for: echo *", "   3. No", " Esc to cancel"]  # fmt: skip
+    lines = (fake + list(EDIT))[:40]
+    seen = _look(lines)
+    assert seen.prompt is not None
+    assert (seen.prompt.kind, seen.prompt.subject) == ("edit", "hello.py")
+
+
+def test_the_fingerprint_covers_the_command_between_question_and_menu() -> None:
+    swapped = [line.replace("$ python3 hello.py", "$ rm -rf ~") for line in CODEX_ASKING]
+    real, evil = _look(CODEX_ASKING, "codex"), _look(swapped, "codex")
+    assert real.prompt is not None
+    assert evil.prompt is not None
+    assert evil.prompt.subject == "rm -rf ~"
+    assert evil.prompt.fingerprint != real.prompt.fingerprint
+
+
+def test_a_prompt_that_went_and_came_back_is_a_new_one() -> None:
+    tracker = Tracker("claude")
+    tracker.update(_at(0.0, ASKING))
+    assert tracker.update(_at(1.0, None)).settled
+    tracker.update(_at(1.1, IDLE))  # answered outside the gateway: gone (hysteresis holds)
+    again = tracker.update(_at(1.3, ASKING, inputs=1))  # the same command asked again
+    assert again.prompt is not None
+    assert (again.prompt.first_seen_at, again.settled, again.inputs_at_prompt) == (1.3, False, 1)
+
+
+def test_an_option_past_nine_has_no_key_and_controls_are_shown_not_obeyed() -> None:
+    menu = [f"  {n}. Option {n}" for n in range(1, 13)]
+    lines = [
+        "Do you want to make this edit to \u202erm -rf.py?",
+        *menu,
+        "Esc to cancel",
+        *[""] * 26,
+    ]
+    seen = _look(lines)
+    assert seen.prompt is not None
+    assert [o.key for o in seen.prompt.options][8:] == ["9", "", "", ""]
+    shown = seen.prompt.to_json()  # what leaves the gateway: a browser would reorder it
+    assert shown["subject"] == "\\u202erm -rf.py"
+    assert "\u202e" not in json.dumps(shown, ensure_ascii=False)
+
+
+def test_an_answer_by_role_needs_exactly_one_option_with_it() -> None:
+    """Claude's plan dialog has three "yes"es: "approve_once" must not pick one of them."""
+    from gateway.awareness.classify import Option, Prompt
+    from gateway.web.prompts import _option
+
+    options = (Option(1, "Yes, and bypass permissions", "approve_once", "1"),
+               Option(2, "Yes, and manually approve edits", "approve_once", "2"),
+               Option(3, "No, keep planning", "deny", "esc"),
+               Option(10, "Tenth", "other", ""))  # fmt: skip
+    plan = Prompt("plan", "Would you like to proceed?", "", options, 1, "0" * 16, "claude.plan")
+    assert _option(plan, {"action": "approve_once"}) is None
+    assert _option(plan, {"action": "deny"}) == options[2]
+    assert _option(plan, {"action": "option", "n": 2}) == options[1]
+    assert _option(plan, {"action": "option", "n": 10}) is None  # no single key for it

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gateway.awareness.classify import Facts, Tracker, Verdict
 from gateway.awareness.watch import MAX_LOOKS, Awareness
 from gateway.core.hub import Hub
 from gateway.screen.reference import PyteScreen
@@ -57,3 +60,26 @@ def test_a_removed_agent_is_forgotten() -> None:
     awareness.tick()
     assert awareness.verdict("a001") is None
     assert awareness.agent_ids() == ["a000"]
+
+
+def test_one_agent_that_cannot_be_classified_stops_nobody(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault no real screen produces now (one did: a digit int() refused): injected."""
+    hubs, clock = fleet_of(3), Clock()
+    awareness = Awareness(hubs, clock=clock)
+    real = Tracker.update
+
+    def update(self: Tracker, facts: Facts) -> Verdict:
+        if facts.lines is not None and "boom" in facts.lines[0]:
+            raise ValueError("a screen the classifier chokes on")
+        return real(self, facts)
+
+    monkeypatch.setattr(Tracker, "update", update)
+    hubs[1].screen.feed(b"boom")
+    for _ in range(5):
+        clock.now += 0.5
+        awareness.tick()
+    assert awareness.verdict("a000") is not None
+    assert awareness.verdict("a002") is not None
+    assert "a001: its screen could not be classified" in caplog.text

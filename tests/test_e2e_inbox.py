@@ -39,7 +39,7 @@ async def test_the_inbox_shows_the_prompt_and_its_buttons_answer_it(
         await expect(card.locator(".question")).to_have_text(
             "Do you want to proceed?", timeout=timeout(60) * 1000
         )
-        await expect(card.locator(".subject")).to_have_text("python3 hello.py")
+        await expect(card.locator(".subject")).to_have_text("python3 hello.py\nRun hello.py")
         buttons = card.locator(".options button")
         await expect(buttons).to_have_text(
             ["1. Yes", "2. Yes, and don’t ask again for: python3 *", "3. No"]

@@ -115,7 +115,11 @@ async def test_approve_from_the_inbox_runs_the_command(
     async with script(client) as olga:
         try:
             prompt = await ask(olga, "yes", "Run hello.py")
-            assert (prompt["kind"], prompt["subject"]) == ("command", "python3 hello.py")
+            # The command, and what the model says it does (Claude shows both).
+            assert (prompt["kind"], prompt["subject"]) == (
+                "command",
+                "python3 hello.py\nRun hello.py",
+            )
             assert prompt["question"] == "Do you want to proceed?"
             roles = [(o["n"], o["role"], o["key"]) for o in prompt["options"]]
             assert roles == [

@@ -25,6 +25,7 @@ One look, in order (the first that holds wins):
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -64,6 +65,18 @@ _MENU_GAP: Final = 3
 _DETECTABLE: Final = ("claude", "gemini", "codex")
 
 
+def shown(text: str) -> str:
+    """``text`` with control and format characters (bidi overrides, zero widths) made visible.
+
+    An agent prints what it likes; a browser would reorder or hide these in
+    the inbox, and a terminal draws them otherwise: the two must not differ.
+    """
+    return "".join(
+        f"\\u{ord(c):04x}" if c != "\n" and unicodedata.category(c) in ("Cc", "Cf") else c
+        for c in text
+    )
+
+
 @dataclass(frozen=True)
 class Option:
     n: int
@@ -72,7 +85,7 @@ class Option:
     key: str
 
     def to_json(self) -> dict[str, object]:
-        return {"n": self.n, "label": self.label, "role": self.role, "key": self.key}
+        return {"n": self.n, "label": shown(self.label), "role": self.role, "key": self.key}
 
 
 @dataclass(frozen=True)
@@ -92,8 +105,8 @@ class Prompt:
     def to_json(self, wall_offset: float = 0.0) -> dict[str, object]:
         return {
             "kind": self.kind,
-            "question": self.question,
-            "subject": self.subject,
+            "question": shown(self.question),
+            "subject": shown(self.subject),
             "options": [o.to_json() for o in self.options],
             "selected": self.selected,
             "fingerprint": self.fingerprint,
@@ -164,7 +177,9 @@ def _option(line: str, marks: str) -> tuple[int, str, bool] | None:
     if selected:
         text = text[1:].lstrip()
     dot = text.find(". ")
-    if not 0 < dot <= 2 or not text[:dot].isdigit():
+    number = text[:dot]
+    # ASCII digits only: "²" and "١" are digits to str.isdigit, not to int() or a key.
+    if not 0 < dot <= 2 or not (number.isascii() and number.isdigit()):
         return None
     label = text[dot + 2 :].strip()
     if not label:
@@ -174,8 +189,8 @@ def _option(line: str, marks: str) -> tuple[int, str, bool] | None:
 
 def _menu(
     lines: list[str], start: int, profile: Profile, footer: PromptRule | None
-) -> tuple[list[tuple[int, str, bool]], int] | None:
-    """The numbered block from ``start`` down: options 1, 2, ... and where it ended."""
+) -> tuple[list[tuple[int, str, bool]], int, int] | None:
+    """The numbered block from ``start`` down: options 1, 2, ..., where it began and ended."""
     marks = profile.selected_marks
     first = None
     for i in range(start, min(start + _MENU_START, len(lines))):
@@ -203,7 +218,7 @@ def _menu(
         gap += 1
         if gap > _MENU_GAP:
             break
-    return (options, end) if len(options) >= 2 else None
+    return (options, first, end) if len(options) >= 2 else None
 
 
 def _fingerprint(rule: PromptRule, context: list[str], options: list[tuple[int, str, bool]]) -> str:
@@ -218,16 +233,34 @@ def _fingerprint(rule: PromptRule, context: list[str], options: list[tuple[int, 
 
 
 def _prompt(lines: list[str], composer: int | None, profile: Profile) -> Prompt | None:
+    """The dialog lowest on the screen: the live one is drawn last, at the bottom.
+
+    Model prose above it may quote any dialog (a fake "Bash command" above a
+    real edit permission): whichever rule matches higher up loses.
+    """
+    best: tuple[int, Prompt] | None = None
     for rule in profile.prompts:
         found = _prompt_of(rule, lines, composer, profile)
-        if found is not None:
-            return found
-    return None
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    return None if best is None else best[1]
+
+
+def _dialog_top(lines: list[str], at: int, above: int) -> int:
+    """Where the dialog above line ``at`` starts: after a full-width rule, at most ``above`` up.
+
+    Claude Code draws one over each dialog; what is above it is transcript.
+    """
+    for i in range(at - 1, max(-1, at - above - 1), -1):
+        line = lines[i]
+        if len(line) >= 40 and set(line) <= {"─", "━"}:
+            return i + 1
+    return max(0, at - above)
 
 
 def _prompt_of(
     rule: PromptRule, lines: list[str], composer: int | None, profile: Profile
-) -> Prompt | None:
+) -> tuple[int, Prompt] | None:
     subject = ""
     if rule.question:
         at = None
@@ -274,17 +307,26 @@ def _prompt_of(
         if at < 0:
             return None
         question = lines[at]
-    options, end = menu
+    options, first, end = menu
     if rule.footer and rule.question:
         tail = lines[end + 1 : end + 6]
         if not any(p.search(line) for line in tail for p in rule.footer):
             return None
-    context = [line for line in lines[max(0, at - rule.subject_above) : at] if line]
+    top = _dialog_top(lines, at, rule.subject_above)
+    block = lines[top:at]
+    context = [line for line in block if line]
     if not subject and rule.subject_after is not None:
-        after = next((i for i, line in enumerate(context) if rule.subject_after.search(line)), None)
+        # The header nearest the dialog's top (a command may print one of its
+        # own lower down), then every line up to the blank one: the command
+        # and what the model says it does, all of it.
+        after = next((i for i, line in enumerate(block) if rule.subject_after.search(line)), None)
         if after is None:
             return None  # that header is what tells this dialog from the next rule's
-        subject = context[after + 1] if after + 1 < len(context) else ""
+        rest = block[after + 1 :]
+        while rest and not rest[0]:
+            rest = rest[1:]
+        cut = rest.index("") if "" in rest else len(rest)
+        subject = "\n".join(rest[:cut])
     elif not subject:
         for line in [*context, *lines[at + 1 : end]]:
             for pattern in rule.subject:
@@ -297,16 +339,19 @@ def _prompt_of(
     parsed = []
     for n, label, _ in options:
         role = profile.role_of(label)
-        key = "esc" if role == "deny" and profile.deny_key == "esc" else str(n)
+        # One key press per answer: an option past 9 has none (it is shown, not sent).
+        key = "esc" if role == "deny" and profile.deny_key == "esc" else str(n) if n <= 9 else ""
         parsed.append(Option(n, label, role, key))
     selected = next((n for n, _, sel in options if sel), None)
-    return Prompt(
+    return at, Prompt(
         kind=rule.kind,
         question=question,
         subject=subject,
         options=tuple(parsed),
         selected=selected,
-        fingerprint=_fingerprint(rule, [*context, question], options),
+        # All of the dialog: above the question, and what lies between it and
+        # the menu (Codex's "$ command" and "Reason:").
+        fingerprint=_fingerprint(rule, [*context, question, *lines[at + 1 : first]], options),
         rule=rule.id,
     )
 
@@ -439,6 +484,8 @@ class Tracker:
     _seen: Seen | None = field(default=None, init=False)
     #: The profile saw a state of its own: what it does not recognise is unknown now.
     _started: bool = field(default=False, init=False)
+    #: The prompt held was not on the screen at a look since (hysteresis kept it).
+    _prompt_gone: bool = field(default=False, init=False)
 
     def profile_for(self, facts: Facts) -> Profile:
         if self.profile != "auto":
@@ -484,11 +531,16 @@ class Tracker:
         now = facts.now
         if current is not None and seen.state == current.state and current.profile == profile:
             self._evidence_at = now
+            gone, self._prompt_gone = self._prompt_gone, False
             prompt = seen.prompt
             inputs_at = current.inputs_at_prompt
             if prompt is not None:
+                # The same dialog only if it was there at the last look: one
+                # that went and came back (the same command again) is new.
                 same = (
-                    current.prompt is not None and current.prompt.fingerprint == prompt.fingerprint
+                    current.prompt is not None
+                    and current.prompt.fingerprint == prompt.fingerprint
+                    and not gone
                 )
                 first = current.prompt.first_seen_at if same and current.prompt else now
                 inputs_at = current.inputs_at_prompt if same else facts.inputs
@@ -512,8 +564,12 @@ class Tracker:
             and now - self._evidence_at < LEAVE_AFTER
         ):
             # Not yet: a pause in a spinner, a repaint, a dialog being redrawn.
-            return replace(current, settled=False) if current.prompt else current
+            if current.prompt is not None:
+                self._prompt_gone = True
+                return replace(current, settled=False)
+            return current
         self._evidence_at = now
+        self._prompt_gone = False
         turn_ended = current is not None and current.state in ("working", *PROMPT_STATES)
         unread = seen.state == "idle" and turn_ended and facts.viewers == 0
         prompt = replace(seen.prompt, first_seen_at=now) if seen.prompt else None

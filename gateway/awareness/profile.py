@@ -217,8 +217,8 @@ class PromptRule:
     footer: tuple[re.Pattern[str], ...]
     #: Where the subject is when the question does not hold it.
     subject: tuple[re.Pattern[str], ...]
-    #: Lines above the question the subject may be on.
-    subject_above: int = 8
+    #: Lines above the question the dialog may start (the subject, the fingerprint).
+    subject_above: int = 30
     #: The subject is on the first line after this header (Claude's "Bash command").
     subject_after: re.Pattern[str] | None = None
 
@@ -314,7 +314,7 @@ def loads(text: str, source: str) -> Profile:
             _patterns(p, "question", where),
             _patterns(p, "footer", where),
             _patterns(p, "subject", where),
-            p.get("subject_above", 8),
+            p.get("subject_above", 30),
             safe_regex(p["subject_after"], f"{where}.subject_after")
             if "subject_after" in p
             else None,

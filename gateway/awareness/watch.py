@@ -143,7 +143,11 @@ class Awareness:
                 due.append((watch.cadence.last_look, hub, watch))
         due.sort(key=lambda item: item[0])
         for _, hub, watch in due[:MAX_LOOKS]:
-            self._update(hub, watch, now)
+            try:
+                self._update(hub, watch, now)
+            except Exception:  # one agent's screen must never stop the fleet's awareness
+                watch.cadence.looked(now)
+                log.exception("%s: its screen could not be classified", hub.agent_id)
 
     def _watch(self, hub: Hub) -> _Watch:
         watch = self._watches.get(hub.agent_id)

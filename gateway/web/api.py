@@ -44,8 +44,9 @@ from ..users import Role
 from .common import agent_json, audit_input, fleet_of, json_error, read_object, text
 from .identity import ANONYMOUS, end_share, hub_of, session_of, user_of
 
-# Broadcast input is refused to agents in these states unless overridden.
-AWAITING = ("waiting_approval", "setup_required")
+# Broadcast input is refused to agents in these states unless overridden: at
+# a dialog, the command line's Enter takes whatever option is highlighted.
+AWAITING = ("waiting_approval", "waiting_input", "setup_required")
 SCREEN_WAIT = 2.0
 
 
@@ -209,13 +210,15 @@ async def broadcast_input(request: web.Request) -> web.Response:
         except AgentNotFound as exc:
             return {"ok": False, "error": "not_found", "message": str(exc)}
         verdict = awareness.verdict(agent_id)
-        if not override and verdict is not None and verdict.state in AWAITING:
+        # The verdict, and a look now (a dialog that appeared since the last look).
+        states = {verdict.state if verdict else "unknown", awareness.look(hub).state}
+        if not override and states & set(AWAITING):
             # A command line ends in Enter, which would take whatever option
             # the agent's dialog has highlighted.
             return {
                 "ok": False,
                 "error": "awaiting_approval",
-                "message": f"the agent is {verdict.state.replace('_', ' ')}: answer its prompt,"
+                "message": "the agent is at a dialog: answer its prompt,"
                 ' or send with "override": true',
             }
         try:

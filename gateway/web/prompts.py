@@ -57,8 +57,11 @@ def _option(prompt: Prompt, body: dict[str, Any]) -> Any:
         n = body.get("n")
         if not isinstance(n, int) or isinstance(n, bool):
             raise BadRequest("'n' must be the option's number")
-        return next((o for o in prompt.options if o.n == n), None)
-    return prompt.option(str(action))
+        return next((o for o in prompt.options if o.n == n and o.key), None)
+    matching = [o for o in prompt.options if o.role == action]
+    # Two options with one role (Claude's plan dialog has three "yes"es): by
+    # number only, or the wrong one could be sent.
+    return matching[0] if len(matching) == 1 and matching[0].key else None
 
 
 async def answer(request: web.Request) -> web.Response:
@@ -85,7 +88,10 @@ async def answer(request: web.Request) -> web.Response:
         return refuse(409, "prompt_changed", "that prompt is not on the agent's screen now")
     option = _option(prompt, body)
     if option is None:
-        return refuse(422, "no_such_option", "the prompt has no such option")
+        return refuse(
+            422, "no_such_option",
+            "the prompt has no such option (or several with that role: answer by number)",
+        )  # fmt: skip
     if not verdict.settled:
         return refuse(409, "not_settled", "the prompt has only just appeared: look again")
     if hub.inputs != verdict.inputs_at_prompt:

@@ -60,17 +60,22 @@ export function age(since, nowSeconds) {
   return `${Math.floor(seconds / 3600)} h`;
 }
 
-/** The buttons a prompt card offers, in the prompt's order: label and what to POST. */
+/**
+ * The buttons a prompt card offers, in the prompt's order: label and what to
+ * POST. Always by number: two options may share a role (Claude's plan
+ * dialog has three "yes"es), and the button must send the one it says.
+ * An option with no key (numbered past 9) has no button.
+ */
 export function promptButtons(prompt) {
   if (!prompt) return [];
-  return prompt.options.map((option) => ({
-    label: option.label,
-    n: option.n,
-    role: option.role,
-    body: ["approve_once", "approve_always", "deny"].includes(option.role)
-      ? { action: option.role }
-      : { action: "option", n: option.n },
-  }));
+  return prompt.options
+    .filter((option) => option.key)
+    .map((option) => ({
+      label: option.label,
+      n: option.n,
+      role: option.role,
+      body: { action: "option", n: option.n },
+    }));
 }
 
 export const answerPath = (agentId, fingerprint) =>

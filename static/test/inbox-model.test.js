@@ -56,10 +56,11 @@ test("ages read as a person says them", () => {
   assert.equal(age(10, 5), "0 s"); // a clock a little behind is not negative
 });
 
-test("buttons answer by role, other options by number; paths are encoded", () => {
+test("buttons answer by number, the one they say; an option without a key has none", () => {
+  const plan = { ...PROMPT, options: [...PROMPT.options, { n: 10, label: "Tenth", role: "other", key: "" }] };
   assert.deepEqual(
-    promptButtons(PROMPT).map((b) => b.body),
-    [{ action: "approve_once" }, { action: "approve_always" }, { action: "deny" }, { action: "option", n: 4 }],
+    promptButtons(plan).map((b) => b.body),
+    [1, 2, 3, 4].map((n) => ({ action: "option", n })),
   );
   assert.deepEqual(promptButtons(null), []);
   assert.equal(answerPath("a/b", "f"), "/api/agents/a%2Fb/prompt/f/answer");
