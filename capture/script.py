@@ -35,20 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.awareness.classify import Option
+from gateway.awareness.profile import KINDS, ROLES, STATES
+
+# Labels use the classifier's own words: a label is what it must say.
+__all__ = ["CLIS", "KINDS", "ROLES", "STATES", "Label", "Option", "Prompt", "Reply",
+           "Scenario", "ScriptError", "Step", "load"]  # fmt: skip
+
 CLIS = ("claude", "gemini", "codex", "shell")
-STATES = (
-    "starting",
-    "working",
-    "waiting_approval",
-    "waiting_input",
-    "setup_required",
-    "idle",
-    "errored",
-    "exited",
-    "unknown",
-)
-ROLES = ("approve_once", "approve_always", "deny", "other")
-KINDS = ("command", "edit", "tool", "question", "plan", "trust", "setup")
 
 
 class ScriptError(ValueError):
@@ -93,14 +87,6 @@ class Step:
     wait: str = ""
     timeout: float = 30.0
     sleep: float = 0.0
-
-
-@dataclass(frozen=True)
-class Option:
-    n: int
-    label: str
-    role: str
-    key: str
 
 
 @dataclass(frozen=True)

@@ -30,19 +30,13 @@ from gateway.awareness.classify import (
 from gateway.screen.ghostty import UNAVAILABLE, GhosttyScreen
 from gateway.screen.reference import PyteScreen
 
+from .test_screen_backends import BACKENDS
+
 HERE = Path(__file__).resolve().parent
 RECORDED = HERE / "fixtures" / "agents"
 OLDER = HERE / "fixtures" / "agent-tui"
 WAITING = ("waiting_approval", "waiting_input", "setup_required")
 
-BACKENDS = [
-    pytest.param(PyteScreen, id="pyte"),
-    pytest.param(
-        GhosttyScreen,
-        id="ghostty",
-        marks=pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE)),
-    ),
-]
 #: None: the pieces ttyd sent; a number: pieces of that many bytes instead.
 CHUNKS = [None, 256, 4096]
 

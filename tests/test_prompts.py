@@ -211,11 +211,11 @@ async def test_what_is_refused_and_who_may_not_answer(
             assert (await answer(olga, "guarded", "../../x", action="deny")).status in (400, 404)
             # Too young: a prompt answered before it has held still.
             monkeypatch.setattr(classify, "SETTLE", 3600.0)
-            await _wait_unsettled(olga, "guarded")
+            await settled(olga, "guarded", False)
             young = await answer(olga, "guarded", fingerprint, action="approve_once")
             assert (young.status, (await young.json())["error"]) == (409, "not_settled")
             monkeypatch.setattr(classify, "SETTLE", 0.5)
-            await ask_settled(olga, "guarded")
+            await settled(olga, "guarded", True)
             # Someone typed since it appeared (the highlight moved): the click is stale.
             await type_into(olga, "guarded", "\x1b[A")
             raced = await answer(olga, "guarded", fingerprint, action="approve_once")
@@ -229,22 +229,14 @@ async def test_what_is_refused_and_who_may_not_answer(
             await end_pane(agent)
 
 
-async def _wait_unsettled(http: aiohttp.ClientSession, agent_id: str) -> None:
-    """With SETTLE raised, the prompt counts as young again from the next look."""
+async def settled(http: aiohttp.ClientSession, agent_id: str, want: bool) -> None:
+    """Until the agent's prompt is (or, with SETTLE raised, is no longer) answerable."""
 
-    async def young() -> bool:
+    async def holds() -> bool:
         prompt = (await agent_of(http, agent_id))["prompt"]
-        return bool(prompt and not prompt["settled"])
+        return bool(prompt and prompt["settled"] is want)
 
-    await eventually(young, message="the prompt unsettled")
-
-
-async def ask_settled(http: aiohttp.ClientSession, agent_id: str) -> None:
-    async def settled() -> bool:
-        prompt = (await agent_of(http, agent_id))["prompt"]
-        return bool(prompt and prompt["settled"])
-
-    await eventually(settled, message="the prompt settled again")
+    await eventually(holds, message=f"the prompt settled: {want}")
 
 
 async def _shows(agent: LocalAgent, text: str) -> bool:
