@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from gateway.awareness.profile import BUILTIN, PROBE_LIMIT, builtin, loads, safe_regex
+from gateway.awareness.profile import BUILTIN, PROBE_LIMIT, _probe, builtin, loads, safe_regex
 from gateway.errors import ConfigError, ProfileError
 
 MINIMAL = 'name = "mine"\ncomposer = ["^> "]\n'
@@ -59,9 +57,8 @@ def test_every_shipped_pattern_is_fast_on_hostile_lines(name: str) -> None:
     hostile = ["│ " * 250, "❯ " * 250, "1. " * 166, "? Shell " * 60, "\u202e" * 500, "🤖" * 250]
     for pattern in patterns:
         for line in hostile:
-            started = time.perf_counter()
-            pattern.search(line)
-            assert time.perf_counter() - started < PROBE_LIMIT, (pattern.pattern, line[:10])
+            # CPU time, the least of tries: a busy machine is not a slow pattern.
+            assert _probe(pattern, line) < PROBE_LIMIT, (pattern.pattern, line[:10])
 
 
 @pytest.mark.parametrize(
